@@ -1,0 +1,196 @@
+/*
+ * libntsntp: the NTP/NTS server core, sans I/O and stateless.
+ *
+ * Two calls per request (chrony's nts_ntp_server.c order of work):
+ *
+ *   ntsntp_server_ctx ctx;               // on the caller's stack
+ *   ntsntp_server_prepare(srv, req, len, rx_ts, &ctx);
+ *   if (ctx.verdict != NTSNTP_SERVER_DROP) {
+ *     tx = read_clock();                  // as late as possible
+ *     n = ntsntp_server_finish(srv, &ctx, tx, out, sizeof(out));
+ *   }
+ *
+ * prepare parses the request, opens the NTS cookie, verifies the
+ * authenticator, seals the new cookies and picks the response nonce: all the
+ * expensive work.  finish writes the header with the transmit timestamp and
+ * seals the response (one AES-SIV operation for NTS).  Neither allocates.
+ * An output buffer as large as the request always suffices: the response is
+ * never longer than the request (no amplification).
+ *
+ * |ctx| points into |req|; keep |req| unchanged until finish returns.
+ * A server object may be used by several threads at once; the clock state it
+ * serves is copied in by ntsntp_server_set_clock (see there).
+ */
+#ifndef NTSNTP_SERVER_H
+#define NTSNTP_SERVER_H
+
+#include "ntsntp/cookie.h"
+#include "ntsntp/pkt.h"
+#include "ntsntp/ts.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What the server serves: the state of its clock, in wire units. */
+typedef struct ntsntp_clock_state {
+  uint8_t leap;    /* NTSNTP_LEAP_*; UNSYNC while not synchronised */
+  uint8_t stratum; /* 1..15; 16 while not synchronised */
+  int8_t precision;
+  uint32_t refid;
+  uint64_t ref_ts;     /* NTP-64 time of the last clock update */
+  uint32_t root_delay; /* NTP short format */
+  uint32_t root_disp;  /* NTP short format, at |ref_ts| */
+  /* Dispersion growth (RFC 5905 PHI, 15e-6 s/s) applied per response
+   * from ref_ts to the receive time; 0 for a local reference clock. */
+  double disp_rate;
+} ntsntp_clock_state;
+
+/* The local clock mode (NTP_SERVERS=127.127.1.1): like chrony's
+ * `local stratum N`: leap 0, refid 127.127.1.1. */
+NTSNTP_EXTERN void ntsntp_clock_state_local(ntsntp_clock_state *cs,
+                                            uint8_t stratum, uint64_t now);
+
+typedef enum ntsntp_server_verdict {
+  NTSNTP_SERVER_DROP = 0,
+  NTSNTP_SERVER_RESPOND = 1,     /* normal (or authenticated) response */
+  NTSNTP_SERVER_RESPOND_NAK = 2, /* NTS NAK: KoD "NTSN", UID echoed */
+  NTSNTP_SERVER_RESPOND_KOD = 3  /* other KoD (RATE), no NTS */
+} ntsntp_server_verdict;
+
+/* Why a request was answered or dropped; one counter each. */
+typedef enum ntsntp_server_reason {
+  NTSNTP_REASON_OK = 0,
+  NTSNTP_REASON_TOO_SHORT,     /* < 48 bytes */
+  NTSNTP_REASON_BAD_VERSION,   /* version not 3 or 4 */
+  NTSNTP_REASON_BAD_MODE,      /* not a client (mode 3) request */
+  NTSNTP_REASON_BAD_EF,        /* extension fields malformed */
+  NTSNTP_REASON_NTS_MALFORMED, /* NTS fields missing, duplicated, misplaced */
+  NTSNTP_REASON_NTS_OFF,       /* NTS request but NTS is not configured */
+  NTSNTP_REASON_BAD_COOKIE,    /* NAK: cookie did not open */
+  NTSNTP_REASON_UNKNOWN_KEY,   /* NAK: cookie key no longer in the ring */
+  NTSNTP_REASON_AUTH_FAILED,   /* NAK: authenticator did not verify */
+  NTSNTP_REASON_RATELIMIT,     /* rate limited (KoD RATE or drop) */
+  NTSNTP_REASON_DENIED,        /* refused by access control */
+  NTSNTP_REASON_INTERNAL,      /* crypto backend failure */
+  NTSNTP_REASON_COUNT
+} ntsntp_server_reason;
+
+/* A short name for |r| ("bad-mode", ...), for logs and metrics labels. */
+NTSNTP_EXTERN const char *ntsntp_server_reason_name(ntsntp_server_reason r);
+
+#define NTSNTP_SERVER_MAX_COOKIES 8
+#define NTSNTP_SERVER_NONCE_LEN 16
+
+/* Per-request state between prepare and finish.  Fixed size, no heap. */
+typedef struct ntsntp_server_ctx {
+  ntsntp_server_verdict verdict;
+  ntsntp_server_reason reason;
+  size_t req_len;
+  uint8_t version;
+  int8_t poll;
+  uint64_t client_tx;
+  uint64_t rx_ts;
+  int nts;               /* authenticated NTS request */
+  const uint8_t *uid_ef; /* whole Unique Identifier field, in the request */
+  size_t uid_ef_len;
+  int aead;
+  unsigned n_cookies; /* new cookies in |pt| */
+  size_t pt_len;      /* plaintext: the new cookie fields */
+  uint8_t nonce[NTSNTP_SERVER_NONCE_LEN];
+  /* The S2C AEAD with its key schedule done in prepare (opaque). */
+  union {
+    uint64_t align;
+    uint8_t b[1024];
+  } s2c;
+  uint8_t pt[NTSNTP_SERVER_MAX_COOKIES * (4 + NTSNTP_COOKIE_MAX_LEN)];
+} ntsntp_server_ctx;
+
+typedef struct ntsntp_server_settings {
+  /* Key ring for NTS cookies; NULL serves plain NTP only. */
+  const ntsntp_keyring *keyring;
+  /* Randomness for response nonces.  Default ntsntp_rand_default. */
+  ntsntp_rand_fn rand;
+  void *rand_user;
+  const ntsntp_mem *mem;
+} ntsntp_server_settings;
+
+NTSNTP_EXTERN void ntsntp_server_settings_default(ntsntp_server_settings *s);
+
+typedef struct ntsntp_server ntsntp_server;
+
+/* Errors: INVALID_ARG, NOMEM. */
+NTSNTP_EXTERN int ntsntp_server_new(ntsntp_server **psrv,
+                                    const ntsntp_server_settings *s);
+NTSNTP_EXTERN void ntsntp_server_del(ntsntp_server *srv);
+
+/*
+ * Publishes a new clock state.  Safe while other threads call prepare and
+ * finish: readers see either the old or the new state, never a mix
+ * (sequence lock, no lock on the read path).  Call from one thread.
+ */
+NTSNTP_EXTERN void ntsntp_server_set_clock(ntsntp_server *srv,
+                                           const ntsntp_clock_state *cs);
+
+/* Reads the clock state being served (a consistent copy). */
+NTSNTP_EXTERN void ntsntp_server_get_clock(const ntsntp_server *srv,
+                                           ntsntp_clock_state *cs);
+
+/*
+ * Judges |req| received at |rx_ts| (NTP-64) and prepares the response in
+ * |ctx|.  Returns ctx->verdict.  ctx->reason says why; a DROP is never an
+ * error of the server, and nothing is answered for it.
+ */
+NTSNTP_EXTERN ntsntp_server_verdict
+ntsntp_server_prepare(const ntsntp_server *srv, const uint8_t *req,
+                      size_t len, uint64_t rx_ts, ntsntp_server_ctx *ctx);
+
+/*
+ * Turns a RESPOND verdict into a RATE KoD (rate limiter's decision, made
+ * between prepare and finish).  NTS requests get no KoD: they are dropped
+ * (the verdict becomes DROP), since an unauthenticated KoD is ignored by NTS
+ * clients and would only help spoofers.
+ */
+NTSNTP_EXTERN void ntsntp_server_ctx_ratelimit(ntsntp_server_ctx *ctx);
+
+/*
+ * Writes the response with transmit timestamp |tx_ts| into |out|.
+ * Returns its length (<= ctx->req_len), or NOBUF, STATE (verdict DROP),
+ * CRYPTO.  Wipes the keys in |ctx|.
+ */
+NTSNTP_EXTERN ntsntp_ssize ntsntp_server_finish(const ntsntp_server *srv,
+                                                ntsntp_server_ctx *ctx,
+                                                uint64_t tx_ts, uint8_t *out,
+                                                size_t outlen);
+
+/* Wipes |ctx| without answering (after a DROP decided by the caller). */
+NTSNTP_EXTERN void ntsntp_server_ctx_clear(ntsntp_server_ctx *ctx);
+
+/* Counters a runtime keeps per worker and merges on read. */
+typedef struct ntsntp_server_stats {
+  uint64_t received;
+  uint64_t responded; /* all responses, NAKs and KoDs included */
+  uint64_t dropped;   /* sum of drops[] */
+  uint64_t nts_authenticated;
+  uint64_t naks;
+  uint64_t kods;
+  uint64_t cookies_issued;
+  uint64_t rx_kernel_ts;
+  uint64_t rx_daemon_ts;
+  uint64_t tx_errors; /* responses that could not be sent */
+  uint64_t reasons[NTSNTP_REASON_COUNT];
+} ntsntp_server_stats;
+
+/* Accounts one request judged by prepare (and finished, if answered). */
+NTSNTP_EXTERN void ntsntp_server_stats_count(ntsntp_server_stats *st,
+                                             const ntsntp_server_ctx *ctx);
+
+/* dst += src, field by field. */
+NTSNTP_EXTERN void ntsntp_server_stats_add(ntsntp_server_stats *dst,
+                                           const ntsntp_server_stats *src);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NTSNTP_SERVER_H */

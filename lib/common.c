@@ -1,0 +1,88 @@
+/* libntsntp: errors, allocator, randomness and secret hygiene. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+
+#include "ntsntp/common.h"
+
+const char *ntsntp_strerror(int err) {
+  switch (err) {
+  case NTSNTP_OK: return "success";
+  case NTSNTP_ERR_MALFORMED: return "malformed input";
+  case NTSNTP_ERR_TRUNCATED: return "truncated input";
+  case NTSNTP_ERR_BAD_EF: return "bad extension field";
+  case NTSNTP_ERR_BAD_VERSION: return "unsupported NTP version";
+  case NTSNTP_ERR_BAD_MODE: return "unexpected NTP mode";
+  case NTSNTP_ERR_BAD_RECORD: return "bad NTS-KE record";
+  case NTSNTP_ERR_TOO_LARGE: return "input too large";
+  case NTSNTP_ERR_UNSUPPORTED: return "not supported";
+  case NTSNTP_ERR_BAD_KEYFILE: return "bad key file";
+  case NTSNTP_ERR_BAD_CONFIG: return "bad configuration";
+  case NTSNTP_ERR_ACL: return "refused by access control";
+  case NTSNTP_ERR_RATELIMIT: return "rate limited";
+  case NTSNTP_ERR_AUTH: return "authentication failed";
+  case NTSNTP_ERR_BAD_COOKIE: return "bad cookie";
+  case NTSNTP_ERR_UNKNOWN_KEY: return "unknown cookie key";
+  case NTSNTP_ERR_TLS: return "TLS failure";
+  case NTSNTP_ERR_NAK: return "NTS NAK received";
+  case NTSNTP_ERR_KOD: return "Kiss-o'-Death received";
+  case NTSNTP_ERR_INVALID_ARG: return "invalid argument";
+  case NTSNTP_ERR_NOBUF: return "output buffer too small";
+  case NTSNTP_ERR_STATE: return "invalid state";
+  case NTSNTP_ERR_AGAIN: return "try again";
+  case NTSNTP_ERR_TIMEOUT: return "timed out";
+  case NTSNTP_ERR_CLOSED: return "closed";
+  case NTSNTP_ERR_NOT_FOUND: return "not found";
+  case NTSNTP_ERR_NOMEM: return "out of memory";
+  case NTSNTP_ERR_CRYPTO: return "crypto backend failure";
+  case NTSNTP_ERR_IO: return "I/O error";
+  case NTSNTP_ERR_CALLBACK_FAILURE: return "callback failure";
+  default: return "unknown error";
+  }
+}
+
+int ntsntp_err_is_fatal(int err) { return err <= -500; }
+
+static void *d_malloc(size_t n, void *u) { (void)u; return malloc(n); }
+static void d_free(void *p, void *u) { (void)u; free(p); }
+static void *d_calloc(size_t a, size_t b, void *u) { (void)u; return calloc(a, b); }
+static void *d_realloc(void *p, size_t n, void *u) { (void)u; return realloc(p, n); }
+
+static const ntsntp_mem default_mem = {NULL, d_malloc, d_free, d_calloc, d_realloc};
+
+const ntsntp_mem *ntsntp_mem_default(void) { return &default_mem; }
+
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+/* Deterministic randomness so fuzz runs are reproducible. */
+int ntsntp_rand_default(void *user, uint8_t *buf, size_t len) {
+  static uint64_t state = 0x9e3779b97f4a7c15ULL;
+  size_t i;
+  (void)user;
+  for (i = 0; i < len; i++) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    buf[i] = (uint8_t)(state >> 56);
+  }
+  return 0;
+}
+#else
+int ntsntp_rand_default(void *user, uint8_t *buf, size_t len) {
+  (void)user;
+  return gnutls_rnd(GNUTLS_RND_KEY, buf, len) == 0 ? 0 : -1;
+}
+#endif
+
+void ntsntp_secure_clear(void *p, size_t len) {
+  if (p && len)
+    gnutls_memset(p, 0, len);
+}
+
+int ntsntp_ct_memcmp(const void *a, const void *b, size_t len) {
+  const volatile uint8_t *x = a, *y = b;
+  uint8_t d = 0;
+  size_t i;
+  for (i = 0; i < len; i++)
+    d |= x[i] ^ y[i];
+  return d != 0;
+}

@@ -1,0 +1,98 @@
+/* NTP time formats: conversions, eras, short format. */
+#include <check.h>
+#include <math.h>
+
+#include "ntsntp/ts.h"
+#include "testutil.h"
+
+START_TEST(test_unix_epoch) {
+  struct timespec t = {0, 0}, back;
+  uint64_t ts = ntsntp_ts_from_timespec(&t);
+  ck_assert_uint_eq(ts >> 32, NTSNTP_UNIX_OFFSET);
+  ck_assert_uint_eq(ts & 0xffffffffu, 0);
+  ntsntp_ts_to_timespec(ts, 0, &back);
+  ck_assert_int_eq(back.tv_sec, 0);
+  ck_assert_int_eq(back.tv_nsec, 0);
+}
+END_TEST
+
+START_TEST(test_fraction_roundtrip) {
+  struct timespec t, back;
+  long ns;
+  for (ns = 0; ns < 1000000000L; ns += 999983) {
+    t.tv_sec = 1700000000;
+    t.tv_nsec = ns;
+    ntsntp_ts_to_timespec(ntsntp_ts_from_timespec(&t), 1700000000, &back);
+    ck_assert_int_eq(back.tv_sec, t.tv_sec);
+    ck_assert_int_le(labs(back.tv_nsec - ns), 1);
+  }
+  t.tv_nsec = 999999999;
+  ntsntp_ts_to_timespec(ntsntp_ts_from_timespec(&t), 1700000000, &back);
+  ck_assert(back.tv_sec == t.tv_sec || (back.tv_sec == t.tv_sec + 1 && back.tv_nsec == 0));
+}
+END_TEST
+
+/* 2036-02-07T06:28:16Z is the start of NTP era 1. */
+START_TEST(test_era_rollover) {
+  struct timespec t, back;
+  int64_t era1 = 2085978496LL;
+  int64_t secs[] = {era1 - 1, era1, era1 + 1, era1 + 86400 * 365LL};
+  size_t i;
+  for (i = 0; i < 4; i++) {
+    t.tv_sec = (time_t)secs[i];
+    t.tv_nsec = 500000000;
+    ntsntp_ts_to_timespec(ntsntp_ts_from_timespec(&t), era1, &back);
+    ck_assert_int_eq(back.tv_sec, secs[i]);
+    ntsntp_ts_to_timespec(ntsntp_ts_from_timespec(&t), NTSNTP_TS_DEFAULT_PIVOT,
+                          &back);
+    ck_assert_int_eq(back.tv_sec, secs[i]);
+  }
+  /* Era 0 timestamps near the pivot stay in era 0. */
+  t.tv_sec = 1000000000;
+  t.tv_nsec = 0;
+  ntsntp_ts_to_timespec(ntsntp_ts_from_timespec(&t), NTSNTP_TS_DEFAULT_PIVOT,
+                        &back);
+  ck_assert_int_eq(back.tv_sec, 1000000000);
+  /* Pivot far before: 1958-01-20 is inside the window. */
+  t.tv_sec = -377000000;
+  ntsntp_ts_to_timespec(ntsntp_ts_from_timespec(&t), NTSNTP_TS_DEFAULT_PIVOT,
+                        &back);
+  ck_assert_int_eq(back.tv_sec, -377000000);
+}
+END_TEST
+
+START_TEST(test_diff_across_era) {
+  uint64_t a = 0x0000000180000000ULL; /* era 1, 1.5 s */
+  uint64_t b = 0xffffffff00000000ULL; /* era 0, last second */
+  ck_assert(fabs(ntsntp_ts_diff(a, b) - 2.5) < 1e-9);
+  ck_assert(fabs(ntsntp_ts_diff(b, a) + 2.5) < 1e-9);
+  ck_assert(fabs(ntsntp_ts_diff(ntsntp_ts_add(b, 0.25), b) - 0.25) < 1e-9);
+  ck_assert(fabs(ntsntp_ts_diff(ntsntp_ts_add(b, -1e-6), b) + 1e-6) < 1e-9);
+}
+END_TEST
+
+START_TEST(test_short_format) {
+  ck_assert_uint_eq(ntsntp_short_from_double(1.0), 0x00010000u);
+  ck_assert_uint_eq(ntsntp_short_from_double(0.5), 0x00008000u);
+  ck_assert_uint_eq(ntsntp_short_from_double(-1.0), 0);
+  ck_assert_uint_eq(ntsntp_short_from_double(NAN), 0);
+  ck_assert_uint_eq(ntsntp_short_from_double(1e9), UINT32_MAX);
+  /* Rounded up: never claim less delay or dispersion than there is. */
+  ck_assert_uint_eq(ntsntp_short_from_double(1e-9), 1);
+  ck_assert(fabs(ntsntp_short_to_double(0x00018000u) - 1.5) < 1e-12);
+  ck_assert_uint_eq(ntsntp_ts_from_double(-3), 0);
+  ck_assert(fabs(ntsntp_ts_to_double(ntsntp_ts_from_double(0.75)) - 0.75) < 1e-9);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("ts");
+  TCase *tc = tcase_create("ts");
+  tcase_add_test(tc, test_unix_epoch);
+  tcase_add_test(tc, test_fraction_roundtrip);
+  tcase_add_test(tc, test_era_rollover);
+  tcase_add_test(tc, test_diff_across_era);
+  tcase_add_test(tc, test_short_format);
+  suite_add_tcase(s, tc);
+  return tu_run(s);
+}
