@@ -103,6 +103,18 @@ NTSNTP_EXTERN void ntsntp_secure_clear(void *p, size_t len);
 /* Constant-time comparison; returns 0 when equal. */
 NTSNTP_EXTERN int ntsntp_ct_memcmp(const void *a, const void *b, size_t len);
 
+/*
+ * Log callback used by the runtime layer.  |level| is chrony's -L scale:
+ * 0 informational, 1 warning, 2 non-fatal error, 3 fatal.  |msg| has no
+ * trailing newline and lives only for the call.
+ */
+typedef void (*ntsntp_log_fn)(void *user, int level, const char *msg);
+
+#define NTSNTP_LOG_INFO 0
+#define NTSNTP_LOG_WARN 1
+#define NTSNTP_LOG_ERR 2
+#define NTSNTP_LOG_FATAL 3
+
 /* AEAD algorithm identifiers (IANA "AEAD Algorithms" registry). */
 #define NTSNTP_AEAD_AES_SIV_CMAC_256 15
 #define NTSNTP_AEAD_AES_SIV_CMAC_384 16
