@@ -138,9 +138,8 @@ NTSNTP_EXTERN int ntsntp_keyring_load(ntsntp_keyring *kr, const uint8_t *in,
  * reason ("line 4: invalid hex digit") to |why| (|whylen| bytes, NUL
  * terminated; may be NULL).  On success |why| is "".
  */
-NTSNTP_EXTERN int ntsntp_keyring_load_ex(ntsntp_keyring *kr,
-                                         const uint8_t *in, size_t len,
-                                         int64_t now, char *why,
+NTSNTP_EXTERN int ntsntp_keyring_load_ex(ntsntp_keyring *kr, const uint8_t *in,
+                                         size_t len, int64_t now, char *why,
                                          size_t whylen) NTSNTP_WARN_UNUSED;
 
 /* Cookie length for |aead|, or 0 if the AEAD is not supported. */

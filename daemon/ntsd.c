@@ -1,0 +1,185 @@
+/*
+ * ntsd: the ntsntp time server.  Configuration and wiring only; the
+ * server itself is libntsntp's runtime (ntsntp_uv_service).
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ntsntp/conf.h>
+#include <ntsntp/service.h>
+#include <ntsntp/version.h>
+
+#define MAX_LIST 16
+
+typedef struct config {
+  char config[NTSNTP_CONF_STR_MAX];
+  char ntp_servers[NTSNTP_CONF_STR_MAX];
+  unsigned long log_level;
+  unsigned long ntp_port, nts_ke_port;
+  char listen[NTSNTP_CONF_STR_MAX];
+  char state_dir[NTSNTP_CONF_STR_MAX];
+  char nts_cert[NTSNTP_CONF_STR_MAX], nts_key[NTSNTP_CONF_STR_MAX];
+  unsigned long local_stratum, workers, nts_processes, nts_max_connections;
+  unsigned long nts_rotate, nts_ntp_port_advertised;
+  char nts_ntp_server[NTSNTP_CONF_STR_MAX];
+  int nts_keys_reset;
+} config;
+
+#define OPT(name, type, field, def, min, max, help)                            \
+  { name, NTSNTP_CONF_##type, offsetof(config, field), def, min, max, help }
+
+static const ntsntp_conf_opt options[] = {
+    OPT("CONFIG", STR, config, "", 0, 0, "config file to read"),
+    OPT("NTP_SERVERS", STR, ntp_servers, "time.cloudflare.com", 0, 0,
+        "upstream servers, comma-separated; 127.127.1.1 = local clock"),
+    OPT("LOG_LEVEL", UINT, log_level, "0", 0, 3,
+        "0 info, 1 warning, 2 non-fatal error, 3 fatal"),
+    OPT("NTP_PORT", UINT, ntp_port, "123", 1, 65535, "UDP port for NTP"),
+    OPT("NTS_KE_PORT", UINT, nts_ke_port, "4460", 1, 65535,
+        "TCP port for NTS-KE"),
+    OPT("LISTEN", STR, listen, "", 0, 0,
+        "addresses to serve on, comma-separated (empty: all)"),
+    OPT("STATE_DIR", STR, state_dir, "/var/lib/ntsd", 0, 0,
+        "directory for NTS keys and drift"),
+    OPT("NTS_CERT", STR, nts_cert, "", 0, 0,
+        "certificate chain (PEM, e.g. fullchain.pem); with NTS_KEY enables NTS"),
+    OPT("NTS_KEY", STR, nts_key, "", 0, 0, "private key (PEM, privkey.pem)"),
+    OPT("LOCAL_STRATUM", UINT, local_stratum, "10", 1, 15,
+        "stratum served in local clock mode"),
+    OPT("WORKERS", UINT, workers, "0", 0, 256, "NTP threads (0: one per CPU)"),
+    OPT("NTS_PROCESSES", UINT, nts_processes, "1", 1, 8, "NTS-KE threads"),
+    OPT("NTS_MAX_CONNECTIONS", UINT, nts_max_connections, "512", 1, 100000,
+        "NTS-KE sessions at once"),
+    OPT("NTS_ROTATE", UINT, nts_rotate, "604800", 1, 315360000,
+        "seconds between NTS key rotations"),
+    OPT("NTS_NTP_PORT_ADVERTISED", UINT, nts_ntp_port_advertised, "0", 0,
+        65535, "NTP port told to NTS clients (0: NTP_PORT)"),
+    OPT("NTS_NTP_SERVER", STR, nts_ntp_server, "", 0, 0,
+        "NTP server name told to NTS clients (empty: none)"),
+    OPT("NTS_KEYS_RESET", BOOL, nts_keys_reset, "no", 0, 0,
+        "replace an unreadable or corrupt key file with new keys"),
+};
+
+static unsigned long log_level;
+
+/* chrony's log style: UTC timestamp, then the message. */
+static void log_line(void *user, int level, const char *msg) {
+  char ts[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  (void)user;
+  if ((unsigned long)level < log_level)
+    return;
+  gmtime_r(&now, &tm);
+  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  flockfile(stdout);
+  printf("%s %s\n", ts, msg);
+  funlockfile(stdout);
+  fflush(stdout);
+}
+
+static uv_signal_t sig_term, sig_int, sig_hup;
+static ntsntp_uv_service *svc;
+
+static void stopped(void *user) {
+  (void)user;
+  uv_close((uv_handle_t *)&sig_term, NULL);
+  uv_close((uv_handle_t *)&sig_int, NULL);
+  uv_close((uv_handle_t *)&sig_hup, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  if (signum == SIGHUP) {
+    ntsntp_uv_service_reload(svc);
+    return;
+  }
+  (void)h;
+  log_line(NULL, NTSNTP_LOG_INFO, "ntsd exiting");
+  uv_signal_stop(&sig_term);
+  uv_signal_stop(&sig_int);
+  ntsntp_uv_service_stop(svc, stopped, NULL);
+}
+
+static int fatal(const char *what) {
+  char msg[2048];
+  snprintf(msg, sizeof(msg), "Fatal error : %s", what);
+  log_level = 0;
+  log_line(NULL, NTSNTP_LOG_FATAL, msg);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  static config c;
+  static char err[2048], msg[2048];
+  char *listen[MAX_LIST], *servers[MAX_LIST];
+  ntsntp_uv_service_settings s;
+  uv_loop_t *loop = uv_default_loop();
+  int n_listen, n_servers, rv;
+
+  rv = ntsntp_conf_load(options, sizeof(options) / sizeof(options[0]), &c,
+                        "CONFIG", argc, argv, "ntsd", NTSNTP_VERSION, err,
+                        sizeof(err));
+  if (rv)
+    return rv == 1 ? 0 : (fprintf(stderr, "ntsd: %s\n", err), 2);
+  log_level = c.log_level;
+
+  n_listen = ntsntp_conf_split(c.listen, listen, MAX_LIST);
+  if (n_listen < 0)
+    return fatal("LISTEN must be numeric addresses separated by commas, "
+                 "without spaces (at most 16)");
+  n_servers = ntsntp_conf_split(c.ntp_servers, servers, MAX_LIST);
+  if (n_servers < 0)
+    return fatal("NTP_SERVERS must be names or addresses separated by "
+                 "commas, without spaces (at most 16)");
+  snprintf(msg, sizeof(msg), "ntsd version %s starting (+NTS +IPV6 "
+           "+AES-SIV-CMAC-256 +AES-SIV-CMAC-512 %cAES-128-GCM-SIV)",
+           NTSNTP_VERSION, NTSNTP_HAVE_GCM_SIV ? '+' : '-');
+  log_line(NULL, NTSNTP_LOG_INFO, msg);
+  log_line(NULL, NTSNTP_LOG_INFO, "Disabled control of system clock");
+  if (n_servers != 1 || strcmp(servers[0], "127.127.1.1") != 0)
+    return fatal("upstream synchronisation is not available in this "
+                 "version; set NTP_SERVERS=127.127.1.1 to serve the local "
+                 "clock");
+  snprintf(msg, sizeof(msg), "Serving the local clock (stratum %lu, "
+           "reference ID 7F7F0101)", c.local_stratum);
+  log_line(NULL, NTSNTP_LOG_INFO, msg);
+
+  ntsntp_uv_service_settings_default(&s);
+  s.listen = (const char *const *)listen;
+  s.n_listen = (size_t)n_listen;
+  s.ntp_port = (uint16_t)c.ntp_port;
+  s.ke_port = (uint16_t)c.nts_ke_port;
+  s.workers = (unsigned)c.workers;
+  s.state_dir = c.state_dir;
+  s.cert = c.nts_cert;
+  s.key = c.nts_key;
+  s.rotate_interval = (uint32_t)c.nts_rotate;
+  s.keys_reset = c.nts_keys_reset;
+  s.nts_processes = (unsigned)c.nts_processes;
+  s.max_connections = (unsigned)c.nts_max_connections;
+  s.ntp_port_advertised = (uint16_t)c.nts_ntp_port_advertised;
+  s.ntp_server_name = c.nts_ntp_server;
+  s.local_stratum = (uint8_t)c.local_stratum;
+  s.log = log_line;
+  rv = ntsntp_uv_service_start(loop, &s, &svc, err, sizeof(err));
+  if (rv) {
+    uv_run(loop, UV_RUN_DEFAULT); /* let the failed start close its handles */
+    return fatal(err);
+  }
+  snprintf(msg, sizeof(msg), "Listening on UDP port %u for NTP",
+           ntsntp_uv_service_ntp_port(svc, 0));
+  log_line(NULL, NTSNTP_LOG_INFO, msg);
+
+  uv_signal_init(loop, &sig_term);
+  uv_signal_init(loop, &sig_int);
+  uv_signal_init(loop, &sig_hup);
+  uv_signal_start(&sig_term, on_signal, SIGTERM);
+  uv_signal_start(&sig_int, on_signal, SIGINT);
+  uv_signal_start(&sig_hup, on_signal, SIGHUP);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  return 0;
+}

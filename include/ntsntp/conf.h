@@ -1,0 +1,65 @@
+/*
+ * libntsntp: configuration from a file, the environment and the command
+ * line, driven by a table of options.
+ *
+ * Each option has one NAME (e.g. "NTP_PORT") used three ways:
+ *   environment   NTP_PORT=123
+ *   command line  --ntp-port=123  or  --ntp-port 123
+ *   config file   NTP_PORT=123    (one per line; '#' starts a comment;
+ *                 "NAME value" is accepted too; names are case-insensitive)
+ * Later sources win: defaults < file < environment < command line.
+ * Errors name where the bad value came from (file and line, environment
+ * or command line), what is wrong and how to fix it.
+ */
+#ifndef NTSNTP_CONF_H
+#define NTSNTP_CONF_H
+
+#include "ntsntp/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ntsntp_conf_type {
+  NTSNTP_CONF_STR,  /* char[NTSNTP_CONF_STR_MAX] in the target struct */
+  NTSNTP_CONF_UINT, /* unsigned long, within [min, max] */
+  NTSNTP_CONF_BOOL  /* int: 1/0, yes/no, true/false, on/off */
+} ntsntp_conf_type;
+
+#define NTSNTP_CONF_STR_MAX 1024
+
+typedef struct ntsntp_conf_opt {
+  const char *name;
+  ntsntp_conf_type type;
+  size_t offset; /* offsetof(target struct, field) */
+  const char *def; /* default, as text (NULL: empty / 0) */
+  unsigned long min, max;
+  const char *help; /* one line, for --help and error hints */
+} ntsntp_conf_opt;
+
+/*
+ * Fills |target| from the defaults, then the config file, environment and
+ * |argv|.  The file is the one named by --config/NTSD_CONFIG-style option
+ * |file_opt| (an option of type STR in |opts|, e.g. "CONFIG"), if set; a
+ * file that was named but cannot be read is an error.
+ * Returns 0, 1 when --help or --version was handled (usage printed to
+ * stdout with |prog| and |version|), or BAD_CONFIG with |err| set.
+ */
+NTSNTP_EXTERN int ntsntp_conf_load(const ntsntp_conf_opt *opts, size_t n,
+                                   void *target, const char *file_opt,
+                                   int argc, char **argv, const char *prog,
+                                   const char *version, char *err,
+                                   size_t errlen);
+
+/*
+ * Splits a comma-separated list in place (no spaces allowed, as the
+ * cturra/ntp image's NTP_SERVERS).  Returns the count, or BAD_CONFIG when
+ * an item is empty or holds whitespace, or there are more than |max|.
+ */
+NTSNTP_EXTERN int ntsntp_conf_split(char *list, char **items, size_t max);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NTSNTP_CONF_H */

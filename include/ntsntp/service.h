@@ -1,0 +1,97 @@
+/*
+ * libntsntp runtime: a complete time server on one libuv loop.
+ *
+ * Wires the parts together the way ntsd runs them: the NTP workers
+ * (uv.h), the NTS-KE threads (uv_ke.h), the cookie key ring with its
+ * rotation timer and key file, the certificate with reload on request and
+ * when the files change, and the clock being served.  An embedder gets the
+ * whole server by filling the settings and calling start.
+ */
+#ifndef NTSNTP_SERVICE_H
+#define NTSNTP_SERVICE_H
+
+#include <uv.h>
+
+#include "ntsntp/server.h"
+#include "ntsntp/uv.h"
+#include "ntsntp/uv_ke.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ntsntp_uv_service ntsntp_uv_service;
+
+typedef struct ntsntp_uv_service_settings {
+  const char *const *listen; /* numeric addresses; none: all */
+  size_t n_listen;
+  uint16_t ntp_port;  /* default 123 */
+  uint16_t ke_port;   /* default 4460 */
+  unsigned workers;   /* NTP threads; 0: one per CPU */
+  /* State: key ring file "ntskeys" (and later the drift file) live here. */
+  const char *state_dir;
+  /* NTS: certificate chain and key (PEM).  Both NULL/empty: NTS off. */
+  const char *cert, *key;
+  uint32_t rotate_interval;   /* seconds; default 604800 */
+  int keys_reset;             /* a bad key file is replaced, not fatal */
+  unsigned nts_processes;     /* NTS-KE threads; default 1 */
+  unsigned max_connections;   /* NTS-KE sessions at once; default 512 */
+  uint16_t ntp_port_advertised; /* Port Negotiation; 0: ntp_port */
+  const char *ntp_server_name;  /* Server Negotiation; NULL: none */
+  unsigned cert_poll_ms;      /* check cert/key files for changes; 5000 */
+  /* The clock served when no upstream is configured: the local clock at
+   * |local_stratum| (chrony's `local stratum N`). */
+  uint8_t local_stratum; /* default 10 */
+  ntsntp_log_fn log;     /* must be thread-safe */
+  void *log_user;
+} ntsntp_uv_service_settings;
+
+NTSNTP_EXTERN void
+ntsntp_uv_service_settings_default(ntsntp_uv_service_settings *s);
+
+/*
+ * Loads keys and certificate, binds all sockets and starts the threads.
+ * On error |errbuf| holds one line saying what failed and what to change.
+ * Errors: INVALID_ARG, IO, BAD_KEYFILE, BAD_CONFIG, NOMEM.
+ */
+NTSNTP_EXTERN int ntsntp_uv_service_start(uv_loop_t *loop,
+                                          const ntsntp_uv_service_settings *s,
+                                          ntsntp_uv_service **out,
+                                          char *errbuf, size_t errlen);
+
+/*
+ * Reloads the certificate and key (SIGHUP).  On failure the old ones stay
+ * in use and the error is logged.  Returns 0 or the load error.
+ */
+NTSNTP_EXTERN int ntsntp_uv_service_reload(ntsntp_uv_service *svc);
+
+typedef struct ntsntp_uv_service_stats {
+  ntsntp_server_stats ntp;
+  ntsntp_uv_ke_stats ke;
+  int nts_enabled;
+  uint64_t key_rotations;
+  uint64_t cert_reloads;
+} ntsntp_uv_service_stats;
+
+NTSNTP_EXTERN void ntsntp_uv_service_get_stats(ntsntp_uv_service *svc,
+                                           ntsntp_uv_service_stats *st);
+
+/* Port actually bound for listen address |idx| (tests use port 0). */
+NTSNTP_EXTERN uint16_t ntsntp_uv_service_ntp_port(ntsntp_uv_service *svc,
+                                                  unsigned idx);
+NTSNTP_EXTERN uint16_t ntsntp_uv_service_ke_port(ntsntp_uv_service *svc,
+                                                 unsigned idx);
+
+/*
+ * Saves the key ring, stops everything and frees |svc|; |done| runs on the
+ * loop when all handles are closed.
+ */
+NTSNTP_EXTERN void ntsntp_uv_service_stop(ntsntp_uv_service *svc,
+                                          void (*done)(void *user),
+                                          void *user);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NTSNTP_SERVICE_H */

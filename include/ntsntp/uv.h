@@ -1,0 +1,200 @@
+/*
+ * libntsntp runtime layer on libuv: sockets, kernel timestamps, threads.
+ *
+ * This layer sits above the sans-I/O core (server.h, client.h, ke.h) and
+ * lets an embedder run a full server from its own libuv loop.  Every
+ * function here is called from the thread running the caller's loop unless
+ * its comment says otherwise.  Each part of the runtime has its own section
+ * below.
+ */
+#ifndef NTSNTP_UV_H
+#define NTSNTP_UV_H
+
+#include <sys/socket.h>
+
+#include <uv.h>
+
+#include "ntsntp/common.h"
+#include "ntsntp/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================
+ * NTP over UDP
+ *
+ * ntsntp_uv_ntp serves NTP (and NTS-protected NTP) on UDP with kernel
+ * receive timestamps.  It runs |workers| threads, each with its own libuv
+ * loop and its own socket per listen address; the sockets of one address
+ * share the port with SO_REUSEPORT, so the kernel spreads clients over the
+ * workers by flow (source address and port).  A single worker still gets
+ * its own thread: one design for all counts, and the caller's loop never
+ * carries the packet path.
+ *
+ * Per worker, for each batch of up to 32 datagrams read with recvmmsg:
+ *   1. the receive timestamp comes from the kernel (SO_TIMESTAMPING
+ *      software, else SO_TIMESTAMPNS); if neither is delivered, the worker
+ *      reads CLOCK_REALTIME after the batch arrives (a "daemon" timestamp);
+ *   2. |adjust| maps it to the served time;
+ *   3. |accept|, ntsntp_server_prepare, then |filter| judge the request;
+ *   4. CLOCK_REALTIME is read once per response, adjusted, and
+ *      ntsntp_server_finish seals the response with it;
+ *   5. the batch's responses leave with one sendmmsg, from the local address
+ *      the request was sent to (IP_PKTINFO / IPV6_PKTINFO on wildcard
+ *      sockets), never blocking: what the kernel will not take now is
+ *      dropped and counted in tx_errors.
+ * The transmit timestamp of a response is thus taken before the responses
+ * that follow it in its batch are sealed (at most a few tens of
+ * microseconds early under full load with NTS).  No allocation happens per
+ * packet.
+ * ====================================================================== */
+
+/* The running service (opaque). */
+typedef struct ntsntp_uv_ntp ntsntp_uv_ntp;
+
+typedef struct ntsntp_uv_ntp_settings {
+  /*
+   * Numeric addresses to listen on ("0.0.0.0", "::", "127.0.0.1", "::1",
+   * "fe80::1%eth0").  IPv6 sockets are always IPV6_V6ONLY: list "0.0.0.0"
+   * too to serve IPv4.  |n_listen| 0 means both wildcards, "0.0.0.0" (index
+   * 0) and "::" (index 1); a host without IPv6 then serves IPv4 only (and
+   * port index 1 reads 0).  The strings are read only during start.
+   */
+  const char *const *listen;
+  size_t n_listen;
+  /* UDP port; 0 picks a free one (tests; see ntsntp_uv_ntp_port). */
+  uint16_t port;
+  /* Worker threads; 0 means the number of online CPUs. */
+  unsigned workers;
+  /* The server core, shared by all workers (required). */
+  const ntsntp_server *server;
+  /*
+   * Served time: maps a CLOCK_REALTIME reading (NTP-64) to the time to
+   * serve, for both the receive and the transmit timestamp.  NULL means
+   * identity.  Called from worker threads, concurrently: must be
+   * thread-safe and must not block.
+   */
+  uint64_t (*adjust)(void *user, uint64_t sys_ntp64);
+  void *adjust_user;
+  /*
+   * Early, cheap check called before ntsntp_server_prepare, from worker
+   * |worker| (0 .. workers-1), with the client's address.  Return non-zero
+   * to go on, 0 to drop the request silently (counted as reason DENIED).
+   * NULL accepts everything.
+   */
+  int (*accept)(void *user, unsigned worker, const struct sockaddr *peer);
+  void *accept_user;
+  /*
+   * Called after ntsntp_server_prepare for requests it would answer
+   * (verdict not DROP), before the transmit timestamp is read; for access
+   * control and rate limiting.  Return 0 to go on with ctx->verdict as the
+   * hook leaves it: unchanged, turned into a RATE KoD (or an NTS drop) by
+   * ntsntp_server_ctx_ratelimit, or set to NTSNTP_SERVER_DROP with a reason
+   * of the hook's choice.  Return non-zero to drop; the reason becomes
+   * DENIED unless the hook set another one.  The runtime wipes |ctx| for
+   * every drop.  NULL means return 0.  Called from worker threads,
+   * concurrently: must be thread-safe and must not block.
+   */
+  int (*filter)(void *user, unsigned worker, const struct sockaddr *peer,
+                ntsntp_server_ctx *ctx);
+  void *filter_user;
+  /*
+   * Log sink.  Start-up problems are logged from the caller's thread,
+   * socket errors from worker threads (first occurrence of each errno per
+   * socket only), so it must be thread-safe.  NULL discards.
+   */
+  ntsntp_log_fn log;
+  void *log_user;
+} ntsntp_uv_ntp_settings;
+
+/*
+ * Fills |s| with the defaults: both wildcards, port 123, one worker per
+ * online CPU, no server (the caller must set one), no hooks, no log.
+ *
+ * version-added: 0.1.0
+ */
+NTSNTP_EXTERN void ntsntp_uv_ntp_settings_default(ntsntp_uv_ntp_settings *s);
+
+/*
+ * Opens and binds every socket (workers x addresses), then starts the
+ * worker threads, and stores the service in |*out|.  All binding is done
+ * when this returns, so a caller may drop privileges right after.  The
+ * service keeps one handle active on |loop| until it is stopped.  On
+ * failure |errbuf| (|errlen| bytes, may be NULL) gets one line an operator
+ * can act on, for example
+ *   "cannot bind UDP 0.0.0.0:123: Permission denied (run as root or use
+ *    NTP_PORT above 1023)".
+ * Returns 0.
+ * Errors:
+ *   INVALID_ARG  NULL |loop|, |s|, |out| or s->server; n_listen > 0 with a
+ *                NULL list; an address that is not numeric IPv4/IPv6 (fix
+ *                the configuration);
+ *   IO           a socket, bind, thread or libuv call failed (errno kept;
+ *                |errbuf| names the address and the step);
+ *   NOMEM        out of memory.
+ * Nothing is left open on failure; memory of a failed start is released
+ * once |loop| runs again (libuv handle rule), so run or close |loop| as
+ * usual.
+ *
+ * version-added: 0.1.0
+ */
+NTSNTP_EXTERN int ntsntp_uv_ntp_start(uv_loop_t *loop,
+                                      const ntsntp_uv_ntp_settings *s,
+                                      ntsntp_uv_ntp **out, char *errbuf,
+                                      size_t errlen);
+
+/*
+ * Adds up the counters of all workers into |out| (overwritten).  Each
+ * worker publishes its counters after every batch; a worker's part is
+ * always a consistent snapshot (received == responded + dropped), taken
+ * without stopping it.  responded counts prepared responses, tx_errors
+ * those among them the kernel refused.  May be called from any thread
+ * while the service exists (also from the |done| callback of stop).
+ *
+ * version-added: 0.1.0
+ */
+NTSNTP_EXTERN void ntsntp_uv_ntp_stats(ntsntp_uv_ntp *n,
+                                       ntsntp_server_stats *out);
+
+/* The number of worker threads. */
+NTSNTP_EXTERN unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n);
+
+/*
+ * The counters of worker |worker| alone (zeroes if out of range); same
+ * rules as ntsntp_uv_ntp_stats.  Shows how the kernel spreads load.
+ */
+NTSNTP_EXTERN void ntsntp_uv_ntp_worker_stats(ntsntp_uv_ntp *n,
+                                              unsigned worker,
+                                              ntsntp_server_stats *out);
+
+/*
+ * The port actually bound for listen address |idx| (the index in
+ * s->listen, or 0 = "0.0.0.0" and 1 = "::" for the default), in host byte
+ * order.  Returns 0 for an index out of range or an address left out.
+ *
+ * version-added: 0.1.0
+ */
+NTSNTP_EXTERN uint16_t ntsntp_uv_ntp_port(ntsntp_uv_ntp *n, unsigned idx);
+
+/*
+ * Stops the service: each worker finishes the batch in hand, closes its
+ * handles and sockets, and its thread ends; then the threads are joined
+ * and |done| (may be NULL) is called from |loop| with |user|.  |n| stays
+ * valid until |done| returns and is freed right after.  Call once, from
+ * the loop's thread.  Requests arriving meanwhile are not answered.
+ *
+ * version-added: 0.1.0
+ */
+NTSNTP_EXTERN void ntsntp_uv_ntp_stop(ntsntp_uv_ntp *n,
+                                      void (*done)(void *user), void *user);
+
+/* ======================================================================
+ * End of NTP over UDP
+ * ====================================================================== */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NTSNTP_UV_H */

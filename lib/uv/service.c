@@ -1,0 +1,342 @@
+/* libntsntp runtime: the whole server (NTP, NTS-KE, keys, certificate). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "ntsntp/keyfile.h"
+#include "ntsntp/service.h"
+
+#define KEYFILE_NAME "ntskeys"
+
+struct ntsntp_uv_service {
+  ntsntp_uv_service_settings s;
+  uv_loop_t *loop;
+  char keyfile[4096];
+  ntsntp_keyring *keyring;
+  ntsntp_server *server;
+  ntsntp_uv_ntp *ntp;
+  ntsntp_uv_ke *ke;
+  uv_timer_t rotate_timer, clock_timer;
+  uv_fs_poll_t cert_poll, key_poll;
+  int handles;
+  uint64_t rotations, reloads;
+  void (*done)(void *);
+  void *done_user;
+};
+
+static void slog(ntsntp_uv_service *svc, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void slog(ntsntp_uv_service *svc, int level, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  if (!svc->s.log)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  svc->s.log(svc->s.log_user, level, msg);
+}
+
+static uint64_t now_ntp(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ntsntp_ts_from_timespec(&ts);
+}
+
+static int64_t now_unix(void) { return (int64_t)time(NULL); }
+
+void ntsntp_uv_service_settings_default(ntsntp_uv_service_settings *s) {
+  memset(s, 0, sizeof(*s));
+  s->ntp_port = 123;
+  s->ke_port = NTSNTP_KE_PORT;
+  s->state_dir = "/var/lib/ntsd";
+  s->rotate_interval = 604800;
+  s->nts_processes = 1;
+  s->max_connections = 512;
+  s->cert_poll_ms = 5000;
+  s->local_stratum = 10;
+}
+
+static int nts_enabled(const ntsntp_uv_service_settings *s) {
+  return s->cert && *s->cert && s->key && *s->key;
+}
+
+static void save_keys(ntsntp_uv_service *svc) {
+  char err[1024];
+  if (ntsntp_keyfile_save(svc->keyring, svc->keyfile, err, sizeof(err)))
+    slog(svc, NTSNTP_LOG_ERR, "Could not save NTS keys: %s", err);
+}
+
+static void arm_rotation(ntsntp_uv_service *svc);
+
+static void on_rotate(uv_timer_t *t) {
+  ntsntp_uv_service *svc = t->data;
+  int rv = ntsntp_keyring_update(svc->keyring, now_unix());
+  if (rv == 1) {
+    svc->rotations++;
+    slog(svc, NTSNTP_LOG_INFO, "Rotated NTS server keys (current key %08X)",
+         ntsntp_keyring_current_id(svc->keyring));
+    save_keys(svc);
+  } else if (rv < 0) {
+    slog(svc, NTSNTP_LOG_ERR, "Could not rotate NTS keys: %s",
+         ntsntp_strerror(rv));
+  }
+  arm_rotation(svc);
+}
+
+static void arm_rotation(ntsntp_uv_service *svc) {
+  int64_t next = ntsntp_keyring_next_rotation(svc->keyring), now = now_unix();
+  uint64_t ms = next > now ? (uint64_t)(next - now) * 1000 : 0;
+  /* Wake a little after the boundary so the update sees the new epoch. */
+  uv_timer_start(&svc->rotate_timer, on_rotate, ms + 10, 0);
+}
+
+/* Local clock mode: the reference time follows the system clock. */
+static void on_clock(uv_timer_t *t) {
+  ntsntp_uv_service *svc = t->data;
+  ntsntp_clock_state cs;
+  ntsntp_clock_state_local(&cs, svc->s.local_stratum, now_ntp());
+  ntsntp_server_set_clock(svc->server, &cs);
+}
+
+static int load_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
+  ntsntp_keyring_settings ks;
+  char err[1024];
+  int rv;
+  ntsntp_keyring_settings_default(&ks);
+  ks.rotate_interval = svc->s.rotate_interval;
+  rv = ntsntp_keyring_new(&svc->keyring, &ks, now_unix());
+  if (rv) {
+    snprintf(errbuf, errlen, "cannot create NTS keys: %s", ntsntp_strerror(rv));
+    return rv;
+  }
+  rv = ntsntp_keyfile_load(svc->keyring, svc->keyfile, now_unix(), err,
+                           sizeof(err));
+  if (rv == NTSNTP_ERR_NOT_FOUND) {
+    slog(svc, NTSNTP_LOG_INFO, "No NTS key file %s yet: made new keys",
+         svc->keyfile);
+  } else if (rv < 0 && svc->s.keys_reset) {
+    slog(svc, NTSNTP_LOG_WARN,
+         "%s; NTS_KEYS_RESET is set: starting with new keys (clients get "
+         "new cookies by NTS-KE)",
+         err);
+  } else if (rv < 0) {
+    snprintf(errbuf, errlen,
+             "%s; to start with new keys instead (clients then need a new "
+             "NTS-KE), set NTS_KEYS_RESET=yes",
+             err);
+    return rv;
+  } else {
+    if (err[0])
+      slog(svc, NTSNTP_LOG_WARN, "%s", err);
+    slog(svc, NTSNTP_LOG_INFO, "Loaded NTS keys from %s", svc->keyfile);
+  }
+  save_keys(svc);
+  return 0;
+}
+
+static void on_cert_change(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
+                           const uv_stat_t *curr) {
+  ntsntp_uv_service *svc = h->data;
+  (void)prev;
+  (void)curr;
+  if (status < 0)
+    return; /* e.g. mid-rename; the next poll sees the new file */
+  slog(svc, NTSNTP_LOG_INFO, "Certificate or key file changed");
+  ntsntp_uv_service_reload(svc);
+}
+
+int ntsntp_uv_service_reload(ntsntp_uv_service *svc) {
+  ntsntp_ke_creds *creds;
+  char err[1024];
+  int rv;
+  if (!svc->ke)
+    return 0;
+  rv = ntsntp_ke_creds_load(&creds, svc->s.cert, svc->s.key, err, sizeof(err));
+  if (rv) {
+    slog(svc, NTSNTP_LOG_ERR, "Could not reload certificate (keeping the "
+         "old one): %s", err);
+    return rv;
+  }
+  ntsntp_uv_ke_set_creds(svc->ke, creds);
+  ntsntp_ke_creds_unref(creds);
+  svc->reloads++;
+  slog(svc, NTSNTP_LOG_INFO, "Reloaded certificate %s", svc->s.cert);
+  return 0;
+}
+
+static int start_ke(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
+  ntsntp_uv_ke_settings ks;
+  ntsntp_ke_creds *creds;
+  int rv;
+  rv = ntsntp_ke_creds_load(&creds, svc->s.cert, svc->s.key, errbuf, errlen);
+  if (rv)
+    return rv;
+  if (ntsntp_ke_creds_warning(creds))
+    slog(svc, NTSNTP_LOG_WARN, "%s", ntsntp_ke_creds_warning(creds));
+  ntsntp_uv_ke_settings_default(&ks);
+  ks.listen = svc->s.listen;
+  ks.n_listen = svc->s.n_listen;
+  ks.port = svc->s.ke_port;
+  if (svc->s.nts_processes)
+    ks.threads = svc->s.nts_processes;
+  if (svc->s.max_connections)
+    ks.max_connections = svc->s.max_connections;
+  ks.ke.creds = creds;
+  ks.ke.keyring = svc->keyring;
+  ks.ke.ntp_port = svc->s.ntp_port_advertised
+                       ? svc->s.ntp_port_advertised
+                       : ntsntp_uv_ntp_port(svc->ntp, 0);
+  ks.ke.ntp_server = svc->s.ntp_server_name && *svc->s.ntp_server_name
+                         ? svc->s.ntp_server_name
+                         : NULL;
+  ks.log = svc->s.log;
+  ks.log_user = svc->s.log_user;
+  rv = ntsntp_uv_ke_start(svc->loop, &ks, &svc->ke, errbuf, errlen);
+  ntsntp_ke_creds_unref(creds);
+  return rv;
+}
+
+static void handle_closed(uv_handle_t *h) {
+  ntsntp_uv_service *svc = h->data;
+  if (--svc->handles == 0) {
+    void (*done)(void *) = svc->done;
+    void *user = svc->done_user;
+    ntsntp_server_del(svc->server);
+    ntsntp_keyring_del(svc->keyring);
+    free(svc);
+    if (done)
+      done(user);
+  }
+}
+
+static void close_handles(ntsntp_uv_service *svc) {
+  uv_close((uv_handle_t *)&svc->rotate_timer, handle_closed);
+  uv_close((uv_handle_t *)&svc->clock_timer, handle_closed);
+  uv_close((uv_handle_t *)&svc->cert_poll, handle_closed);
+  uv_close((uv_handle_t *)&svc->key_poll, handle_closed);
+}
+
+static void ntp_stopped(void *user) { close_handles(user); }
+
+static void init_handles(ntsntp_uv_service *svc) {
+  uv_timer_init(svc->loop, &svc->rotate_timer);
+  uv_timer_init(svc->loop, &svc->clock_timer);
+  uv_fs_poll_init(svc->loop, &svc->cert_poll);
+  uv_fs_poll_init(svc->loop, &svc->key_poll);
+  svc->rotate_timer.data = svc->clock_timer.data = svc;
+  svc->cert_poll.data = svc->key_poll.data = svc;
+  svc->handles = 4;
+}
+
+int ntsntp_uv_service_start(uv_loop_t *loop,
+                            const ntsntp_uv_service_settings *s,
+                            ntsntp_uv_service **out, char *errbuf,
+                            size_t errlen) {
+  ntsntp_uv_service *svc;
+  ntsntp_server_settings ss;
+  ntsntp_uv_ntp_settings ns;
+  int rv, nts = nts_enabled(s);
+
+  if ((s->cert && *s->cert) != (s->key && *s->key)) {
+    snprintf(errbuf, errlen, "NTS_CERT and NTS_KEY must be set together "
+             "(certificate chain and its private key)");
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  svc = calloc(1, sizeof(*svc));
+  if (!svc)
+    return NTSNTP_ERR_NOMEM;
+  svc->s = *s;
+  svc->loop = loop;
+  init_handles(svc);
+
+  if (nts) {
+    if (mkdir(s->state_dir, 0750) < 0 && errno != EEXIST) {
+      snprintf(errbuf, errlen, "cannot create STATE_DIR %s: %s; fix: create "
+               "it or point STATE_DIR at a writable directory",
+               s->state_dir, strerror(errno));
+      rv = NTSNTP_ERR_IO;
+      goto fail;
+    }
+    snprintf(svc->keyfile, sizeof(svc->keyfile), "%s/%s", s->state_dir,
+             KEYFILE_NAME);
+    rv = load_keys(svc, errbuf, errlen);
+    if (rv)
+      goto fail;
+  }
+  ntsntp_server_settings_default(&ss);
+  ss.keyring = svc->keyring;
+  rv = ntsntp_server_new(&svc->server, &ss);
+  if (rv)
+    goto fail;
+  on_clock(&svc->clock_timer);
+
+  ntsntp_uv_ntp_settings_default(&ns);
+  ns.listen = s->listen;
+  ns.n_listen = s->n_listen;
+  ns.port = s->ntp_port;
+  ns.workers = s->workers;
+  ns.server = svc->server;
+  ns.log = s->log;
+  ns.log_user = s->log_user;
+  rv = ntsntp_uv_ntp_start(loop, &ns, &svc->ntp, errbuf, errlen);
+  if (rv)
+    goto fail;
+  if (nts) {
+    rv = start_ke(svc, errbuf, errlen);
+    if (rv) {
+      svc->done = NULL;
+      ntsntp_uv_ntp_stop(svc->ntp, ntp_stopped, svc);
+      return rv;
+    }
+    arm_rotation(svc);
+    uv_fs_poll_start(&svc->cert_poll, on_cert_change, s->cert,
+                     s->cert_poll_ms ? s->cert_poll_ms : 5000);
+    uv_fs_poll_start(&svc->key_poll, on_cert_change, s->key,
+                     s->cert_poll_ms ? s->cert_poll_ms : 5000);
+  } else {
+    slog(svc, NTSNTP_LOG_INFO,
+         "NTS is off (set NTS_CERT and NTS_KEY to enable it)");
+  }
+  uv_timer_start(&svc->clock_timer, on_clock, 1000, 1000);
+  *out = svc;
+  return 0;
+fail:
+  close_handles(svc);
+  return rv;
+}
+
+void ntsntp_uv_service_get_stats(ntsntp_uv_service *svc,
+                             ntsntp_uv_service_stats *st) {
+  memset(st, 0, sizeof(*st));
+  ntsntp_uv_ntp_stats(svc->ntp, &st->ntp);
+  if (svc->ke)
+    ntsntp_uv_ke_get_stats(svc->ke, &st->ke);
+  st->nts_enabled = svc->ke != NULL;
+  st->key_rotations = svc->rotations;
+  st->cert_reloads = svc->reloads;
+}
+
+uint16_t ntsntp_uv_service_ntp_port(ntsntp_uv_service *svc, unsigned idx) {
+  return ntsntp_uv_ntp_port(svc->ntp, idx);
+}
+
+uint16_t ntsntp_uv_service_ke_port(ntsntp_uv_service *svc, unsigned idx) {
+  return svc->ke ? ntsntp_uv_ke_port(svc->ke, idx) : 0;
+}
+
+void ntsntp_uv_service_stop(ntsntp_uv_service *svc, void (*done)(void *user),
+                            void *user) {
+  svc->done = done;
+  svc->done_user = user;
+  if (svc->ke) {
+    ntsntp_uv_ke_stop(svc->ke);
+    svc->ke = NULL;
+    save_keys(svc);
+  }
+  ntsntp_uv_ntp_stop(svc->ntp, ntp_stopped, svc);
+}

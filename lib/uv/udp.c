@@ -1,0 +1,855 @@
+/*
+ * libntsntp runtime layer: NTP over UDP with kernel timestamps (Linux).
+ *
+ * uv_udp_t drops ancillary data, so each worker opens its sockets itself,
+ * watches them with uv_poll_t and moves datagrams with recvmmsg/sendmmsg.
+ * Threads: every worker runs its own loop in its own thread and owns its
+ * sockets, buffers and counters; the caller's loop only holds |exited|, the
+ * async handle through which finished workers report back during stop.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <time.h> /* before linux/errqueue.h, which needs struct timespec */
+
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ntsntp/uv.h"
+
+/* Datagrams per recvmmsg/sendmmsg call. */
+#define BATCH 32
+/* Receive buffer per datagram; longer ones arrive with MSG_TRUNC. */
+#define SLOT_LEN 2048
+/* Batches per wake-up, so that one busy socket cannot starve the others of
+ * the same worker.  uv_poll is level-triggered: leftovers wake us again. */
+#define MAX_BATCHES 16
+/* Requested socket buffer sizes (the kernel caps them at rmem_max/wmem_max;
+ * failures are ignored). */
+#define SOCK_BUF (4 * 1024 * 1024)
+#define MAX_WORKERS 1024
+
+#define STATS_WORDS (sizeof(ntsntp_server_stats) / sizeof(uint64_t))
+_Static_assert(sizeof(ntsntp_server_stats) % sizeof(uint64_t) == 0,
+               "stats must be whole uint64_t words");
+
+/* Room for SCM_TIMESTAMPING (three timespecs) plus a pktinfo, with slack for
+ * anything else the kernel adds. */
+typedef union rx_cbuf {
+  struct cmsghdr align;
+  uint8_t b[CMSG_SPACE(sizeof(struct scm_timestamping)) +
+            CMSG_SPACE(sizeof(struct in6_pktinfo)) + 128];
+} rx_cbuf;
+
+typedef union tx_cbuf {
+  struct cmsghdr align;
+  uint8_t b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+} tx_cbuf;
+
+typedef struct slot {
+  uint8_t in[SLOT_LEN];
+  uint8_t out[SLOT_LEN];
+  struct sockaddr_storage peer;
+  struct iovec riov, tiov;
+  rx_cbuf rc;
+  tx_cbuf tc;
+} slot;
+
+typedef struct listen_addr {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int wildcard;
+  int skip;                      /* default "::" on a host without IPv6 */
+  char text[INET6_ADDRSTRLEN + 24]; /* as given, for messages */
+  uint16_t port;                 /* bound port, host order */
+} listen_addr;
+
+struct worker;
+
+typedef struct sock {
+  struct worker *w;
+  int fd;
+  int pktinfo; /* wildcard: answer from the request's destination address */
+  int last_errno;
+  int poll_init;
+  uv_poll_t poll;
+} sock;
+
+typedef struct worker {
+  ntsntp_uv_ntp *n;
+  unsigned idx;
+  int loop_init, stop_init, thread_started;
+  uv_loop_t loop;
+  uv_async_t stop;
+  uv_thread_t thread;
+  sock *socks; /* one per listen address */
+  slot *slots; /* BATCH of them */
+  struct mmsghdr rmsg[BATCH];
+  struct mmsghdr tmsg[BATCH];
+  ntsntp_server_stats st; /* written by the worker thread only */
+  /* Published copy of |st| under a sequence lock (odd while writing). */
+  atomic_uint seq;
+  _Atomic uint64_t pub[STATS_WORDS];
+} worker;
+
+struct ntsntp_uv_ntp {
+  uv_loop_t *loop;
+  ntsntp_uv_ntp_settings s;
+  size_t n_addrs;
+  listen_addr *addrs;
+  unsigned n_workers;
+  worker *workers;
+  uv_async_t exited;
+  atomic_uint n_exited;
+  int stopping, closing;
+  void (*done)(void *user);
+  void *done_user;
+};
+
+static void logf_(const ntsntp_uv_ntp *n, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void logf_(const ntsntp_uv_ntp *n, int level, const char *fmt, ...) {
+  char buf[256];
+  va_list ap;
+  if (n->s.log == NULL)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  n->s.log(n->s.log_user, level, buf);
+}
+
+static void msg(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void msg(char *errbuf, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  if (errbuf == NULL || errlen == 0)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(errbuf, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* ---- settings and accessors ---- */
+
+void ntsntp_uv_ntp_settings_default(ntsntp_uv_ntp_settings *s) {
+  memset(s, 0, sizeof(*s));
+  s->port = 123;
+}
+
+unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n) { return n->n_workers; }
+
+uint16_t ntsntp_uv_ntp_port(ntsntp_uv_ntp *n, unsigned idx) {
+  if (n == NULL || idx >= n->n_addrs || n->addrs[idx].skip)
+    return 0;
+  return n->addrs[idx].port;
+}
+
+/* ---- statistics ---- */
+
+static void publish(worker *w) {
+  uint64_t v[STATS_WORDS];
+  unsigned seq = atomic_load_explicit(&w->seq, memory_order_relaxed);
+  size_t i;
+  memcpy(v, &w->st, sizeof(v));
+  atomic_store_explicit(&w->seq, seq + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  for (i = 0; i < STATS_WORDS; i++)
+    atomic_store_explicit(&w->pub[i], v[i], memory_order_relaxed);
+  atomic_store_explicit(&w->seq, seq + 2, memory_order_release);
+}
+
+static void snapshot(worker *w, ntsntp_server_stats *out) {
+  uint64_t v[STATS_WORDS];
+  unsigned a, b;
+  size_t i;
+  do {
+    a = atomic_load_explicit(&w->seq, memory_order_acquire);
+    for (i = 0; i < STATS_WORDS; i++)
+      v[i] = atomic_load_explicit(&w->pub[i], memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    b = atomic_load_explicit(&w->seq, memory_order_relaxed);
+  } while ((a & 1) || a != b);
+  memcpy(out, v, sizeof(v));
+}
+
+void ntsntp_uv_ntp_worker_stats(ntsntp_uv_ntp *n, unsigned worker_idx,
+                                ntsntp_server_stats *out) {
+  memset(out, 0, sizeof(*out));
+  if (n != NULL && worker_idx < n->n_workers)
+    snapshot(&n->workers[worker_idx], out);
+}
+
+void ntsntp_uv_ntp_stats(ntsntp_uv_ntp *n, ntsntp_server_stats *out) {
+  ntsntp_server_stats one;
+  unsigned i;
+  memset(out, 0, sizeof(*out));
+  for (i = 0; n != NULL && i < n->n_workers; i++) {
+    snapshot(&n->workers[i], &one);
+    ntsntp_server_stats_add(out, &one);
+  }
+}
+
+/* ---- the packet path (worker threads) ---- */
+
+static void sock_errno(sock *sk, const char *what, int err) {
+  /* Once per errno and socket: an overloaded or misrouted server must not
+   * flood its log. */
+  if (err == sk->last_errno)
+    return;
+  sk->last_errno = err;
+  logf_(sk->w->n, NTSNTP_LOG_WARN, "UDP worker %u: %s: %s", sk->w->idx, what,
+        strerror(err));
+}
+
+static uint64_t served_time(const ntsntp_uv_ntp *n, const struct timespec *t) {
+  uint64_t ts = ntsntp_ts_from_timespec(t);
+  return n->s.adjust ? n->s.adjust(n->s.adjust_user, ts) : ts;
+}
+
+/* A verdict the runtime makes without (or after) the core. */
+static void drop(ntsntp_server_ctx *ctx, ntsntp_server_reason r) {
+  ctx->verdict = NTSNTP_SERVER_DROP;
+  ctx->reason = r;
+  ctx->nts = 0;
+  ctx->n_cookies = 0;
+}
+
+/* Reads the kernel receive timestamp and, for wildcard sockets, builds the
+ * control message that makes the response leave from the address the
+ * request was sent to.  Returns 1 if |ts| holds a kernel timestamp. */
+static int parse_cmsg(const sock *sk, struct msghdr *mh, slot *sl,
+                      struct timespec *ts, struct msghdr *tx) {
+  struct cmsghdr *cm;
+  int kernel = 0;
+  tx->msg_control = NULL;
+  tx->msg_controllen = 0;
+  for (cm = CMSG_FIRSTHDR(mh); cm != NULL; cm = CMSG_NXTHDR(mh, cm)) {
+    if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPING &&
+        cm->cmsg_len >= CMSG_LEN(sizeof(struct scm_timestamping))) {
+      struct scm_timestamping t;
+      memcpy(&t, CMSG_DATA(cm), sizeof(t));
+      /* ts[0] is the software stamp; zero means none was taken. */
+      if (t.ts[0].tv_sec != 0 || t.ts[0].tv_nsec != 0) {
+        *ts = t.ts[0];
+        kernel = 1;
+      }
+    } else if (cm->cmsg_level == SOL_SOCKET &&
+               cm->cmsg_type == SCM_TIMESTAMPNS &&
+               cm->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+      memcpy(ts, CMSG_DATA(cm), sizeof(*ts));
+      kernel = ts->tv_sec != 0 || ts->tv_nsec != 0;
+    } else if (sk->pktinfo && cm->cmsg_level == IPPROTO_IP &&
+               cm->cmsg_type == IP_PKTINFO &&
+               cm->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+      struct in_pktinfo pi, out;
+      struct cmsghdr *c = &sl->tc.align;
+      memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+      /* ipi_spec_dst is the local address the request reached (for a
+       * broadcast, the interface's own address); routing picks the
+       * interface. */
+      memset(&out, 0, sizeof(out));
+      out.ipi_spec_dst = pi.ipi_spec_dst;
+      memset(sl->tc.b, 0, sizeof(sl->tc.b));
+      c->cmsg_level = IPPROTO_IP;
+      c->cmsg_type = IP_PKTINFO;
+      c->cmsg_len = CMSG_LEN(sizeof(out));
+      memcpy(CMSG_DATA(c), &out, sizeof(out));
+      tx->msg_control = sl->tc.b;
+      tx->msg_controllen = CMSG_SPACE(sizeof(out));
+    } else if (sk->pktinfo && cm->cmsg_level == IPPROTO_IPV6 &&
+               cm->cmsg_type == IPV6_PKTINFO &&
+               cm->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+      struct in6_pktinfo pi;
+      struct cmsghdr *c = &sl->tc.align;
+      memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+      /* A multicast destination is no source address: let the kernel
+       * choose.  The interface index keeps link-local addresses right. */
+      if (IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr))
+        continue;
+      memset(sl->tc.b, 0, sizeof(sl->tc.b));
+      c->cmsg_level = IPPROTO_IPV6;
+      c->cmsg_type = IPV6_PKTINFO;
+      c->cmsg_len = CMSG_LEN(sizeof(pi));
+      memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+      tx->msg_control = sl->tc.b;
+      tx->msg_controllen = CMSG_SPACE(sizeof(pi));
+    }
+  }
+  return kernel;
+}
+
+static void send_batch(sock *sk, unsigned count) {
+  worker *w = sk->w;
+  unsigned off = 0;
+  while (off < count) {
+    int r = sendmmsg(sk->fd, w->tmsg + off, count - off, MSG_DONTWAIT);
+    if (r > 0) {
+      off += (unsigned)r;
+      continue;
+    }
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+      /* Never block the worker: the rest of the batch is lost. */
+      sock_errno(sk, "send queue full, responses dropped", errno);
+      w->st.tx_errors += count - off;
+      return;
+    }
+    /* The first datagram left failed (bad peer address, firewall...):
+     * skip it and go on with the others. */
+    sock_errno(sk, "sendmmsg", r < 0 ? errno : EIO);
+    w->st.tx_errors++;
+    off++;
+  }
+}
+
+static void process_batch(sock *sk, unsigned count) {
+  worker *w = sk->w;
+  const ntsntp_uv_ntp *n = w->n;
+  const ntsntp_server *srv = n->s.server;
+  struct timespec now, ts;
+  int have_now = 0;
+  unsigned k, nt = 0;
+  ntsntp_server_ctx ctx;
+
+  for (k = 0; k < count; k++) {
+    slot *sl = &w->slots[k];
+    struct msghdr *mh = &w->rmsg[k].msg_hdr;
+    struct msghdr *tx = &w->tmsg[nt].msg_hdr;
+    const struct sockaddr *peer = (const struct sockaddr *)&sl->peer;
+    size_t len = w->rmsg[k].msg_len;
+    uint64_t rx;
+
+    if (parse_cmsg(sk, mh, sl, &ts, tx)) {
+      w->st.rx_kernel_ts++;
+    } else {
+      /* No kernel stamp: the best left is one clock read per batch, right
+       * after it arrived. */
+      if (!have_now) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        have_now = 1;
+      }
+      ts = now;
+      w->st.rx_daemon_ts++;
+    }
+    rx = served_time(n, &ts);
+
+    if (mh->msg_flags & MSG_TRUNC) {
+      /* Longer than any request we serve: the tail (extension fields) is
+       * lost, so it cannot be parsed. */
+      drop(&ctx, NTSNTP_REASON_BAD_EF);
+    } else if (n->s.accept != NULL &&
+               !n->s.accept(n->s.accept_user, w->idx, peer)) {
+      drop(&ctx, NTSNTP_REASON_DENIED);
+    } else {
+      ntsntp_server_prepare(srv, sl->in, len, rx, &ctx);
+      if (ctx.verdict != NTSNTP_SERVER_DROP && n->s.filter != NULL &&
+          n->s.filter(n->s.filter_user, w->idx, peer, &ctx) != 0) {
+        ctx.verdict = NTSNTP_SERVER_DROP;
+        if (ctx.reason == NTSNTP_REASON_OK)
+          ctx.reason = NTSNTP_REASON_DENIED;
+      }
+      if (ctx.verdict == NTSNTP_SERVER_DROP) {
+        ntsntp_server_ctx_clear(&ctx);
+        if (ctx.reason == NTSNTP_REASON_OK)
+          ctx.reason = NTSNTP_REASON_DENIED;
+      }
+    }
+
+    if (ctx.verdict != NTSNTP_SERVER_DROP) {
+      struct timespec t;
+      ntsntp_ssize r;
+      /* As late as possible: only the seal of this response follows. */
+      clock_gettime(CLOCK_REALTIME, &t);
+      r = ntsntp_server_finish(srv, &ctx, served_time(n, &t), sl->out,
+                               sizeof(sl->out));
+      if (r < 0) {
+        drop(&ctx, NTSNTP_REASON_INTERNAL);
+      } else {
+        sl->tiov.iov_base = sl->out;
+        sl->tiov.iov_len = (size_t)r;
+        tx->msg_name = &sl->peer;
+        tx->msg_namelen = mh->msg_namelen;
+        tx->msg_iov = &sl->tiov;
+        tx->msg_iovlen = 1;
+        tx->msg_flags = 0;
+        nt++;
+      }
+    }
+    ntsntp_server_stats_count(&w->st, &ctx);
+  }
+  if (nt > 0)
+    send_batch(sk, nt);
+  publish(w);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  sock *sk = h->data;
+  worker *w = sk->w;
+  unsigned b, k;
+  (void)events;
+
+  if (status < 0) {
+    /* Not expected for a UDP socket; stop rather than spin. */
+    logf_(w->n, NTSNTP_LOG_ERR, "UDP worker %u: poll: %s; socket closed",
+          w->idx, uv_strerror(status));
+    uv_poll_stop(h);
+    return;
+  }
+  for (b = 0; b < MAX_BATCHES; b++) {
+    int r;
+    for (k = 0; k < BATCH; k++) {
+      struct msghdr *mh = &w->rmsg[k].msg_hdr;
+      slot *sl = &w->slots[k];
+      mh->msg_name = &sl->peer;
+      mh->msg_namelen = sizeof(sl->peer);
+      mh->msg_iov = &sl->riov;
+      mh->msg_iovlen = 1;
+      mh->msg_control = sl->rc.b;
+      mh->msg_controllen = sizeof(sl->rc.b);
+      mh->msg_flags = 0;
+      w->rmsg[k].msg_len = 0;
+    }
+    r = recvmmsg(sk->fd, w->rmsg, BATCH, MSG_DONTWAIT, NULL);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        sock_errno(sk, "recvmmsg", errno);
+      return;
+    }
+    if (r == 0)
+      return;
+    process_batch(sk, (unsigned)r);
+    /* A short batch drained the queue; a full one may have left more. */
+    if (r < BATCH)
+      return;
+  }
+}
+
+static void on_sock_closed(uv_handle_t *h) {
+  sock *sk = h->data;
+  close(sk->fd);
+  sk->fd = -1;
+}
+
+static void close_worker_handles(worker *w) {
+  size_t i;
+  for (i = 0; i < w->n->n_addrs; i++) {
+    sock *sk = &w->socks[i];
+    if (sk->poll_init) {
+      sk->poll_init = 0;
+      uv_close((uv_handle_t *)&sk->poll, on_sock_closed);
+    } else if (sk->fd >= 0) {
+      close(sk->fd);
+      sk->fd = -1;
+    }
+  }
+  if (w->stop_init) {
+    w->stop_init = 0;
+    uv_close((uv_handle_t *)&w->stop, NULL);
+  }
+}
+
+static void on_stop(uv_async_t *h) { close_worker_handles(h->data); }
+
+static void worker_main(void *arg) {
+  worker *w = arg;
+  ntsntp_uv_ntp *n = w->n;
+  char name[16];
+  int rv;
+  snprintf(name, sizeof(name), "ntsntp-udp%u", w->idx);
+  pthread_setname_np(pthread_self(), name);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  publish(w);
+  rv = uv_loop_close(&w->loop);
+  assert(rv == 0);
+  (void)rv;
+  w->loop_init = 0;
+  atomic_fetch_add_explicit(&n->n_exited, 1, memory_order_release);
+  uv_async_send(&n->exited);
+}
+
+/* ---- start and stop (caller's thread) ---- */
+
+static void free_all(ntsntp_uv_ntp *n) {
+  unsigned i;
+  for (i = 0; n->workers != NULL && i < n->n_workers; i++) {
+    free(n->workers[i].socks);
+    free(n->workers[i].slots);
+  }
+  free(n->workers);
+  free(n->addrs);
+  free(n);
+}
+
+static void on_exited_closed(uv_handle_t *h) {
+  ntsntp_uv_ntp *n = h->data;
+  if (n->done != NULL)
+    n->done(n->done_user);
+  free_all(n);
+}
+
+static void on_exited(uv_async_t *h) {
+  ntsntp_uv_ntp *n = h->data;
+  unsigned i;
+  if (n->closing ||
+      atomic_load_explicit(&n->n_exited, memory_order_acquire) < n->n_workers)
+    return;
+  for (i = 0; i < n->n_workers; i++)
+    uv_thread_join(&n->workers[i].thread);
+  n->closing = 1;
+  uv_close((uv_handle_t *)&n->exited, on_exited_closed);
+}
+
+void ntsntp_uv_ntp_stop(ntsntp_uv_ntp *n, void (*done)(void *user),
+                        void *user) {
+  unsigned i;
+  if (n == NULL || n->stopping)
+    return;
+  n->stopping = 1;
+  n->done = done;
+  n->done_user = user;
+  for (i = 0; i < n->n_workers; i++)
+    uv_async_send(&n->workers[i].stop);
+}
+
+/* "0.0.0.0:123", "[::]:123" */
+static void addr_port_text(const listen_addr *a, uint16_t port, char *buf,
+                           size_t len) {
+  if (a->ss.ss_family == AF_INET6)
+    snprintf(buf, len, "[%s]:%u", a->text, port);
+  else
+    snprintf(buf, len, "%s:%u", a->text, port);
+}
+
+static int parse_addr(listen_addr *a, const char *text) {
+  memset(a, 0, sizeof(*a));
+  snprintf(a->text, sizeof(a->text), "%s", text);
+  if (strchr(text, ':') == NULL) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+    if (uv_ip4_addr(text, 0, sin) != 0)
+      return -1;
+    a->len = sizeof(*sin);
+    a->wildcard = sin->sin_addr.s_addr == htonl(INADDR_ANY);
+  } else {
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
+    if (uv_ip6_addr(text, 0, sin6) != 0)
+      return -1;
+    a->len = sizeof(*sin6);
+    a->wildcard = IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+  }
+  return 0;
+}
+
+static void set_port(listen_addr *a, uint16_t port) {
+  if (a->ss.ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
+  else
+    ((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
+}
+
+static const char *bind_hint(int err, uint16_t port) {
+  switch (err) {
+  case EACCES:
+    return port < 1024 ? " (run as root or use NTP_PORT above 1023)" : "";
+  case EADDRINUSE:
+    return " (is another NTP server running?)";
+  case EADDRNOTAVAIL:
+    return " (address not configured on this host)";
+  case EAFNOSUPPORT:
+    return " (IPv6 disabled on this host?)";
+  default:
+    return "";
+  }
+}
+
+/* Opens, configures and binds worker |w|'s socket for address |ai|.  The
+ * first worker fixes the port when 0 was asked for. */
+static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
+                       size_t errlen) {
+  listen_addr *a = &n->addrs[ai];
+  sock *sk = &w->socks[ai];
+  int one = 1, buf = SOCK_BUF, fd, e;
+  int tsflags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+  char where[sizeof(a->text) + 16];
+  const char *step;
+
+  sk->w = w;
+  addr_port_text(a, a->port, where, sizeof(where));
+
+  fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    e = errno;
+    if (n->s.n_listen == 0 && a->ss.ss_family == AF_INET6 &&
+        (e == EAFNOSUPPORT || e == EPROTONOSUPPORT)) {
+      /* The default listens on both families; a host without IPv6 still
+       * gets IPv4. */
+      if (w->idx == 0)
+        logf_(n, NTSNTP_LOG_WARN, "no IPv6 on this host: not serving %s",
+              where);
+      a->skip = 1;
+      return 0;
+    }
+    msg(errbuf, errlen, "cannot open UDP socket for %s: %s%s", where,
+        strerror(e), bind_hint(e, a->port));
+    errno = e;
+    return NTSNTP_ERR_IO;
+  }
+  sk->fd = fd;
+
+  step = "SO_REUSEPORT";
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+    goto fail;
+  step = "IPV6_V6ONLY";
+  if (a->ss.ss_family == AF_INET6 &&
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
+    goto fail;
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+  (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+  if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &tsflags,
+                 sizeof(tsflags)) != 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) != 0 &&
+      w->idx == 0)
+    logf_(n, NTSNTP_LOG_WARN,
+          "no kernel receive timestamps on %s (%s): timestamps will be "
+          "less accurate",
+          where, strerror(errno));
+  if (a->wildcard) {
+    int rv = a->ss.ss_family == AF_INET6
+                 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
+                              sizeof(one))
+                 : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+    if (rv == 0)
+      sk->pktinfo = 1;
+    else if (w->idx == 0)
+      logf_(n, NTSNTP_LOG_WARN,
+            "no packet info on %s (%s): on a multi-homed host, responses may "
+            "leave from another address",
+            where, strerror(errno));
+  }
+  step = "bind";
+  set_port(a, a->port);
+  if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
+    e = errno;
+    msg(errbuf, errlen, "cannot bind UDP %s: %s%s", where, strerror(e),
+        bind_hint(e, a->port));
+    errno = e;
+    return NTSNTP_ERR_IO;
+  }
+  if (a->port == 0) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    step = "getsockname";
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+      goto fail;
+    a->port = ntohs(ss.ss_family == AF_INET6
+                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                        : ((struct sockaddr_in *)&ss)->sin_port);
+  }
+  return 0;
+
+fail:
+  e = errno;
+  msg(errbuf, errlen, "cannot set up UDP socket for %s: %s: %s", where, step,
+      strerror(e));
+  errno = e;
+  return NTSNTP_ERR_IO;
+}
+
+static int init_worker(ntsntp_uv_ntp *n, worker *w, char *errbuf,
+                       size_t errlen) {
+  size_t i;
+  int rv;
+  w->slots = calloc(BATCH, sizeof(*w->slots));
+  w->socks = calloc(n->n_addrs, sizeof(*w->socks));
+  if (w->slots == NULL || w->socks == NULL) {
+    msg(errbuf, errlen, "out of memory");
+    return NTSNTP_ERR_NOMEM;
+  }
+  for (i = 0; i < n->n_addrs; i++)
+    w->socks[i].fd = -1;
+  for (i = 0; i < BATCH; i++) {
+    w->slots[i].riov.iov_base = w->slots[i].in;
+    w->slots[i].riov.iov_len = sizeof(w->slots[i].in);
+  }
+  atomic_init(&w->seq, 0);
+  for (i = 0; i < STATS_WORDS; i++)
+    atomic_init(&w->pub[i], 0);
+
+  if ((rv = uv_loop_init(&w->loop)) != 0)
+    goto uv_fail;
+  w->loop_init = 1;
+  if ((rv = uv_async_init(&w->loop, &w->stop, on_stop)) != 0)
+    goto uv_fail;
+  w->stop.data = w;
+  w->stop_init = 1;
+  for (i = 0; i < n->n_addrs; i++) {
+    sock *sk = &w->socks[i];
+    if (n->addrs[i].skip)
+      continue;
+    if ((rv = open_socket(n, w, i, errbuf, errlen)) != 0)
+      return rv;
+    if (n->addrs[i].skip)
+      continue;
+    if ((rv = uv_poll_init_socket(&w->loop, &sk->poll, sk->fd)) != 0)
+      goto uv_fail;
+    sk->poll.data = sk;
+    sk->poll_init = 1;
+    if ((rv = uv_poll_start(&sk->poll, UV_READABLE, on_readable)) != 0)
+      goto uv_fail;
+  }
+  return 0;
+
+uv_fail:
+  msg(errbuf, errlen, "cannot set up UDP worker %u: %s", w->idx,
+      uv_strerror(rv));
+  errno = -rv;
+  return NTSNTP_ERR_IO;
+}
+
+/* Undoes a failed start.  Workers whose thread runs are stopped and joined
+ * (blocking briefly: this is the error path); the others' loops are run
+ * here once to close their handles. */
+static void abort_start(ntsntp_uv_ntp *n) {
+  unsigned i;
+  int saved = errno;
+  for (i = 0; i < n->n_workers; i++) {
+    worker *w = &n->workers[i];
+    if (w->thread_started) {
+      uv_async_send(&w->stop);
+      uv_thread_join(&w->thread);
+    } else if (w->loop_init) {
+      close_worker_handles(w);
+      uv_run(&w->loop, UV_RUN_DEFAULT);
+      uv_loop_close(&w->loop);
+      w->loop_init = 0;
+    } else if (w->socks != NULL) {
+      close_worker_handles(w);
+    }
+  }
+  n->closing = 1;
+  n->done = NULL;
+  uv_close((uv_handle_t *)&n->exited, on_exited_closed);
+  errno = saved;
+}
+
+int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
+                        ntsntp_uv_ntp **out, char *errbuf, size_t errlen) {
+  static const char *const wildcards[] = {"0.0.0.0", "::"};
+  const char *const *names;
+  ntsntp_uv_ntp *n;
+  sigset_t all, old;
+  unsigned i;
+  size_t ai;
+  int rv;
+
+  msg(errbuf, errlen, "%s", "");
+  if (loop == NULL || s == NULL || out == NULL || s->server == NULL ||
+      (s->n_listen > 0 && s->listen == NULL)) {
+    msg(errbuf, errlen, "UDP NTP service: invalid arguments");
+    return NTSNTP_ERR_INVALID_ARG;
+  }
+  *out = NULL;
+  n = calloc(1, sizeof(*n));
+  if (n == NULL) {
+    msg(errbuf, errlen, "out of memory");
+    return NTSNTP_ERR_NOMEM;
+  }
+  n->loop = loop;
+  n->s = *s;
+  n->s.listen = NULL; /* read only here */
+  n->n_addrs = s->n_listen ? s->n_listen : 2;
+  names = s->n_listen ? s->listen : wildcards;
+  n->n_workers = s->workers;
+  if (n->n_workers == 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    n->n_workers = cpus < 1            ? 1
+                   : cpus > MAX_WORKERS ? MAX_WORKERS
+                                        : (unsigned)cpus;
+  }
+  atomic_init(&n->n_exited, 0);
+  if (n->n_workers > MAX_WORKERS) {
+    msg(errbuf, errlen, "UDP NTP service: at most %u workers", MAX_WORKERS);
+    free_all(n);
+    return NTSNTP_ERR_INVALID_ARG;
+  }
+  n->addrs = calloc(n->n_addrs, sizeof(*n->addrs));
+  n->workers = calloc(n->n_workers, sizeof(*n->workers));
+  if (n->addrs == NULL || n->workers == NULL) {
+    msg(errbuf, errlen, "out of memory");
+    free_all(n);
+    return NTSNTP_ERR_NOMEM;
+  }
+  for (ai = 0; ai < n->n_addrs; ai++) {
+    if (names[ai] == NULL || parse_addr(&n->addrs[ai], names[ai]) != 0) {
+      msg(errbuf, errlen,
+          "invalid listen address \"%s\" (want a numeric IPv4 or IPv6 "
+          "address)",
+          names[ai] ? names[ai] : "(null)");
+      free_all(n);
+      return NTSNTP_ERR_INVALID_ARG;
+    }
+    n->addrs[ai].port = s->port;
+  }
+  for (i = 0; i < n->n_workers; i++) {
+    n->workers[i].n = n;
+    n->workers[i].idx = i;
+  }
+
+  if ((rv = uv_async_init(loop, &n->exited, on_exited)) != 0) {
+    msg(errbuf, errlen, "cannot set up UDP NTP service: %s", uv_strerror(rv));
+    free_all(n);
+    errno = -rv;
+    return NTSNTP_ERR_IO;
+  }
+  n->exited.data = n;
+
+  for (i = 0; i < n->n_workers; i++) {
+    if ((rv = init_worker(n, &n->workers[i], errbuf, errlen)) != 0) {
+      abort_start(n);
+      return rv;
+    }
+  }
+
+  /* Workers take no signals: the embedder's loop handles them. */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  for (i = 0; i < n->n_workers; i++) {
+    worker *w = &n->workers[i];
+    if ((rv = uv_thread_create(&w->thread, worker_main, w)) != 0)
+      break;
+    w->thread_started = 1;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rv != 0) {
+    msg(errbuf, errlen, "cannot start UDP worker thread: %s",
+        uv_strerror(rv));
+    errno = -rv;
+    abort_start(n);
+    return NTSNTP_ERR_IO;
+  }
+
+  for (ai = 0; ai < n->n_addrs; ai++) {
+    char where[sizeof(n->addrs[ai].text) + 16];
+    if (n->addrs[ai].skip)
+      continue;
+    addr_port_text(&n->addrs[ai], n->addrs[ai].port, where, sizeof(where));
+    logf_(n, NTSNTP_LOG_INFO, "serving NTP on UDP %s (%u worker%s)", where,
+          n->n_workers, n->n_workers == 1 ? "" : "s");
+  }
+  *out = n;
+  return 0;
+}
