@@ -37,9 +37,10 @@ static const ntsntp_conf_opt options[] = {
         "upstream servers, comma-separated; 127.127.1.1 = local clock"),
     OPT("LOG_LEVEL", UINT, log_level, "0", 0, 3,
         "0 info, 1 warning, 2 non-fatal error, 3 fatal"),
-    OPT("NTP_PORT", UINT, ntp_port, "123", 1, 65535, "UDP port for NTP"),
-    OPT("NTS_KE_PORT", UINT, nts_ke_port, "4460", 1, 65535,
-        "TCP port for NTS-KE"),
+    OPT("NTP_PORT", UINT, ntp_port, "123", 0, 65535,
+        "UDP port for NTP (0: any free port)"),
+    OPT("NTS_KE_PORT", UINT, nts_ke_port, "4460", 0, 65535,
+        "TCP port for NTS-KE (0: any free port)"),
     OPT("LISTEN", STR, listen, "", 0, 0,
         "addresses to serve on, comma-separated (empty: all)"),
     OPT("STATE_DIR", STR, state_dir, "/var/lib/ntsd", 0, 0,
@@ -169,9 +170,6 @@ int main(int argc, char **argv) {
     uv_run(loop, UV_RUN_DEFAULT); /* let the failed start close its handles */
     return fatal(err);
   }
-  snprintf(msg, sizeof(msg), "Listening on UDP port %u for NTP",
-           ntsntp_uv_service_ntp_port(svc, 0));
-  log_line(NULL, NTSNTP_LOG_INFO, msg);
 
   uv_signal_init(loop, &sig_term);
   uv_signal_init(loop, &sig_int);

@@ -1,0 +1,100 @@
+# Shared helpers for the integration tests (bash).  Each test script sources
+# this, calls t_init, runs checks with t_ok/t_fail, and ends with t_done.
+# Only loopback addresses and high or kernel-chosen ports are used; every
+# process started here is stopped by PID.
+set -uo pipefail
+
+T_PASS=0 T_FAIL=0 T_PIDS=()
+T_DIR=$(mktemp -d /tmp/ntsntp-it.XXXXXX)
+
+t_cleanup() {
+  local p
+  for p in "${T_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${T_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  [ "${T_KEEP:-0}" = 1 ] || rm -rf "$T_DIR"
+}
+trap t_cleanup EXIT
+
+t_ok() { T_PASS=$((T_PASS + 1)); echo "ok   - $*"; }
+t_fail() { T_FAIL=$((T_FAIL + 1)); echo "FAIL - $*"; }
+t_check() { # t_check "description" command...
+  local what=$1; shift
+  if "$@"; then t_ok "$what"; else t_fail "$what"; fi
+}
+t_done() {
+  echo "$T_PASS passed, $T_FAIL failed"
+  [ "$T_FAIL" -eq 0 ]
+}
+
+# Throwaway ECDSA P-256 CA and a server certificate for localhost,
+# 127.0.0.1 and ::1, as certbot lays them out: $T_DIR/ca.pem,
+# $T_DIR/live/fullchain.pem, $T_DIR/live/privkey.pem (0600).
+t_make_certs() {
+  local d=$T_DIR
+  mkdir -p "$d/live"
+  printf 'cn = "ntsntp test CA"\nca\ncert_signing_key\nexpiration_days = 30\n' > "$d/ca.tmpl"
+  printf 'cn = "localhost"\ndns_name = "localhost"\nip_address = "127.0.0.1"\nip_address = "::1"\ntls_www_server\nsigning_key\nencryption_key\nexpiration_days = 30\n' > "$d/srv.tmpl"
+  certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile "$d/ca.key" 2>/dev/null &&
+  certtool --generate-self-signed --load-privkey "$d/ca.key" --template "$d/ca.tmpl" --outfile "$d/ca.pem" 2>/dev/null &&
+  (umask 077; certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile "$d/live/privkey.pem" 2>/dev/null) &&
+  certtool --generate-certificate --load-privkey "$d/live/privkey.pem" --load-ca-certificate "$d/ca.pem" \
+    --load-ca-privkey "$d/ca.key" --template "$d/srv.tmpl" --outfile "$d/srv.pem" 2>/dev/null &&
+  cat "$d/srv.pem" "$d/ca.pem" > "$d/live/fullchain.pem"
+}
+
+# t_start_ntsd NAME [VAR=value...]: starts ntsd with those settings on
+# kernel-chosen loopback ports; sets NAME_PID, NAME_NTP, NAME_KE, NAME_LOG.
+t_start_ntsd() {
+  local name=$1; shift
+  local log=$T_DIR/$name.log i
+  env -i PATH="$PATH" NTP_SERVERS=127.127.1.1 LISTEN=127.0.0.1 NTP_PORT=0 \
+    NTS_KE_PORT=0 STATE_DIR="$T_DIR/$name.state" WORKERS=2 "$@" \
+    "$NTSD" >"$log" 2>&1 &
+  local pid=$!
+  T_PIDS+=("$pid")
+  for i in $(seq 1 100); do
+    grep -q "serving NTP on UDP" "$log" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  # NTS-KE starts after NTP: wait for it too when NTS is configured.
+  if grep -q "NTS_CERT=" <<<"$*"; then
+    for i in $(seq 1 100); do
+      grep -q "NTS-KE server on TCP port" "$log" && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+  fi
+  printf -v "${name}_PID" %s "$pid"
+  printf -v "${name}_LOG" %s "$log"
+  printf -v "${name}_NTP" %s "$(sed -n 's/.*serving NTP on UDP 127.0.0.1:\([0-9]*\).*/\1/p' "$log" | head -1)"
+  printf -v "${name}_KE" %s "$(sed -n 's/.*NTS-KE server on TCP port \([0-9]*\).*/\1/p' "$log" | head -1)"
+}
+
+# t_stop PID: SIGTERM, wait (at most 5 s); returns the exit status.
+t_stop() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  wait "$pid" 2>/dev/null
+}
+
+# chronyd as a one-shot client (-Q never touches the clock).  Prints its
+# log; returns its status.  Extra arguments are config lines.
+t_chrony_q() {
+  local conf=$T_DIR/chrony-q.conf
+  printf 'pidfile %s/chrony-q.pid\n' "$T_DIR" > "$conf"
+  # -u root: chronyd would otherwise drop to _chrony, which cannot read
+  # the test's temporary files.  -Q never touches the clock.
+  timeout 30 chronyd -Q -u root -f "$conf" -t 10 "$@" 2>&1
+}
+
+# Offset printed by chronyd -Q ("System clock wrong by X seconds").
+t_chrony_offset_ok() { # t_chrony_offset_ok LOGTEXT MAXSECONDS
+  local x
+  x=$(sed -n 's/.*System clock wrong by \([-0-9.e+]*\) seconds.*/\1/p' <<<"$1" | head -1)
+  [ -n "$x" ] && awk -v x="$x" -v m="$2" 'BEGIN { exit !(x < m && x > -m) }'
+}
