@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <ntsntp/conf.h>
+#include <ntsntp/privdrop.h>
 #include <ntsntp/service.h>
 #include <ntsntp/version.h>
 
@@ -26,6 +27,7 @@ typedef struct config {
   unsigned long nts_rotate, nts_ntp_port_advertised;
   char nts_ntp_server[NTSNTP_CONF_STR_MAX];
   int nts_keys_reset;
+  char ntsd_user[NTSNTP_CONF_STR_MAX];
 } config;
 
 #define OPT(name, type, field, def, min, max, help)                            \
@@ -62,6 +64,8 @@ static const ntsntp_conf_opt options[] = {
         "NTP server name told to NTS clients (empty: none)"),
     OPT("NTS_KEYS_RESET", BOOL, nts_keys_reset, "no", 0, 0,
         "replace an unreadable or corrupt key file with new keys"),
+    OPT("NTSD_USER", STR, ntsd_user, "ntsd", 0, 0,
+        "user to run as after binding ports and reading keys (root: stay)"),
 };
 
 static unsigned long log_level;
@@ -169,6 +173,15 @@ int main(int argc, char **argv) {
   if (rv) {
     uv_run(loop, UV_RUN_DEFAULT); /* let the failed start close its handles */
     return fatal(err);
+  }
+  {
+    const char *own[] = {c.state_dir};
+    rv = ntsntp_drop_privileges(c.ntsd_user, own, 1, c.nts_cert[0] != 0, msg,
+                                sizeof(msg));
+    if (rv)
+      return fatal(msg);
+    if (msg[0])
+      log_line(NULL, NTSNTP_LOG_INFO, msg);
   }
 
   uv_signal_init(loop, &sig_term);

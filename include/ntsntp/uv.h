@@ -44,10 +44,16 @@ extern "C" {
  *      the request was sent to (IP_PKTINFO / IPV6_PKTINFO on wildcard
  *      sockets), never blocking: what the kernel will not take now is
  *      dropped and counted in tx_errors.
- * The transmit timestamp of a response is thus taken before the responses
- * that follow it in its batch are sealed (at most a few tens of
- * microseconds early under full load with NTS).  No allocation happens per
- * packet.
+ * The transmit timestamp of a response is thus early by the time it takes
+ * to finish the responses after it in the same batch (at most 31; batches
+ * are that full only under load).  No allocation happens per packet.
+ *
+ * Linux only (recvmmsg, SO_TIMESTAMPING, SO_REUSEPORT).  The kernel turns
+ * receive timestamps on with deferred work when the first socket asks, so
+ * the first few datagrams after start may get daemon timestamps
+ * (rx_daemon_ts).  Linux lets only processes of the same effective user
+ * join a SO_REUSEPORT group, so another user cannot steal a share of the
+ * traffic; processes of the server's own user can.
  * ====================================================================== */
 
 /* The running service (opaque). */
@@ -81,7 +87,9 @@ typedef struct ntsntp_uv_ntp_settings {
    * Early, cheap check called before ntsntp_server_prepare, from worker
    * |worker| (0 .. workers-1), with the client's address.  Return non-zero
    * to go on, 0 to drop the request silently (counted as reason DENIED).
-   * NULL accepts everything.
+   * Also called for datagrams that are not valid requests.  NULL accepts
+   * everything.  Called concurrently: must be thread-safe and must not
+   * block.
    */
   int (*accept)(void *user, unsigned worker, const struct sockaddr *peer);
   void *accept_user;
@@ -164,8 +172,7 @@ NTSNTP_EXTERN unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n);
  * The counters of worker |worker| alone (zeroes if out of range); same
  * rules as ntsntp_uv_ntp_stats.  Shows how the kernel spreads load.
  */
-NTSNTP_EXTERN void ntsntp_uv_ntp_worker_stats(ntsntp_uv_ntp *n,
-                                              unsigned worker,
+NTSNTP_EXTERN void ntsntp_uv_ntp_worker_stats(ntsntp_uv_ntp *n, unsigned worker,
                                               ntsntp_server_stats *out);
 
 /*

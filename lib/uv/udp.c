@@ -42,16 +42,20 @@
 _Static_assert(sizeof(ntsntp_server_stats) % sizeof(uint64_t) == 0,
                "stats must be whole uint64_t words");
 
+/* Control buffers are aligned like size_t, as CMSG_ALIGN assumes (a union
+ * with struct cmsghdr would not do: it ends in a flexible array). */
+
 /* Room for SCM_TIMESTAMPING (three timespecs) plus a pktinfo, with slack for
  * anything else the kernel adds. */
 typedef union rx_cbuf {
-  struct cmsghdr align;
+  size_t align;
   uint8_t b[CMSG_SPACE(sizeof(struct scm_timestamping)) +
             CMSG_SPACE(sizeof(struct in6_pktinfo)) + 128];
 } rx_cbuf;
 
+/* One pktinfo (the IPv6 one is the larger). */
 typedef union tx_cbuf {
-  struct cmsghdr align;
+  size_t align;
   uint8_t b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
 } tx_cbuf;
 
@@ -68,9 +72,9 @@ typedef struct listen_addr {
   struct sockaddr_storage ss;
   socklen_t len;
   int wildcard;
-  int skip;                      /* default "::" on a host without IPv6 */
+  int skip;                         /* default "::" on a host without IPv6 */
   char text[INET6_ADDRSTRLEN + 24]; /* as given, for messages */
-  uint16_t port;                 /* bound port, host order */
+  uint16_t port;                    /* bound port, host order */
 } listen_addr;
 
 struct worker;
@@ -148,7 +152,9 @@ void ntsntp_uv_ntp_settings_default(ntsntp_uv_ntp_settings *s) {
   s->port = 123;
 }
 
-unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n) { return n->n_workers; }
+unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n) {
+  return n->n_workers;
+}
 
 uint16_t ntsntp_uv_ntp_port(ntsntp_uv_ntp *n, unsigned idx) {
   if (n == NULL || idx >= n->n_addrs || n->addrs[idx].skip)
@@ -226,6 +232,21 @@ static void drop(ntsntp_server_ctx *ctx, ntsntp_server_reason r) {
   ctx->n_cookies = 0;
 }
 
+/* Makes |data| the one control message of |tx|, in |cb|. */
+static void put_cmsg(struct msghdr *tx, tx_cbuf *cb, int level, int type,
+                     const void *data, size_t len) {
+  struct cmsghdr *c;
+  assert(CMSG_SPACE(len) <= sizeof(cb->b));
+  memset(cb->b, 0, sizeof(cb->b));
+  tx->msg_control = cb->b;
+  tx->msg_controllen = CMSG_SPACE(len);
+  c = CMSG_FIRSTHDR(tx);
+  c->cmsg_level = level;
+  c->cmsg_type = type;
+  c->cmsg_len = CMSG_LEN(len);
+  memcpy(CMSG_DATA(c), data, len);
+}
+
 /* Reads the kernel receive timestamp and, for wildcard sockets, builds the
  * control message that makes the response leave from the address the
  * request was sent to.  Returns 1 if |ts| holds a kernel timestamp. */
@@ -254,37 +275,23 @@ static int parse_cmsg(const sock *sk, struct msghdr *mh, slot *sl,
                cm->cmsg_type == IP_PKTINFO &&
                cm->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
       struct in_pktinfo pi, out;
-      struct cmsghdr *c = &sl->tc.align;
       memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
       /* ipi_spec_dst is the local address the request reached (for a
        * broadcast, the interface's own address); routing picks the
        * interface. */
       memset(&out, 0, sizeof(out));
       out.ipi_spec_dst = pi.ipi_spec_dst;
-      memset(sl->tc.b, 0, sizeof(sl->tc.b));
-      c->cmsg_level = IPPROTO_IP;
-      c->cmsg_type = IP_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(out));
-      memcpy(CMSG_DATA(c), &out, sizeof(out));
-      tx->msg_control = sl->tc.b;
-      tx->msg_controllen = CMSG_SPACE(sizeof(out));
+      put_cmsg(tx, &sl->tc, IPPROTO_IP, IP_PKTINFO, &out, sizeof(out));
     } else if (sk->pktinfo && cm->cmsg_level == IPPROTO_IPV6 &&
                cm->cmsg_type == IPV6_PKTINFO &&
                cm->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
       struct in6_pktinfo pi;
-      struct cmsghdr *c = &sl->tc.align;
       memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
       /* A multicast destination is no source address: let the kernel
        * choose.  The interface index keeps link-local addresses right. */
       if (IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr))
         continue;
-      memset(sl->tc.b, 0, sizeof(sl->tc.b));
-      c->cmsg_level = IPPROTO_IPV6;
-      c->cmsg_type = IPV6_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(pi));
-      memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-      tx->msg_control = sl->tc.b;
-      tx->msg_controllen = CMSG_SPACE(sizeof(pi));
+      put_cmsg(tx, &sl->tc, IPPROTO_IPV6, IPV6_PKTINFO, &pi, sizeof(pi));
     }
   }
   return kernel;
@@ -301,7 +308,8 @@ static void send_batch(sock *sk, unsigned count) {
     }
     if (r < 0 && errno == EINTR)
       continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+    if (r < 0 &&
+        (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
       /* Never block the worker: the rest of the batch is lost. */
       sock_errno(sk, "send queue full, responses dropped", errno);
       w->st.tx_errors += count - off;
@@ -463,7 +471,9 @@ static void close_worker_handles(worker *w) {
   }
 }
 
-static void on_stop(uv_async_t *h) { close_worker_handles(h->data); }
+static void on_stop(uv_async_t *h) {
+  close_worker_handles(h->data);
+}
 
 static void worker_main(void *arg) {
   worker *w = arg;
@@ -619,8 +629,8 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
     goto fail;
   (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
   (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-  if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &tsflags,
-                 sizeof(tsflags)) != 0 &&
+  if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &tsflags, sizeof(tsflags)) !=
+          0 &&
       setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) != 0 &&
       w->idx == 0)
     logf_(n, NTSNTP_LOG_WARN,
@@ -628,10 +638,10 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
           "less accurate",
           where, strerror(errno));
   if (a->wildcard) {
-    int rv = a->ss.ss_family == AF_INET6
-                 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
-                              sizeof(one))
-                 : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+    int rv =
+        a->ss.ss_family == AF_INET6
+            ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one))
+            : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
     if (rv == 0)
       sk->pktinfo = 1;
     else if (w->idx == 0)
@@ -655,9 +665,9 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
     step = "getsockname";
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
       goto fail;
-    a->port = ntohs(ss.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                        : ((struct sockaddr_in *)&ss)->sin_port);
+    a->port =
+        ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                       : ((struct sockaddr_in *)&ss)->sin_port);
   }
   return 0;
 
@@ -757,12 +767,13 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   int rv;
 
   msg(errbuf, errlen, "%s", "");
+  if (out != NULL)
+    *out = NULL;
   if (loop == NULL || s == NULL || out == NULL || s->server == NULL ||
       (s->n_listen > 0 && s->listen == NULL)) {
     msg(errbuf, errlen, "UDP NTP service: invalid arguments");
     return NTSNTP_ERR_INVALID_ARG;
   }
-  *out = NULL;
   n = calloc(1, sizeof(*n));
   if (n == NULL) {
     msg(errbuf, errlen, "out of memory");
@@ -776,7 +787,7 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   n->n_workers = s->workers;
   if (n->n_workers == 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    n->n_workers = cpus < 1            ? 1
+    n->n_workers = cpus < 1             ? 1
                    : cpus > MAX_WORKERS ? MAX_WORKERS
                                         : (unsigned)cpus;
   }
@@ -835,8 +846,7 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rv != 0) {
-    msg(errbuf, errlen, "cannot start UDP worker thread: %s",
-        uv_strerror(rv));
+    msg(errbuf, errlen, "cannot start UDP worker thread: %s", uv_strerror(rv));
     errno = -rv;
     abort_start(n);
     return NTSNTP_ERR_IO;

@@ -6,6 +6,10 @@ set -uo pipefail
 
 T_PASS=0 T_FAIL=0 T_PIDS=()
 T_DIR=$(mktemp -d /tmp/ntsntp-it.XXXXXX)
+# ntsd drops root for this user (the image uses "ntsd"); it must be able to
+# reach its STATE_DIR under $T_DIR.
+chmod 755 "$T_DIR"
+T_USER=${T_USER:-nobody}
 
 t_cleanup() {
   local p
@@ -48,7 +52,7 @@ t_start_ntsd() {
   local name=$1; shift
   local log=$T_DIR/$name.log i
   env -i PATH="$PATH" NTP_SERVERS=127.127.1.1 LISTEN=127.0.0.1 NTP_PORT=0 \
-    NTS_KE_PORT=0 STATE_DIR="$T_DIR/$name.state" WORKERS=2 "$@" \
+    NTS_KE_PORT=0 STATE_DIR="$T_DIR/$name.state" WORKERS=2 NTSD_USER="$T_USER" "$@" \
     "$NTSD" >"$log" 2>&1 &
   local pid=$!
   T_PIDS+=("$pid")

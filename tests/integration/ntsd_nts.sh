@@ -28,6 +28,10 @@ nts_q() { # nts_q KEPORT [extra config lines...]
 out=$(nts_q "$B_KE")
 t_check "chronyd -Q authenticates over NTS (port from Port Negotiation)" t_chrony_offset_ok "$out" 0.001
 t_check "chrony followed Port Negotiation" grep -q "changed port to $B_NTP" <<<"$out"
+if [ "$(id -u)" -eq 0 ]; then
+  t_check "ntsd dropped root after reading the 0600 key" grep -q "Running as $T_USER" "$B_LOG"
+  t_check "the NTP workers run as $T_USER" bash -c "grep -q '^Uid:.*65534' /proc/$B_PID/status"
+fi
 
 # --- misbehaving NTS-KE clients --------------------------------------------
 kecli() { timeout 10 gnutls-cli --x509cafile "$T_DIR/ca.pem" -p "$B_KE" localhost "$@" 2>&1; }
