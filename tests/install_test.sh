@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs libntsntp to a temporary prefix and builds the examples out of
+# tree with nothing but `pkg-config --cflags --libs libntsntp`, so linking
+# into other C programs keeps working.  Usage: install_test.sh BUILD_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+src=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+DESTDIR="$tmp/root" meson install -C "$build" --quiet >/dev/null
+prefix=$(meson introspect "$build" --buildoptions | grep -o '"name": "prefix", "value": "[^"]*"' | sed 's/.*"value": "//; s/"$//')
+libdir=$(meson introspect "$build" --buildoptions | grep -o '"name": "libdir", "value": "[^"]*"' | sed 's/.*"value": "//; s/"$//')
+root=$tmp/root$prefix
+export PKG_CONFIG_PATH=$root/$libdir/pkgconfig
+# The .pc file names the real prefix; point pkg-config at the staged copy.
+export PKG_CONFIG_SYSROOT_DIR=$tmp/root
+for ex in ntp-query nts-query tiny-server; do
+  cc -std=gnu11 -Wall -Wextra -Werror -o "$tmp/$ex" "$src/examples/$ex.c" \
+    $(pkg-config --cflags --libs libntsntp)
+  LD_LIBRARY_PATH=$root/$libdir "$tmp/$ex" --help >/dev/null 2>&1 || true
+  echo "ok   - $ex builds out of tree with pkg-config"
+done
+test -f "$root/include/ntsntp/ntsntp.h"
+test -f "$tmp/root$prefix/share/man/man8/ntsd.8"
+echo "ok   - headers and man pages installed"
