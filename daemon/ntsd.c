@@ -27,7 +27,9 @@ typedef struct config {
   unsigned long nts_rotate, nts_ntp_port_advertised;
   char nts_ntp_server[NTSNTP_CONF_STR_MAX];
   int nts_keys_reset;
+  char control_socket[NTSNTP_CONF_STR_MAX], metrics_listen[NTSNTP_CONF_STR_MAX];
   char ntsd_user[NTSNTP_CONF_STR_MAX];
+  char nts_ca_file[NTSNTP_CONF_STR_MAX];
 } config;
 
 #define OPT(name, type, field, def, min, max, help)                            \
@@ -36,7 +38,10 @@ typedef struct config {
 static const ntsntp_conf_opt options[] = {
     OPT("CONFIG", STR, config, "", 0, 0, "config file to read"),
     OPT("NTP_SERVERS", STR, ntp_servers, "time.cloudflare.com", 0, 0,
-        "upstream servers, comma-separated; 127.127.1.1 = local clock"),
+        "upstream servers, comma-separated: HOST[:PORT] or "
+        "nts://HOST[:KEPORT]; 127.127.1.1 = local clock"),
+    OPT("NTS_CA_FILE", STR, nts_ca_file, "", 0, 0,
+        "CA certificates for NTS upstreams (empty: system store)"),
     OPT("LOG_LEVEL", UINT, log_level, "0", 0, 3,
         "0 info, 1 warning, 2 non-fatal error, 3 fatal"),
     OPT("NTP_PORT", UINT, ntp_port, "123", 0, 65535,
@@ -62,6 +67,10 @@ static const ntsntp_conf_opt options[] = {
         65535, "NTP port told to NTS clients (0: NTP_PORT)"),
     OPT("NTS_NTP_SERVER", STR, nts_ntp_server, "", 0, 0,
         "NTP server name told to NTS clients (empty: none)"),
+    OPT("CONTROL_SOCKET", STR, control_socket, "", 0, 0,
+        "ntsctl socket (empty: STATE_DIR/ntsd.sock; none: no socket)"),
+    OPT("METRICS_LISTEN", STR, metrics_listen, "", 0, 0,
+        "address:port serving Prometheus /metrics (empty: off)"),
     OPT("NTS_KEYS_RESET", BOOL, nts_keys_reset, "no", 0, 0,
         "replace an unreadable or corrupt key file with new keys"),
     OPT("NTSD_USER", STR, ntsd_user, "ntsd", 0, 0,
@@ -144,13 +153,11 @@ int main(int argc, char **argv) {
            NTSNTP_VERSION, NTSNTP_HAVE_GCM_SIV ? '+' : '-');
   log_line(NULL, NTSNTP_LOG_INFO, msg);
   log_line(NULL, NTSNTP_LOG_INFO, "Disabled control of system clock");
-  if (n_servers != 1 || strcmp(servers[0], "127.127.1.1") != 0)
-    return fatal("upstream synchronisation is not available in this "
-                 "version; set NTP_SERVERS=127.127.1.1 to serve the local "
-                 "clock");
-  snprintf(msg, sizeof(msg), "Serving the local clock (stratum %lu, "
-           "reference ID 7F7F0101)", c.local_stratum);
-  log_line(NULL, NTSNTP_LOG_INFO, msg);
+  if (n_servers == 1 && !strcmp(servers[0], "127.127.1.1")) {
+    snprintf(msg, sizeof(msg), "Serving the local clock (stratum %lu, "
+             "reference ID 7F7F0101)", c.local_stratum);
+    log_line(NULL, NTSNTP_LOG_INFO, msg);
+  }
 
   ntsntp_uv_service_settings_default(&s);
   s.listen = (const char *const *)listen;
@@ -168,6 +175,11 @@ int main(int argc, char **argv) {
   s.ntp_port_advertised = (uint16_t)c.nts_ntp_port_advertised;
   s.ntp_server_name = c.nts_ntp_server;
   s.local_stratum = (uint8_t)c.local_stratum;
+  s.servers = (const char *const *)servers;
+  s.n_servers = (size_t)n_servers;
+  s.ca_file = c.nts_ca_file;
+  s.control_socket = c.control_socket[0] ? c.control_socket : NULL;
+  s.metrics_listen = c.metrics_listen;
   s.log = log_line;
   rv = ntsntp_uv_service_start(loop, &s, &svc, err, sizeof(err));
   if (rv) {

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "ntsntp/server.h"
+#include "ntsntp/upstream.h"
 #include "ntsntp/uv.h"
 #include "ntsntp/uv_ke.h"
 
@@ -39,9 +40,19 @@ typedef struct ntsntp_uv_service_settings {
   uint16_t ntp_port_advertised; /* Port Negotiation; 0: ntp_port */
   const char *ntp_server_name;  /* Server Negotiation; NULL: none */
   unsigned cert_poll_ms;      /* check cert/key files for changes; 5000 */
-  /* The clock served when no upstream is configured: the local clock at
-   * |local_stratum| (chrony's `local stratum N`). */
+  /* Upstream servers (upstream.h syntax).  None, or the single item
+   * "127.127.1.1": serve the local clock at |local_stratum| (chrony's
+   * `local stratum N`) instead. */
+  const char *const *servers;
+  size_t n_servers;
+  const char *ca_file; /* NTS upstream trust anchors; NULL: system store */
   uint8_t local_stratum; /* default 10 */
+  /* control: begin (control.h) */
+  /* ntsctl's Unix socket: NULL: STATE_DIR/ntsd.sock; "" or "none": none.
+   * HTTP /metrics on "address:port" (numeric): NULL or "": off. */
+  const char *control_socket;
+  const char *metrics_listen;
+  /* control: end */
   ntsntp_log_fn log;     /* must be thread-safe */
   void *log_user;
 } ntsntp_uv_service_settings;
@@ -75,6 +86,10 @@ typedef struct ntsntp_uv_service_stats {
 
 NTSNTP_EXTERN void ntsntp_uv_service_get_stats(ntsntp_uv_service *svc,
                                            ntsntp_uv_service_stats *st);
+
+/* The upstream sync core, or NULL in local clock mode. */
+NTSNTP_EXTERN const ntsntp_sync *
+ntsntp_uv_service_sync(const ntsntp_uv_service *svc);
 
 /* Port actually bound for listen address |idx| (tests use port 0). */
 NTSNTP_EXTERN uint16_t ntsntp_uv_service_ntp_port(ntsntp_uv_service *svc,

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "ntsntp/keyfile.h"
 
 /* Larger than any ring's text (see ntsntp_keyring_save); one more byte lets
@@ -66,29 +67,18 @@ static int sync_dir(const char *path) {
   return rv;
 }
 
-int ntsntp_keyfile_save(const ntsntp_keyring *kr, const char *path,
-                        char *errbuf, size_t errlen) {
-  uint8_t buf[KEYFILE_MAX];
+int ntsntp__file_write_atomic(const char *path, const void *data, size_t len,
+                              const char *what, char *errbuf, size_t errlen) {
   char tmp[PATH_MAX];
   const char *step;
-  ntsntp_ssize len;
   int fd, n, e;
 
   msg(errbuf, errlen, "%s", "");
-  if (kr == NULL || path == NULL)
-    return NTSNTP_ERR_INVALID_ARG;
   n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
   if (n < 0 || (size_t)n >= sizeof(tmp)) {
-    msg(errbuf, errlen, "key file path too long: %s", path);
+    msg(errbuf, errlen, "%s path too long: %s", what, path);
     return NTSNTP_ERR_INVALID_ARG;
   }
-  len = ntsntp_keyring_save(kr, buf, sizeof(buf));
-  if (len < 0) {
-    msg(errbuf, errlen, "cannot serialise key ring: %s",
-        ntsntp_strerror((int)len));
-    return (int)len;
-  }
-
   step = "create";
   fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
@@ -100,7 +90,7 @@ int ntsntp_keyfile_save(const ntsntp_keyring *kr, const char *path,
   if (fchmod(fd, 0600) != 0)
     goto fail_close;
   step = "write";
-  if (write_all(fd, buf, (size_t)len) != 0)
+  if (write_all(fd, data, len) != 0)
     goto fail_close;
   step = "fsync";
   if (fsync(fd) != 0)
@@ -115,12 +105,10 @@ int ntsntp_keyfile_save(const ntsntp_keyring *kr, const char *path,
     fd = -1;
     goto fail_close;
   }
-  ntsntp_secure_clear(buf, sizeof(buf));
   if (sync_dir(path) != 0) {
     e = errno;
-    msg(errbuf, errlen,
-        "key file %s written, but syncing its directory failed: %s", path,
-        strerror(e));
+    msg(errbuf, errlen, "%s %s written, but syncing its directory failed: %s",
+        what, path, strerror(e));
     errno = e;
     return NTSNTP_ERR_IO;
   }
@@ -134,11 +122,31 @@ fail_close:
   errno = e;
 fail_noclean:
   e = errno;
-  ntsntp_secure_clear(buf, sizeof(buf));
-  msg(errbuf, errlen, "cannot save key file %s (%s %s): %s", path, step, tmp,
+  msg(errbuf, errlen, "cannot save %s %s (%s %s): %s", what, path, step, tmp,
       strerror(e));
   errno = e;
   return NTSNTP_ERR_IO;
+}
+
+int ntsntp_keyfile_save(const ntsntp_keyring *kr, const char *path,
+                        char *errbuf, size_t errlen) {
+  uint8_t buf[KEYFILE_MAX];
+  ntsntp_ssize len;
+  int rv;
+
+  msg(errbuf, errlen, "%s", "");
+  if (kr == NULL || path == NULL)
+    return NTSNTP_ERR_INVALID_ARG;
+  len = ntsntp_keyring_save(kr, buf, sizeof(buf));
+  if (len < 0) {
+    msg(errbuf, errlen, "cannot serialise key ring: %s",
+        ntsntp_strerror((int)len));
+    return (int)len;
+  }
+  rv = ntsntp__file_write_atomic(path, buf, (size_t)len, "key file", errbuf,
+                                 errlen);
+  ntsntp_secure_clear(buf, sizeof(buf));
+  return rv;
 }
 
 /* An operator seeing this must know which file, why, and what to do. */

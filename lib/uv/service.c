@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ntsntp/keyfile.h"
+#include "ntsntp/control.h" /* control */
 #include "ntsntp/service.h"
 
 #define KEYFILE_NAME "ntskeys"
@@ -20,6 +21,8 @@ struct ntsntp_uv_service {
   ntsntp_server *server;
   ntsntp_uv_ntp *ntp;
   ntsntp_uv_ke *ke;
+  ntsntp_uv_upstream *up; /* NULL: local clock mode */
+  ntsntp_uv_ctl *ctl; /* control */
   uv_timer_t rotate_timer, clock_timer;
   uv_fs_poll_t cert_poll, key_poll;
   int handles;
@@ -201,8 +204,55 @@ static int start_ke(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   return rv;
 }
 
-static void handle_closed(uv_handle_t *h) {
-  ntsntp_uv_service *svc = h->data;
+/* control: begin.  ntsctl and /metrics: counters from the workers, the
+ * clock being served (local clock mode: no sources). */
+static void ctl_stats(void *user, ntsntp_uv_service_stats *st) {
+  ntsntp_uv_service_get_stats(user, st);
+}
+
+static void ctl_tracking(void *user, ntsntp_ctl_tracking *t) {
+  ntsntp_uv_service *svc = user;
+  ntsntp_clock_state cs;
+  ntsntp_server_get_clock(svc->server, &cs);
+  ntsntp_ctl_tracking_from_clock(t, &cs);
+}
+
+static int start_ctl(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
+  ntsntp_uv_ctl_settings cs;
+  const char *sock = svc->s.control_socket;
+  char path[4096];
+  int rv;
+  ntsntp_uv_ctl_settings_default(&cs);
+  if (!sock) {
+    if (mkdir(svc->s.state_dir, 0750) < 0 && errno != EEXIST) {
+      snprintf(errbuf, errlen, "cannot create STATE_DIR %s: %s; fix: create "
+               "it, point STATE_DIR at a writable directory, or set "
+               "CONTROL_SOCKET", svc->s.state_dir, strerror(errno));
+      return NTSNTP_ERR_IO;
+    }
+    snprintf(path, sizeof(path), "%s/%s", svc->s.state_dir,
+             NTSNTP_CTL_SOCKET_NAME);
+    sock = path;
+  }
+  cs.socket_path = strcmp(sock, "none") ? sock : NULL;
+  cs.metrics_listen = svc->s.metrics_listen;
+  cs.provider.stats = ctl_stats;
+  cs.provider.tracking = ctl_tracking;
+  cs.provider.user = svc;
+  cs.log = svc->s.log;
+  cs.log_user = svc->s.log_user;
+  rv = ntsntp_uv_ctl_start(svc->loop, &cs, &svc->ctl, errbuf, errlen);
+  if (rv == 0 && cs.socket_path && *cs.socket_path)
+    slog(svc, NTSNTP_LOG_INFO, "Control socket %s", cs.socket_path);
+  if (rv == 0 && ntsntp_uv_ctl_metrics_port(svc->ctl))
+    slog(svc, NTSNTP_LOG_INFO, "Serving /metrics on %s", svc->s.metrics_listen);
+  return rv;
+}
+/* control: end */
+
+/* Frees the service when the last of its handles (and the upstream
+ * runtime, counted as one) has closed. */
+static void svc_unref(ntsntp_uv_service *svc) {
   if (--svc->handles == 0) {
     void (*done)(void *) = svc->done;
     void *user = svc->done_user;
@@ -214,7 +264,51 @@ static void handle_closed(uv_handle_t *h) {
   }
 }
 
+static void handle_closed(uv_handle_t *h) { svc_unref(h->data); }
+
+static void up_stopped(void *user) { svc_unref(user); }
+
+static uint64_t serve_adjust(void *user, uint64_t sys) {
+  return ntsntp_sync_serve(user, sys);
+}
+
+/* NTP_SERVERS=127.127.1.1 (or nothing): the local clock, as chrony's
+ * `local stratum N`; anything else: follow those servers. */
+static int local_mode(const ntsntp_uv_service_settings *s) {
+  return s->n_servers == 0 ||
+         (s->n_servers == 1 && !strcmp(s->servers[0], "127.127.1.1"));
+}
+
+static int start_upstream(ntsntp_uv_service *svc, char *errbuf,
+                          size_t errlen) {
+  ntsntp_uv_upstream_settings us;
+  int rv;
+  ntsntp_uv_upstream_settings_default(&us);
+  us.servers = svc->s.servers;
+  us.n_servers = svc->s.n_servers;
+  us.ca_file = svc->s.ca_file && *svc->s.ca_file ? svc->s.ca_file : NULL;
+  us.state_dir = svc->s.state_dir;
+  us.server = svc->server;
+  us.log = svc->s.log;
+  us.log_user = svc->s.log_user;
+  if (mkdir(svc->s.state_dir, 0750) < 0 && errno != EEXIST)
+    us.state_dir = NULL; /* no drift file; the error shows at key time */
+  rv = ntsntp_uv_upstream_start(svc->loop, &us, &svc->up, errbuf, errlen);
+  if (rv == 0)
+    svc->handles++;
+  return rv;
+}
+
+const ntsntp_sync *ntsntp_uv_service_sync(const ntsntp_uv_service *svc) {
+  return svc->up ? ntsntp_uv_upstream_sync(svc->up) : NULL;
+}
+
+/* Called once the NTP workers are gone (they read the sync core). */
 static void close_handles(ntsntp_uv_service *svc) {
+  if (svc->up) {
+    ntsntp_uv_upstream_stop(svc->up, up_stopped, svc);
+    svc->up = NULL;
+  }
   uv_close((uv_handle_t *)&svc->rotate_timer, handle_closed);
   uv_close((uv_handle_t *)&svc->clock_timer, handle_closed);
   uv_close((uv_handle_t *)&svc->cert_poll, handle_closed);
@@ -273,7 +367,10 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   rv = ntsntp_server_new(&svc->server, &ss);
   if (rv)
     goto fail;
-  on_clock(&svc->clock_timer);
+  if (local_mode(s))
+    on_clock(&svc->clock_timer);
+  else if ((rv = start_upstream(svc, errbuf, errlen)) != 0)
+    goto fail;
 
   ntsntp_uv_ntp_settings_default(&ns);
   ns.listen = s->listen;
@@ -281,6 +378,10 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   ns.port = s->ntp_port;
   ns.workers = s->workers;
   ns.server = svc->server;
+  if (svc->up) {
+    ns.adjust = serve_adjust;
+    ns.adjust_user = (void *)ntsntp_uv_upstream_sync(svc->up);
+  }
   ns.log = s->log;
   ns.log_user = s->log_user;
   rv = ntsntp_uv_ntp_start(loop, &ns, &svc->ntp, errbuf, errlen);
@@ -302,7 +403,16 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
     slog(svc, NTSNTP_LOG_INFO,
          "NTS is off (set NTS_CERT and NTS_KEY to enable it)");
   }
-  uv_timer_start(&svc->clock_timer, on_clock, 1000, 1000);
+  rv = start_ctl(svc, errbuf, errlen); /* control */
+  if (rv) {
+    if (svc->ke)
+      ntsntp_uv_ke_stop(svc->ke);
+    svc->ke = NULL;
+    ntsntp_uv_ntp_stop(svc->ntp, ntp_stopped, svc);
+    return rv;
+  }
+  if (!svc->up)
+    uv_timer_start(&svc->clock_timer, on_clock, 1000, 1000);
   *out = svc;
   return 0;
 fail:
@@ -333,6 +443,9 @@ void ntsntp_uv_service_stop(ntsntp_uv_service *svc, void (*done)(void *user),
                             void *user) {
   svc->done = done;
   svc->done_user = user;
+  if (svc->ctl) /* control: no provider calls after this */
+    ntsntp_uv_ctl_stop(svc->ctl, NULL, NULL);
+  svc->ctl = NULL;
   if (svc->ke) {
     ntsntp_uv_ke_stop(svc->ke);
     svc->ke = NULL;

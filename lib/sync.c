@@ -1,0 +1,343 @@
+/* libntsntp: sources + selection + clock model behind ntsntp_sync. */
+#include <math.h>
+#include <string.h>
+
+#include <nettle/md5.h>
+
+#include "clock_model.h"
+#include "select.h"
+#include "source.h"
+
+#define MINDISP 0.001 /* root dispersion floor (ntpd's tos mindist) */
+
+struct ntsntp_sync {
+  const ntsntp_mem *mem;
+  ntsntp_sync_settings set;
+  ntsntp_clock_ops ops;
+  unsigned n;
+  ntsntp__source src[NTSNTP_SYNC_MAX_SOURCES];
+  int peer; /* system peer, -1 */
+  /* Reference at the last update. */
+  int synced;
+  int ref_peer;
+  uint32_t refid;
+  uint8_t stratum, leap;
+  double root_delay, root_disp;
+  ntsntp__model model;
+};
+
+static const char *const state_names[] = {
+    "unusable",    "unreachable", "stopped",  "jittery",
+    "falseticker", "selectable",  "combined", "selected"};
+static const char state_chars[] = "???~x-+*";
+
+const char *ntsntp_source_state_name(ntsntp_source_state st) {
+  return (unsigned)st <= NTSNTP_SOURCE_SELECTED ? state_names[st] : "unknown";
+}
+
+char ntsntp_source_state_char(ntsntp_source_state st) {
+  return (unsigned)st <= NTSNTP_SOURCE_SELECTED ? state_chars[st] : '?';
+}
+
+void ntsntp_sync_settings_default(ntsntp_sync_settings *s) {
+  memset(s, 0, sizeof(*s));
+  s->minpoll = 6;
+  s->maxpoll = 10;
+  s->iburst = 4;
+  s->max_slew_ppm = 1e6 / 12; /* chrony's maxslewrate, 83333.333 ppm */
+  s->makestep_threshold = 0.1;
+  s->makestep_limit = 3;
+  s->max_jitter = 1.0;
+  s->min_sources = 1;
+  s->precision = -20;
+}
+
+int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s,
+                    const ntsntp_mem *mem) {
+  ntsntp_sync *sync;
+
+  *psync = NULL;
+  if (s->minpoll < 0 || s->maxpoll > 17 || s->minpoll > s->maxpoll ||
+      !(s->max_slew_ppm > 0) || !isfinite(s->max_slew_ppm) ||
+      !(s->makestep_threshold >= 0) || !(s->max_jitter > 0) ||
+      s->precision < -30 || s->precision > 0 ||
+      (s->clock_ops && (!s->clock_ops->slew || !s->clock_ops->step)))
+    return NTSNTP_ERR_INVALID_ARG;
+  if (!mem)
+    mem = ntsntp_mem_default();
+  sync = mem->calloc(1, sizeof(*sync), mem->user);
+  if (!sync)
+    return NTSNTP_ERR_NOMEM;
+  sync->mem = mem;
+  sync->set = *s;
+  if (s->clock_ops) {
+    sync->ops = *s->clock_ops;
+    sync->set.clock_ops = &sync->ops;
+  }
+  sync->peer = -1;
+  sync->ref_peer = -1;
+  ntsntp__model_init(&sync->model, &sync->set);
+  *psync = sync;
+  return 0;
+}
+
+void ntsntp_sync_del(ntsntp_sync *sync) {
+  if (sync)
+    sync->mem->free(sync, sync->mem->user);
+}
+
+int ntsntp_sync_add_source(ntsntp_sync *sync, const char *name, uint32_t refid,
+                           uint64_t now) {
+  if (sync->n == NTSNTP_SYNC_MAX_SOURCES)
+    return NTSNTP_ERR_NOBUF;
+  ntsntp__source_init(&sync->src[sync->n], &sync->set, name, refid, now);
+  return (int)sync->n++;
+}
+
+unsigned ntsntp_sync_n_sources(const ntsntp_sync *sync) { return sync->n; }
+
+int ntsntp_sync_set_refid(ntsntp_sync *sync, unsigned i, uint32_t refid) {
+  if (i >= sync->n)
+    return NTSNTP_ERR_INVALID_ARG;
+  sync->src[i].refid = refid;
+  return 0;
+}
+
+uint64_t ntsntp_sync_next_poll(const ntsntp_sync *sync, unsigned i) {
+  if (i >= sync->n || sync->src[i].stopped)
+    return UINT64_MAX;
+  return sync->src[i].next_poll;
+}
+
+int8_t ntsntp_sync_poll(const ntsntp_sync *sync, unsigned i) {
+  return i < sync->n ? sync->src[i].poll : sync->set.minpoll;
+}
+
+int ntsntp_sync_on_send(ntsntp_sync *sync, unsigned i, uint64_t now) {
+  ntsntp_rand_fn rnd = sync->set.rand ? sync->set.rand : ntsntp_rand_default;
+  uint8_t b[4];
+  double r = 0;
+
+  if (i >= sync->n)
+    return NTSNTP_ERR_INVALID_ARG;
+  if (rnd(sync->set.rand_user, b, sizeof(b)) == 0)
+    r = (double)((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
+                 (uint32_t)b[2] << 8 | b[3]) /
+        4294967296.0;
+  return ntsntp__source_on_send(&sync->src[i], now, r);
+}
+
+#define MIN_ERR 1e-5 /* s, floor of a sample's error for its weight */
+
+/* Selection; sets the system peer and the source states. */
+static void reselect(ntsntp_sync *sync, uint64_t now, ntsntp__selection *sel) {
+  ntsntp__select(sync->src, sync->n, now, sync->model.freq,
+                 sync->set.max_jitter, sync->set.min_sources, sync->peer, sel);
+  sync->peer = sel->ok ? sel->peer : -1;
+}
+
+/*
+ * Clock update with the new sample (raw offset |y| at |ts|, round trip
+ * |delay|) of source |i|, a survivor of the selection.  Each sample is
+ * used once, when it arrives, weighted by its delay in excess of the
+ * filter's minimum: unlike RFC 5905's clock filter output, which can stay
+ * on an old sample for several polls, this keeps the regression fed while
+ * the local clock runs free.
+ */
+static void update(ntsntp_sync *sync, unsigned i, uint64_t now, uint64_t ts,
+                   double y, double delay, const ntsntp__selection *sel) {
+  ntsntp__model *md = &sync->model;
+  ntsntp__source *p = &sync->src[sel->peer], *s = &sync->src[i];
+  double step, age, err;
+  unsigned k;
+
+  err = fmax(delay - s->delay, 0) / 2 + fmax(s->delay / 8, MIN_ERR);
+  ntsntp__model_update(md, now, ts, y, err, sel->jitter, &step);
+  if (step != 0)
+    for (k = 0; k < sync->n; k++)
+      ntsntp__source_relabel(&sync->src[k], step);
+  sync->synced = 1;
+  sync->ref_peer = sel->peer;
+  sync->refid = p->refid;
+  sync->stratum = (uint8_t)(p->stratum + 1);
+  sync->leap = sel->leap;
+  /*= https://www.rfc-editor.org/rfc/rfc5905#appendix-A.5.5.6
+   *# s.rootdelay = p->rootdelay + p->delay;
+   *# dtemp = p->rootdisp + p->disp + sys_jitter + PHI * (c.t - p->t) +
+   *#     fabs(p->offset);
+   * (p->offset, the peer's offset from the disciplined clock, is here the
+   * offset last measured against the served clock.) */
+  age = ntsntp_ts_diff(md->last_update, p->t);
+  sync->root_delay = p->root_delay + p->delay;
+  sync->root_disp = fmax(p->root_disp + p->disp + sel->jitter +
+                             NTSNTP_PHI * (age > 0 ? age : 0) +
+                             fabs(md->last_offset),
+                         MINDISP);
+}
+
+int ntsntp_sync_on_sample(ntsntp_sync *sync, unsigned i,
+                          const ntsntp_client_sample *sample, uint64_t now) {
+  ntsntp__selection sel;
+  ntsntp_source_state st;
+  uint64_t t;
+  double y;
+  int rv;
+
+  if (i >= sync->n)
+    return NTSNTP_ERR_INVALID_ARG;
+  /* The offset holds at the midpoint of the exchange. */
+  t = ntsntp_ts_add(sample->t1, ntsntp_ts_diff(sample->t4, sample->t1) / 2);
+  y = sample->offset + ntsntp__model_applied(&sync->model, t);
+  rv = ntsntp__source_on_sample(&sync->src[i], &sample->hdr, t, y,
+                                sample->delay, sync->model.freq, now);
+  if (rv < 0)
+    return rv;
+  reselect(sync, now, &sel);
+  st = sync->src[i].state;
+  if (rv == 0 || !sel.ok ||
+      (st != NTSNTP_SOURCE_SELECTED && st != NTSNTP_SOURCE_COMBINED))
+    return 0;
+  update(sync, i, now, t, y, fmax(sample->delay, 0), &sel);
+  return 1;
+}
+
+int ntsntp_sync_on_kod(ntsntp_sync *sync, unsigned i,
+                       const ntsntp_client_sample *sample, uint64_t now) {
+  int rv;
+  if (i >= sync->n)
+    return NTSNTP_ERR_INVALID_ARG;
+  rv = ntsntp__source_on_kod(&sync->src[i], sample->hdr.refid,
+                             sample->hdr.poll, now);
+  if (rv) {
+    ntsntp__selection sel;
+    reselect(sync, now, &sel);
+  }
+  return rv;
+}
+
+void ntsntp_sync_on_timeout(ntsntp_sync *sync, unsigned i, uint64_t now) {
+  ntsntp__selection sel;
+  if (i < sync->n)
+    reselect(sync, now, &sel);
+}
+
+int ntsntp_sync_source_info(const ntsntp_sync *sync, unsigned i, uint64_t now,
+                            ntsntp_source_info *info) {
+  const ntsntp__source *s;
+  if (i >= sync->n)
+    return NTSNTP_ERR_INVALID_ARG;
+  s = &sync->src[i];
+  memset(info, 0, sizeof(*info));
+  memcpy(info->name, s->name, sizeof(info->name));
+  info->refid = s->refid;
+  info->state = s->state;
+  info->stratum = s->stratum;
+  info->leap = s->leap;
+  info->poll = s->poll;
+  info->reach = s->reach;
+  info->kod = s->kod;
+  info->last_rx = s->last_rx ? ntsntp_ts_diff(now, s->last_rx) : -1;
+  info->last_offset = s->last_offset;
+  info->root_delay = s->root_delay;
+  info->root_disp = s->root_disp;
+  info->next_poll = ntsntp_sync_next_poll(sync, i);
+  if (s->have) {
+    /* Offsets shown against the system clock, as measured. */
+    info->offset = ntsntp__source_offset(s, now, sync->model.freq) -
+                   ntsntp__model_applied(&sync->model, now);
+    info->delay = s->delay;
+    info->disp = s->disp;
+    info->jitter = s->jitter;
+    info->root_distance = ntsntp__source_root_dist(s, now);
+  }
+  return 0;
+}
+
+uint64_t ntsntp_sync_serve(const ntsntp_sync *sync, uint64_t sys) {
+  return ntsntp__model_serve(&sync->model, sys);
+}
+
+/* Synchronised at |now|: updated once and root distance still usable. */
+static int is_synced(const ntsntp_sync *sync, uint64_t now) {
+  double age;
+  if (!sync->synced || sync->stratum >= 16)
+    return 0;
+  age = ntsntp_ts_diff(now, sync->model.last_update);
+  return sync->root_delay / 2 + sync->root_disp +
+             NTSNTP_PHI * (age > 0 ? age : 0) <
+         NTSNTP_MAXDIST;
+}
+
+void ntsntp_sync_clock_state(const ntsntp_sync *sync, uint64_t now,
+                             ntsntp_clock_state *cs) {
+  memset(cs, 0, sizeof(*cs));
+  cs->precision = sync->set.precision;
+  cs->disp_rate = NTSNTP_PHI;
+  if (sync->synced)
+    cs->ref_ts = ntsntp_sync_serve(sync, sync->model.last_update);
+  if (!is_synced(sync, now)) {
+    cs->leap = NTSNTP_LEAP_UNSYNC;
+    cs->stratum = 16;
+    return;
+  }
+  cs->leap = sync->leap;
+  cs->stratum = sync->stratum;
+  cs->refid = sync->refid;
+  cs->root_delay = ntsntp_short_from_double(sync->root_delay);
+  cs->root_disp = ntsntp_short_from_double(sync->root_disp);
+}
+
+void ntsntp_sync_tracking(const ntsntp_sync *sync, uint64_t now,
+                          ntsntp_tracking *t) {
+  const ntsntp__model *md = &sync->model;
+  double age = ntsntp_ts_diff(now, md->last_update);
+
+  memset(t, 0, sizeof(*t));
+  t->synced = is_synced(sync, now);
+  t->leap = t->synced ? sync->leap : NTSNTP_LEAP_UNSYNC;
+  t->stratum = t->synced ? sync->stratum : 16;
+  if (sync->synced) {
+    t->refid = sync->refid;
+    if (sync->ref_peer >= 0)
+      memcpy(t->ref_name, sync->src[sync->ref_peer].name, sizeof(t->ref_name));
+    t->ref_time = ntsntp_sync_serve(sync, md->last_update);
+    t->root_delay = sync->root_delay;
+    t->root_disp = sync->root_disp + NTSNTP_PHI * (age > 0 ? age : 0);
+  }
+  t->system_offset = -ntsntp_ts_diff(ntsntp_sync_serve(sync, now), now);
+  t->last_offset = md->last_offset;
+  t->rms_offset = sqrt(md->rms_offset2);
+  t->freq_ppm = md->freq * 1e6;
+  t->resid_freq_ppm = md->resid_freq * 1e6;
+  t->skew_ppm = md->skew * 1e6;
+  t->update_interval = md->update_interval;
+  t->updates = md->updates;
+  t->steps = md->steps;
+  t->clock_control = md->control;
+}
+
+ntsntp_ssize ntsntp_sync_drift_save(const ntsntp_sync *sync, char *out,
+                                    size_t outlen) {
+  return ntsntp__model_drift_save(&sync->model, out, outlen);
+}
+
+int ntsntp_sync_drift_load(ntsntp_sync *sync, const char *in, size_t len) {
+  return ntsntp__model_drift_load(&sync->model, in, len);
+}
+
+uint32_t ntsntp_refid_ipv4(const uint8_t addr[4]) {
+  return (uint32_t)addr[0] << 24 | (uint32_t)addr[1] << 16 |
+         (uint32_t)addr[2] << 8 | addr[3];
+}
+
+uint32_t ntsntp_refid_ipv6(const uint8_t addr[16]) {
+  struct md5_ctx ctx;
+  uint8_t d[MD5_DIGEST_SIZE];
+  /*= https://www.rfc-editor.org/rfc/rfc5905#section-7.3
+   *# If using the IPv6 address family, it is the first four octets of
+   *# the MD5 hash of the IPv6 address. */
+  md5_init(&ctx);
+  md5_update(&ctx, 16, addr);
+  md5_digest(&ctx, sizeof(d), d);
+  return ntsntp_refid_ipv4(d);
+}
