@@ -30,6 +30,7 @@ typedef struct config {
   char control_socket[NTSNTP_CONF_STR_MAX], metrics_listen[NTSNTP_CONF_STR_MAX];
   char ntsd_user[NTSNTP_CONF_STR_MAX];
   char nts_ca_file[NTSNTP_CONF_STR_MAX];
+  long minpoll, maxpoll;
 } config;
 
 #define OPT(name, type, field, def, min, max, help)                            \
@@ -42,6 +43,10 @@ static const ntsntp_conf_opt options[] = {
         "nts://HOST[:KEPORT]; 127.127.1.1 = local clock"),
     OPT("NTS_CA_FILE", STR, nts_ca_file, "", 0, 0,
         "CA certificates for NTS upstreams (empty: system store)"),
+    OPT("MINPOLL", INT, minpoll, "6", (unsigned long)-6L, 17,
+        "shortest upstream poll interval, log2 seconds"),
+    OPT("MAXPOLL", INT, maxpoll, "10", (unsigned long)-6L, 17,
+        "longest upstream poll interval, log2 seconds"),
     OPT("LOG_LEVEL", UINT, log_level, "0", 0, 3,
         "0 info, 1 warning, 2 non-fatal error, 3 fatal"),
     OPT("NTP_PORT", UINT, ntp_port, "123", 0, 65535,
@@ -178,6 +183,8 @@ int main(int argc, char **argv) {
   s.servers = (const char *const *)servers;
   s.n_servers = (size_t)n_servers;
   s.ca_file = c.nts_ca_file;
+  s.minpoll = (int8_t)c.minpoll;
+  s.maxpoll = (int8_t)c.maxpoll;
   s.control_socket = c.control_socket[0] ? c.control_socket : NULL;
   s.metrics_listen = c.metrics_listen;
   s.log = log_line;
@@ -187,8 +194,14 @@ int main(int argc, char **argv) {
     return fatal(err);
   }
   {
-    const char *own[] = {c.state_dir};
-    rv = ntsntp_drop_privileges(c.ntsd_user, own, 1, c.nts_cert[0] != 0, msg,
+    /* The state directory (keys, drift) and the control socket, so that
+     * members of NTSD_USER's group can run ntsctl. */
+    const char *own[2] = {c.state_dir, err};
+    if (c.control_socket[0])
+      snprintf(err, sizeof(err), "%s", c.control_socket);
+    else
+      snprintf(err, sizeof(err), "%s/ntsd.sock", c.state_dir);
+    rv = ntsntp_drop_privileges(c.ntsd_user, own, 2, c.nts_cert[0] != 0, msg,
                                 sizeof(msg));
     if (rv)
       return fatal(msg);

@@ -62,6 +62,19 @@ static int set(const ntsntp_conf_opt *o, void *target, const char *val,
     *(unsigned long *)(void *)field = v;
     return 0;
   }
+  case NTSNTP_CONF_INT: {
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(val, &end, 10);
+    if (!*val || *end || errno || v < (long)o->min || v > (long)o->max)
+      return fail(err, errlen,
+                  "%s: %s=\"%s\" is not valid; fix: use a whole number from "
+                  "%ld to %ld (%s)",
+                  where, o->name, val, (long)o->min, (long)o->max, o->help);
+    *(long *)(void *)field = v;
+    return 0;
+  }
   case NTSNTP_CONF_BOOL:
     if (!strcasecmp(val, "1") || !strcasecmp(val, "yes") ||
         !strcasecmp(val, "true") || !strcasecmp(val, "on"))

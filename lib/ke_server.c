@@ -7,8 +7,8 @@
 #include "tls.h"
 
 /* Largest response: protocol, AEAD, 1024, port, server, 8 cookies, End. */
-#define MAX_RESPONSE                                                          \
-  (6 + 6 + 4 + 6 + 4 + NTSNTP_KE_MAX_SERVER_LEN +                            \
+#define MAX_RESPONSE                                                           \
+  (6 + 6 + 4 + 6 + 4 + NTSNTP_KE_MAX_SERVER_LEN +                              \
    NTSNTP_KE_MAX_COOKIES * (4 + NTSNTP_COOKIE_MAX_LEN) + 4)
 
 struct ntsntp_ke_server {
@@ -127,8 +127,7 @@ int ntsntp_ke_server_set_creds(ntsntp_ke_server *srv, ntsntp_ke_creds *creds) {
 }
 
 int ntsntp_ke_server_reload(ntsntp_ke_server *srv, const char *cert_path,
-                            const char *key_path, char *errbuf,
-                            size_t errlen) {
+                            const char *key_path, char *errbuf, size_t errlen) {
   ntsntp_ke_creds *c;
   int rv;
 
@@ -207,8 +206,8 @@ static void add_u16s(ntsntp_wr *w, int critical, uint16_t type,
     w->p += r;
 }
 
-static void add_rec(ntsntp_wr *w, int critical, uint16_t type,
-                    const void *body, size_t len) {
+static void add_rec(ntsntp_wr *w, int critical, uint16_t type, const void *body,
+                    size_t len) {
   ntsntp_ssize r;
   if (w->err)
     return;
@@ -303,10 +302,8 @@ static int respond(ntsntp_ke_session *s) {
   if (!found) {
     /* Nothing we speak: an empty protocol list and no keys. */
     srv->stats.no_common++;
-    add_u16s(&w, 1,
-                             NTSNTP_KE_REC_NEXT_PROTOCOL, NULL, 0);
-    add_rec(&w, 1,
-                               NTSNTP_KE_REC_END, NULL, 0);
+    add_u16s(&w, 1, NTSNTP_KE_REC_NEXT_PROTOCOL, NULL, 0);
+    add_rec(&w, 1, NTSNTP_KE_REC_END, NULL, 0);
     return send_and_close(s, out, ntsntp__wr_len(&w));
   }
   /*= https://www.rfc-editor.org/rfc/rfc8915#section-4.1.5
@@ -322,18 +319,15 @@ static int respond(ntsntp_ke_session *s) {
     if (offered(&m, srv->aeads[i]))
       aead = (uint16_t)srv->aeads[i];
 
-  add_u16s(&w, 1,
-                           NTSNTP_KE_REC_NEXT_PROTOCOL, &ntpv4, 1);
+  add_u16s(&w, 1, NTSNTP_KE_REC_NEXT_PROTOCOL, &ntpv4, 1);
   nonempty = aead != 0;
   /*= https://www.rfc-editor.org/rfc/rfc8915#section-4.1.5
    *# It is empty if the server supports none of the algorithms offered.
    */
-  add_u16s(&w, 1, NTSNTP_KE_REC_AEAD,
-                           &aead, nonempty ? 1 : 0);
+  add_u16s(&w, 1, NTSNTP_KE_REC_AEAD, &aead, nonempty ? 1 : 0);
   if (!nonempty) {
     srv->stats.no_common++;
-    add_rec(&w, 1,
-                               NTSNTP_KE_REC_END, NULL, 0);
+    add_rec(&w, 1, NTSNTP_KE_REC_END, NULL, 0);
     return send_and_close(s, out, ntsntp__wr_len(&w));
   }
 
@@ -342,8 +336,7 @@ static int respond(ntsntp_ke_session *s) {
   ctx_aead = aead;
   if (aead == NTSNTP_AEAD_AES_128_GCM_SIV) {
     if (m.compliant_128gcm)
-      add_rec(&w, 0,
-                                 NTSNTP_KE_REC_COMPLIANT_128GCM, NULL, 0);
+      add_rec(&w, 0, NTSNTP_KE_REC_COMPLIANT_128GCM, NULL, 0);
     else
       ctx_aead = NTSNTP_AEAD_AES_SIV_CMAC_256;
   }
@@ -353,13 +346,11 @@ static int respond(ntsntp_ke_session *s) {
    */
   if (srv->ntp_port != 123) {
     /* Critical, as chrony sends it: a client must not ignore it. */
-    add_u16s(&w, 1,
-                             NTSNTP_KE_REC_PORT, &srv->ntp_port, 1);
+    add_u16s(&w, 1, NTSNTP_KE_REC_PORT, &srv->ntp_port, 1);
   }
   if (srv->ntp_server[0])
-    add_rec(&w, 1,
-                               NTSNTP_KE_REC_SERVER, srv->ntp_server,
-                               strlen(srv->ntp_server));
+    add_rec(&w, 1, NTSNTP_KE_REC_SERVER, srv->ntp_server,
+            strlen(srv->ntp_server));
 
   keylen = ntsntp_aead_key_len(aead);
   rv = ntsntp__tls_export_keys(s->tls, NTSNTP_KE_PROTO_NTPV4, ctx_aead, keylen,
@@ -377,8 +368,7 @@ static int respond(ntsntp_ke_session *s) {
       rv = (int)n;
       break;
     }
-    add_rec(&w, 0,
-                               NTSNTP_KE_REC_COOKIE, cookie, (size_t)n);
+    add_rec(&w, 0, NTSNTP_KE_REC_COOKIE, cookie, (size_t)n);
   }
   ntsntp_secure_clear(c2s, sizeof(c2s));
   ntsntp_secure_clear(s2c, sizeof(s2c));

@@ -26,6 +26,8 @@ typedef struct rl_rec {
   uint32_t last; /* now_ns >> 30 (about seconds) */
 } rl_rec;
 
+_Static_assert(sizeof(rl_rec) == 40, "record size is documented");
+
 struct ntsntp_ratelimit {
   const ntsntp_mem *mem;
   int enabled;
@@ -142,6 +144,8 @@ int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
       s->v6_prefix > 128 || s->max_bytes < 1024 || !s->rand)
     return NTSNTP_ERR_INVALID_ARG;
   mem = s->mem ? s->mem : ntsntp_mem_default();
+  _Static_assert(sizeof(*rl) + WAYS * sizeof(rl_rec) <= 1024,
+                 "1024 bytes hold one bucket");
 
   nb = (s->max_bytes - sizeof(*rl)) / (WAYS * sizeof(rl_rec));
   if (nb > UINT32_MAX)
@@ -282,7 +286,7 @@ int ntsntp_ratelimit_check(ntsntp_ratelimit *rl, const struct sockaddr *peer,
   if (r->tat < now_ns)
     r->tat = now_ns;
   else if (r->tat - now_ns > rl->cap)
-    r->tat = now_ns + rl->cap; /* monotonic time went backwards */
+    r->tat = now_ns; /* more debt than possible: time went backwards */
   if (r->tat - now_ns <= rl->tau) {
     r->tat += rl->t;
     return NTSNTP_RL_PASS;

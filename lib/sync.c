@@ -57,7 +57,8 @@ int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s,
   ntsntp_sync *sync;
 
   *psync = NULL;
-  if (s->minpoll < 0 || s->maxpoll > 17 || s->minpoll > s->maxpoll ||
+  /* chrony's range: down to -6 (1/64 s) for LAN and test use. */
+  if (s->minpoll < -6 || s->maxpoll > 17 || s->minpoll > s->maxpoll ||
       !(s->max_slew_ppm > 0) || !isfinite(s->max_slew_ppm) ||
       !(s->makestep_threshold >= 0) || !(s->max_jitter > 0) ||
       s->precision < -30 || s->precision > 0 ||

@@ -90,7 +90,7 @@ NTSNTP_EXTERN void ntsntp_acl_del(ntsntp_acl *acl);
  * version-added: 0.1.0
  */
 NTSNTP_EXTERN int ntsntp_acl_add(ntsntp_acl *acl, const char *spec,
-                                 int allow);
+                                 int allow) NTSNTP_WARN_UNUSED;
 
 /*
  * Returns 1 if |sa| (AF_INET or AF_INET6; the port is ignored) is allowed,
@@ -99,7 +99,8 @@ NTSNTP_EXTERN int ntsntp_acl_add(ntsntp_acl *acl, const char *spec,
  * version-added: 0.1.0
  */
 NTSNTP_EXTERN int ntsntp_acl_check(const ntsntp_acl *acl,
-                                   const struct sockaddr *sa);
+                                   const struct sockaddr *sa)
+    NTSNTP_WARN_UNUSED;
 
 /* ------------------------------------------------------------------------ */
 /* Rate limiter (chrony's ratelimit / ntsratelimit / clientloglimit)         */
@@ -161,8 +162,9 @@ NTSNTP_EXTERN int ntsntp_acl_check(const ntsntp_acl *acl,
  *
  * Time: |now_ns| is a monotonic clock in nanoseconds (CLOCK_MONOTONIC,
  * uv_hrtime), never the served wall clock: a step of the served clock must
- * not refill or drain buckets.  If |now_ns| goes backwards anyway, debts
- * are capped at |burst| intervals.
+ * not refill or drain buckets.  If |now_ns| goes backwards anyway, a
+ * record with more debt than |burst| intervals (impossible otherwise)
+ * starts again with a full bucket.
  */
 
 typedef enum ntsntp_rl_verdict {

@@ -23,7 +23,8 @@ extern "C" {
 typedef enum ntsntp_conf_type {
   NTSNTP_CONF_STR,  /* char[NTSNTP_CONF_STR_MAX] in the target struct */
   NTSNTP_CONF_UINT, /* unsigned long, within [min, max] */
-  NTSNTP_CONF_BOOL  /* int: 1/0, yes/no, true/false, on/off */
+  NTSNTP_CONF_BOOL, /* int: 1/0, yes/no, true/false, on/off */
+  NTSNTP_CONF_INT   /* long, within [(long)min, (long)max] */
 } ntsntp_conf_type;
 
 #define NTSNTP_CONF_STR_MAX 1024

@@ -46,6 +46,7 @@ typedef struct ntsntp_uv_service_settings {
   const char *const *servers;
   size_t n_servers;
   const char *ca_file; /* NTS upstream trust anchors; NULL: system store */
+  int8_t minpoll, maxpoll; /* upstream poll range, log2 s; default 6, 10 */
   uint8_t local_stratum; /* default 10 */
   /* control: begin (control.h) */
   /* ntsctl's Unix socket: NULL: STATE_DIR/ntsd.sock; "" or "none": none.

@@ -62,6 +62,8 @@ void ntsntp_uv_service_settings_default(ntsntp_uv_service_settings *s) {
   s->max_connections = 512;
   s->cert_poll_ms = 5000;
   s->local_stratum = 10;
+  s->minpoll = 6;
+  s->maxpoll = 10;
 }
 
 static int nts_enabled(const ntsntp_uv_service_settings *s) {
@@ -210,11 +212,65 @@ static void ctl_stats(void *user, ntsntp_uv_service_stats *st) {
   ntsntp_uv_service_get_stats(user, st);
 }
 
+static uint64_t sys_ntp(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ntsntp_ts_from_timespec(&ts);
+}
+
 static void ctl_tracking(void *user, ntsntp_ctl_tracking *t) {
   ntsntp_uv_service *svc = user;
+  const ntsntp_sync *sync = ntsntp_uv_service_sync(svc);
   ntsntp_clock_state cs;
+  ntsntp_tracking tr;
+  struct timespec ref;
   ntsntp_server_get_clock(svc->server, &cs);
   ntsntp_ctl_tracking_from_clock(t, &cs);
+  if (!sync)
+    return; /* local clock mode: the served clock says it all */
+  ntsntp_sync_tracking(sync, sys_ntp(), &tr);
+  snprintf(t->ref_name, sizeof(t->ref_name), "%s", tr.ref_name);
+  if (tr.ref_time) {
+    ntsntp_ts_to_timespec(tr.ref_time, (int64_t)time(NULL), &ref);
+    t->ref_time_sec = ref.tv_sec;
+    t->ref_time_nsec = (uint32_t)ref.tv_nsec;
+  }
+  /* chronyc's signs: frequency > 0 means the local clock runs fast. */
+  t->system_time = tr.system_offset;
+  t->last_offset = tr.last_offset;
+  t->rms_offset = tr.rms_offset;
+  t->frequency_ppm = -tr.freq_ppm;
+  t->residual_freq_ppm = tr.resid_freq_ppm;
+  t->skew_ppm = tr.skew_ppm;
+  t->update_interval = tr.update_interval;
+}
+
+static size_t ctl_sources(void *user, ntsntp_ctl_source *out, size_t max) {
+  ntsntp_uv_service *svc = user;
+  const ntsntp_sync *sync = ntsntp_uv_service_sync(svc);
+  uint64_t now = sys_ntp();
+  unsigned i, n = sync ? ntsntp_sync_n_sources(sync) : 0;
+  size_t k = 0;
+  for (i = 0; i < n && k < max; i++) {
+    ntsntp_source_info in;
+    ntsntp_ctl_source *o = &out[k];
+    if (ntsntp_sync_source_info(sync, i, now, &in))
+      continue;
+    memset(o, 0, sizeof(*o));
+    snprintf(o->name, sizeof(o->name), "%s", in.name);
+    o->mode = '^';
+    o->state = ntsntp_source_state_char(in.state);
+    o->stratum = in.stratum;
+    o->poll = in.poll;
+    o->reach = in.reach;
+    o->last_rx = in.last_rx < 0 ? -1 : (int64_t)in.last_rx;
+    /* chronyc shows local - source: the negated offset of the source. */
+    o->offset = -in.offset;
+    o->measured_offset = -in.last_offset;
+    o->error = in.root_distance;
+    k++;
+  }
+  return k;
 }
 
 static int start_ctl(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
@@ -238,6 +294,7 @@ static int start_ctl(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   cs.metrics_listen = svc->s.metrics_listen;
   cs.provider.stats = ctl_stats;
   cs.provider.tracking = ctl_tracking;
+  cs.provider.sources = ctl_sources;
   cs.provider.user = svc;
   cs.log = svc->s.log;
   cs.log_user = svc->s.log_user;
@@ -289,6 +346,8 @@ static int start_upstream(ntsntp_uv_service *svc, char *errbuf,
   us.ca_file = svc->s.ca_file && *svc->s.ca_file ? svc->s.ca_file : NULL;
   us.state_dir = svc->s.state_dir;
   us.server = svc->server;
+  us.sync.minpoll = svc->s.minpoll;
+  us.sync.maxpoll = svc->s.maxpoll;
   us.log = svc->s.log;
   us.log_user = svc->s.log_user;
   if (mkdir(svc->s.state_dir, 0750) < 0 && errno != EEXIST)

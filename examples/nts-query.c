@@ -1,0 +1,312 @@
+/*
+ * nts-query: measure a server's offset with NTS, like
+ *   chronyd -Q 'server HOST iburst nts maxsamples 1'
+ *
+ *   nts-query [--ca FILE] [--port KE_PORT] [--ntp-port P] [--samples N]
+ *             [--plain] [--insecure-time] HOST
+ *
+ * Runs NTS-KE with HOST (certificate checked against the system trust store
+ * or --ca FILE), then N NTP exchanges authenticated with the keys and
+ * cookies it got, spending one cookie per request and refilling the jar
+ * from the cookies each response carries (asking for more with
+ * placeholders when it runs low).  The NTP server and port are those the
+ * KE server negotiated; --ntp-port is used when it sent no port.  With
+ * --plain, NTS-KE is skipped and the exchanges are plain NTP (to compare).
+ * --insecure-time skips certificate validity periods, for a client whose
+ * clock is not set yet.
+ *
+ * Exit status 0 only if every sample was valid (and authenticated, without
+ * --plain).  Never sets the clock.
+ *
+ * Uses only the public API; out of tree:
+ *   cc nts-query.c $(pkg-config --cflags --libs libntsntp libuv)
+ */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ntsntp/uv_client.h>
+
+#define JAR NTSNTP_CLIENT_MAX_COOKIES
+
+typedef struct state {
+  /* NTS-KE outcome, copied out of the callback. */
+  int ke_status;
+  ntsntp_ke_result ke;
+  struct sockaddr_storage ntp_addr;
+  int have_ntp_addr;
+  /* Cookie jar: oldest first. */
+  uint8_t cookies[JAR][NTSNTP_COOKIE_MAX_LEN];
+  size_t cookie_len[JAR];
+  size_t ncookies;
+  /* Last NTP outcome. */
+  int ntp_status;
+  int authenticated;
+} state;
+
+static const char *leap_text(unsigned leap) {
+  static const char *const t[] = {"no-leap", "add-leap", "del-leap", "no-sync"};
+  return t[leap & 3];
+}
+
+static void refid_text(const ntsntp_pkt_hdr *h, char *buf, size_t len) {
+  uint32_t r = h->refid;
+  /* Text for stratum 0 (kiss code) and 1 (source name), unless it is
+   * not text, like chrony's 127.127.1.1 for its local reference. */
+  int text = h->stratum <= 1;
+  int k;
+  for (k = 0; text && k < 4; k++) {
+    unsigned ch = r >> (24 - 8 * k) & 0xff;
+    text = (ch >= 0x20 && ch < 0x7f) || (ch == 0 && k > 0);
+  }
+  if (text) {
+    char a[5];
+    int i;
+    for (i = 0; i < 4; i++) {
+      char c = (char)(r >> (24 - 8 * i));
+      a[i] = c >= 0x20 && c < 0x7f ? c : '.';
+    }
+    a[4] = '\0';
+    for (i = 3; i > 0 && (r >> (24 - 8 * i) & 0xff) == 0; i--)
+      a[i] = '\0';
+    snprintf(buf, len, "%08X \"%s\"", (unsigned)r, a);
+  } else {
+    snprintf(buf, len, "%08X %u.%u.%u.%u", (unsigned)r, r >> 24, r >> 16 & 0xff,
+             r >> 8 & 0xff, r & 0xff);
+  }
+}
+
+static void addr_text(const struct sockaddr *sa, char *buf, size_t len) {
+  char a[64];
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+    snprintf(buf, len, "[%s]:%u", a, ntohs(s6->sin6_port));
+  } else {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+    snprintf(buf, len, "%s:%u", a, ntohs(s4->sin_port));
+  }
+}
+
+static void on_ke(void *user, const ntsntp_uv_ke_outcome *o) {
+  state *st = user;
+  char peer[80] = "?";
+  size_t i;
+
+  st->ke_status = o->status;
+  if (o->status != 0) {
+    fprintf(stderr, "nts-query: %s\n", o->errtext);
+    return;
+  }
+  st->ke = *o->result;
+  if (o->ntp_addr) {
+    memcpy(&st->ntp_addr, o->ntp_addr,
+           o->ntp_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in));
+    st->have_ntp_addr = 1;
+  }
+  for (i = 0; i < st->ke.ncookies && i < JAR; i++) {
+    if (st->ke.cookie_len[i] > NTSNTP_COOKIE_MAX_LEN)
+      continue; /* longer than NTP requests can carry */
+    memcpy(st->cookies[st->ncookies], st->ke.cookies[i], st->ke.cookie_len[i]);
+    st->cookie_len[st->ncookies++] = st->ke.cookie_len[i];
+  }
+  if (o->peer)
+    addr_text(o->peer, peer, sizeof(peer));
+  printf("NTS-KE with %s: AEAD %d, %zu cookies of %zu bytes, NTP server %s "
+         "port %u\n",
+         peer, st->ke.aead, st->ke.ncookies, st->ke.cookie_len[0],
+         st->ke.ntp_server, st->ke.ntp_port);
+}
+
+static void on_sample(void *user, const ntsntp_uv_ntp_outcome *o) {
+  state *st = user;
+  st->ntp_status = o->status;
+  st->authenticated = 0;
+  /* Spent cookies leave the jar, whatever the outcome. */
+  if (o->cookies_used) {
+    size_t used =
+        o->cookies_used < st->ncookies ? o->cookies_used : st->ncookies;
+    memmove(st->cookies, st->cookies[used],
+            (st->ncookies - used) * sizeof(st->cookies[0]));
+    memmove(st->cookie_len, st->cookie_len + used,
+            (st->ncookies - used) * sizeof(st->cookie_len[0]));
+    st->ncookies -= used;
+  }
+  if (o->status == 0) {
+    const ntsntp_client_sample *s = o->sample;
+    char refid[32];
+    unsigned i;
+    for (i = 0; i < s->n_cookies && st->ncookies < JAR; i++) {
+      memcpy(st->cookies[st->ncookies], s->cookies[i], s->cookie_len[i]);
+      st->cookie_len[st->ncookies++] = s->cookie_len[i];
+    }
+    st->authenticated = s->authenticated;
+    refid_text(&s->hdr, refid, sizeof(refid));
+    printf("offset %+.6f s, delay %.6f s, stratum %u, refid %s, leap %s, "
+           "authenticated: %s, cookies received: %u\n",
+           s->offset, s->delay, s->hdr.stratum, refid, leap_text(s->hdr.leap),
+           s->authenticated ? "yes" : "no", s->n_cookies);
+    if (s->hdr.leap == NTSNTP_LEAP_UNSYNC || s->hdr.stratum > 15) {
+      fprintf(stderr, "nts-query: the server is not synchronized\n");
+      st->ntp_status = -1;
+    }
+  } else {
+    fprintf(stderr, "nts-query: %s\n", o->errtext);
+  }
+}
+
+static int parse_port(const char *arg, uint16_t *out) {
+  char *end;
+  unsigned long p = strtoul(arg, &end, 10);
+  if (*arg == '\0' || *end || p == 0 || p > 65535) {
+    fprintf(stderr, "nts-query: bad port \"%s\"\n", arg);
+    return -1;
+  }
+  *out = (uint16_t)p;
+  return 0;
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: nts-query [--ca FILE] [--port KE_PORT] [--ntp-port P] "
+          "[--samples N] [--plain] [--insecure-time] HOST\n");
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"ca", required_argument, NULL, 'c'},
+      {"port", required_argument, NULL, 'p'},
+      {"ntp-port", required_argument, NULL, 'n'},
+      {"samples", required_argument, NULL, 's'},
+      {"plain", no_argument, NULL, 'P'},
+      {"insecure-time", no_argument, NULL, 'i'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  static state st;
+  const char *ca = NULL, *host;
+  uint16_t ke_port = NTSNTP_KE_PORT, ntp_port = 123;
+  int have_ntp_port = 0, plain = 0, insecure = 0, opt, rv, good = 0;
+  long samples = 1, i;
+  uv_loop_t loop;
+  char *end;
+
+  while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (opt) {
+    case 'c':
+      ca = optarg;
+      break;
+    case 'p':
+      if (parse_port(optarg, &ke_port))
+        return 1;
+      break;
+    case 'n':
+      if (parse_port(optarg, &ntp_port))
+        return 1;
+      have_ntp_port = 1;
+      break;
+    case 's':
+      samples = strtol(optarg, &end, 10);
+      if (*end || samples < 1 || samples > 1000) {
+        fprintf(stderr, "nts-query: --samples takes 1..1000\n");
+        return 1;
+      }
+      break;
+    case 'P':
+      plain = 1;
+      break;
+    case 'i':
+      insecure = 1;
+      break;
+    default:
+      usage();
+      return 1;
+    }
+  }
+  if (optind != argc - 1) {
+    usage();
+    return 1;
+  }
+  host = argv[optind];
+  if (uv_loop_init(&loop) != 0) {
+    fprintf(stderr, "nts-query: cannot create an event loop\n");
+    return 1;
+  }
+
+  if (!plain) {
+    ntsntp_uv_ke_query_settings ks;
+    ntsntp_uv_ke_query_settings_default(&ks);
+    ks.host = host;
+    ks.port = ke_port;
+    ks.ke.ca_file = ca;
+    ks.ke.skip_time_checks = insecure;
+    rv = ntsntp_uv_ke_query_start(&loop, &ks, on_ke, &st, NULL);
+    if (rv != 0) {
+      fprintf(stderr, "nts-query: %s\n", ntsntp_strerror(rv));
+      goto out;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (st.ke_status != 0 || st.ncookies == 0)
+      goto out;
+    /* A negotiated port wins; 123 is also what no Port record means. */
+    if (have_ntp_port && st.ke.ntp_port == 123) {
+      st.ke.ntp_port = ntp_port;
+      if (st.have_ntp_addr) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&st.ntp_addr;
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&st.ntp_addr;
+        if (st.ntp_addr.ss_family == AF_INET6)
+          s6->sin6_port = htons(ntp_port);
+        else
+          s4->sin_port = htons(ntp_port);
+      }
+    }
+  }
+
+  for (i = 0; i < samples; i++) {
+    ntsntp_uv_ntp_query_settings ns;
+    const uint8_t *cookies[JAR];
+    size_t k;
+
+    ntsntp_uv_ntp_query_settings_default(&ns);
+    if (plain) {
+      ns.host = host;
+      ns.port = ntp_port;
+    } else {
+      if (st.ncookies == 0) {
+        fprintf(stderr, "nts-query: out of cookies\n");
+        break;
+      }
+      ns.host = st.ke.ntp_server;
+      ns.port = st.ke.ntp_port;
+      if (st.have_ntp_addr)
+        ns.addr = (const struct sockaddr *)&st.ntp_addr;
+      ns.aead = st.ke.aead;
+      ns.c2s = st.ke.c2s;
+      ns.s2c = st.ke.s2c;
+      for (k = 0; k < st.ncookies; k++)
+        cookies[k] = st.cookies[k];
+      ns.cookies = cookies;
+      ns.cookie_len = st.cookie_len;
+      ns.ncookies = st.ncookies;
+      /* Ask for enough cookies to fill the jar again. */
+      ns.placeholders = (unsigned)(JAR - st.ncookies);
+    }
+    rv = ntsntp_uv_ntp_query_start(&loop, &ns, on_sample, &st, NULL);
+    if (rv != 0) {
+      fprintf(stderr, "nts-query: %s\n", ntsntp_strerror(rv));
+      break;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (st.ntp_status == 0 && (plain || st.authenticated))
+      good++;
+  }
+
+out:
+  uv_run(&loop, UV_RUN_DEFAULT); /* let closing handles finish */
+  uv_loop_close(&loop);
+  ntsntp_ke_result_clear(&st.ke);
+  return good == samples ? 0 : 1;
+}

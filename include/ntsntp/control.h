@@ -1,0 +1,203 @@
+/*
+ * libntsntp runtime: the control interface (what ntsctl talks to) and the
+ * optional Prometheus /metrics listener, both on the caller's libuv loop.
+ *
+ * Control socket: a Unix stream socket, mode 0660, one request per
+ * connection.  Protocol version 1 (all lines end with "\n"):
+ *
+ *   request    NTSCTL/1 <command> [text|json]
+ *              commands: tracking sources sourcestats serverstats clients
+ *                        metrics health
+ *   success    NTSCTL/1 OK <length>      then exactly <length> bytes: the
+ *                                         report (chronyc's layout in text,
+ *                                         one JSON object in json, the
+ *                                         Prometheus exposition for metrics
+ *                                         text)
+ *   failure    NTSCTL/1 ERR <code> <message>
+ *              codes: bad-request, version, unknown-command, bad-format,
+ *                     unavailable, internal
+ *
+ * The server closes the connection after the response.  A request longer
+ * than NTSNTP_CTL_MAX_REQUEST bytes, or not complete within the timeout,
+ * gets no response: the connection is closed.  A client that finds
+ * max_clients connections open is closed at once.  Both count as
+ * "command packets dropped".  A later version changes the "NTSCTL/1"
+ * prefix; a server answers an unknown version with ERR version.
+ *
+ * Metrics listener: HTTP/1.0 on a numeric "address:port" ("127.0.0.1:9123",
+ * "[::1]:9123"); GET (or HEAD) /metrics gets the text exposition format
+ * 0.0.4, anything else 404/405/400.  Requests are bounded (2 KiB, headers
+ * included) and answered with Connection: close.  Off unless configured.
+ *
+ * The data comes from a provider (callbacks run on the loop's thread).
+ * Nothing here reads a clock except the timeout timers (uv_now).
+ */
+#ifndef NTSNTP_CONTROL_H
+#define NTSNTP_CONTROL_H
+
+#include <sys/socket.h>
+
+#include <uv.h>
+
+#include "ntsntp/common.h"
+#include "ntsntp/server.h"
+#include "ntsntp/service.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NTSNTP_CTL_VERSION "NTSCTL/1"
+#define NTSNTP_CTL_MAX_REQUEST 256         /* bytes, "\n" included */
+#define NTSNTP_CTL_SOCKET_NAME "ntsd.sock" /* in STATE_DIR by default */
+#define NTSNTP_CTL_MAX_SOURCES 64
+#define NTSNTP_CTL_MAX_CLIENTS 64 /* rows of the clients report */
+
+/* The clock being served, as chronyc `tracking` shows it. */
+typedef struct ntsntp_ctl_tracking {
+  uint32_t ref_id;
+  char ref_name[64]; /* shown in parentheses; printable ASCII */
+  uint8_t stratum;
+  uint8_t leap;         /* NTSNTP_LEAP_* */
+  int synchronised;     /* serving a valid time (not leap UNSYNC) */
+  int64_t ref_time_sec; /* Unix time of the last clock update; 0: none */
+  uint32_t ref_time_nsec;
+  double system_time;   /* s; > 0: the local clock is fast of NTP time */
+  double last_offset;   /* s */
+  double rms_offset;    /* s */
+  double frequency_ppm; /* > 0: the local clock runs fast */
+  double residual_freq_ppm;
+  double skew_ppm;
+  double root_delay;      /* s */
+  double root_dispersion; /* s */
+  double update_interval; /* s */
+} ntsntp_ctl_tracking;
+
+/*
+ * Fills |t| from the clock state being served.  In local clock mode this is
+ * the whole truth: reference 7F7F0101 (LOCAL), the configured stratum, leap
+ * Normal, no offset or frequency error (the clock is its own reference).
+ *
+ * version-added: 0.1.0
+ */
+NTSNTP_EXTERN void ntsntp_ctl_tracking_from_clock(ntsntp_ctl_tracking *t,
+                                                  const ntsntp_clock_state *cs);
+
+/* One upstream source: chronyc `sources` and `sourcestats` columns. */
+typedef struct ntsntp_ctl_source {
+  char name[64]; /* printable ASCII */
+  char mode;     /* '^' server, '=' peer, '#' local reference clock */
+  char state;    /* '*' selected, '+' combined, '-' not combined,
+                    '?' unusable, 'x' falseticker, '~' too variable */
+  uint8_t stratum;
+  int8_t poll;            /* log2 s */
+  uint8_t reach;          /* reachability register, shown in octal */
+  int64_t last_rx;        /* s since the last sample; -1: never */
+  double offset;          /* s, adjusted for clock changes since */
+  double measured_offset; /* s, as measured */
+  double error;           /* s, estimated error bound */
+  /* sourcestats */
+  unsigned np, nr;      /* samples; runs of residuals with the same sign */
+  uint32_t span;        /* s covered by the samples */
+  double frequency_ppm; /* estimated residual frequency */
+  double freq_skew_ppm; /* its error bound */
+  double est_offset;    /* s */
+  double std_dev;       /* s */
+} ntsntp_ctl_source;
+
+/* One client row of `clients` (top by packets). */
+typedef struct ntsntp_ctl_client {
+  struct sockaddr_storage addr; /* AF_INET or AF_INET6; port ignored */
+  unsigned prefix_len;          /* aggregation prefix (32/128: one host) */
+  uint64_t hits, drops, kods;
+  int64_t last_ago; /* s since the last request; -1: unknown */
+} ntsntp_ctl_client;
+
+/* Where the reports come from.  Called on the loop thread, never after
+ * ntsntp_uv_ctl_stop.  Arguments live only for the call. */
+typedef struct ntsntp_ctl_provider {
+  /* Required: service counters (NTP, NTS-KE). */
+  void (*stats)(void *user, ntsntp_uv_service_stats *st);
+  /* Required: the clock being served. */
+  void (*tracking)(void *user, ntsntp_ctl_tracking *t);
+  /* Writes up to |max| sources, returns how many.  NULL: no sources (local
+   * clock mode). */
+  size_t (*sources)(void *user, ntsntp_ctl_source *out, size_t max);
+  /* Writes up to |max| clients, most packets first, returns how many.
+   * NULL: no client accounting (`clients` answers ERR unavailable). */
+  size_t (*clients)(void *user, ntsntp_ctl_client *out, size_t max);
+  void *user;
+} ntsntp_ctl_provider;
+
+typedef struct ntsntp_uv_ctl_settings {
+  /* Unix socket path; NULL or "" : no control socket. */
+  const char *socket_path;
+  /* "address:port" (numeric; IPv6 in brackets) for HTTP /metrics; NULL or
+   * "": none.  Port 0 picks one (tests; see ntsntp_uv_ctl_metrics_port). */
+  const char *metrics_listen;
+  unsigned max_clients; /* connections at once, per listener; default 4 */
+  unsigned timeout_ms;  /* per connection, from accept; default 2000 */
+  ntsntp_ctl_provider provider;
+  ntsntp_log_fn log; /* loop thread only */
+  void *log_user;
+} ntsntp_uv_ctl_settings;
+
+/* Defaults: no socket, no metrics, 4 clients, 2000 ms.  version-added: 0.1.0 */
+NTSNTP_EXTERN void ntsntp_uv_ctl_settings_default(ntsntp_uv_ctl_settings *s);
+
+typedef struct ntsntp_uv_ctl ntsntp_uv_ctl;
+
+/*
+ * Creates the control socket (mode 0660: fchmod before bind, chmod after,
+ * so it is never wider and the umask cannot narrow it) and the metrics
+ * listener, and starts serving them on |loop|.  An existing socket file is
+ * replaced only when nothing answers on it; any other file is left alone.
+ * Returns 0.  Errors (|errbuf| gets one line saying what to change):
+ *   INVALID_ARG  NULL argument, provider without stats/tracking, socket
+ *                path too long, metrics_listen not numeric address:port;
+ *   STATE        another process answers on the socket path (a running
+ *                ntsd), or a non-socket file is in the way;
+ *   IO           socket, bind, chmod or listen failed (errno kept);
+ *   NOMEM.
+ * Nothing is left bound on failure; memory of a failed start is released
+ * once |loop| runs again (libuv handle rule).
+ *
+ * version-added: 0.1.0
+ */
+NTSNTP_EXTERN int ntsntp_uv_ctl_start(uv_loop_t *loop,
+                                      const ntsntp_uv_ctl_settings *s,
+                                      ntsntp_uv_ctl **out, char *errbuf,
+                                      size_t errlen);
+
+/* The TCP port the metrics listener is bound to; 0 if none.
+ * version-added: 0.1.0 */
+NTSNTP_EXTERN uint16_t ntsntp_uv_ctl_metrics_port(const ntsntp_uv_ctl *c);
+
+/*
+ * Renders the report for |command| ("tracking", ... as on the socket) in
+ * |json| (0: text) into a new NUL-terminated buffer stored in |*out|
+ * (free() it), its length in |*outlen|.  What the socket and /metrics
+ * serve; for embedders and tests.
+ * Errors: NOT_FOUND (unknown command), STATE (clients without a provider
+ * callback: client accounting is off), NOMEM.
+ *
+ * version-added: 0.1.0
+ */
+NTSNTP_EXTERN int ntsntp_uv_ctl_report(ntsntp_uv_ctl *c, const char *command,
+                                       int json, char **out, size_t *outlen);
+
+/*
+ * Closes the listeners and open connections (no further provider calls),
+ * removes the socket file, and frees |c| once its handles are closed (the
+ * loop must run).  |done| (may be NULL) is then called on the loop.
+ *
+ * version-added: 0.1.0
+ */
+NTSNTP_EXTERN void ntsntp_uv_ctl_stop(ntsntp_uv_ctl *c,
+                                      void (*done)(void *user), void *user);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NTSNTP_CONTROL_H */
