@@ -47,7 +47,9 @@ int ntsntp__source_on_send(ntsntp__source *s, uint64_t now, double rnd) {
     s->poll++;
   if (s->burst_left > 1) {
     s->burst_left--;
-    interval = log2d(NTSNTP__IBURST_POLL);
+    /* 2 s apart, or closer when even minpoll is shorter (chrony too). */
+    interval = log2d(s->minpoll < NTSNTP__IBURST_POLL ? s->minpoll
+                                                       : NTSNTP__IBURST_POLL);
   } else {
     s->burst_left = 0;
     /* Up to 1/16 earlier, so that clients started together drift apart. */

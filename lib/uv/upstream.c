@@ -26,6 +26,7 @@ typedef struct up_source {
   struct ntsntp_uv_upstream *up;
   unsigned idx;
   char host[256];
+  char name[NTSNTP_SOURCE_NAME_LEN]; /* host, with the port if not default */
   uint16_t port; /* NTP port (plain) or NTS-KE port (nts) */
   int nts;
   uv_timer_t timer;
@@ -131,6 +132,13 @@ static int parse_server(up_source *src, const char *item, char *errbuf,
   memcpy(src->host, host, hlen);
   src->host[hlen] = 0;
   src->port = port ? (uint16_t)port : src->nts ? NTSNTP_KE_PORT : 123;
+  /* The name shown in logs and ntsctl: the host, and the port if given. */
+  if (hlen > sizeof(src->name) - 7)
+    hlen = sizeof(src->name) - 7;
+  memcpy(src->name, host, hlen);
+  src->name[hlen] = 0;
+  if (port)
+    snprintf(src->name + hlen, sizeof(src->name) - hlen, ":%lu", port);
   return 0;
 bad:
   snprintf(errbuf, errlen,
@@ -221,7 +229,7 @@ static void missed(up_source *src) {
   if (info.reach == 0 && src->was_reachable) {
     src->was_reachable = 0;
     ulog(up, NTSNTP_LOG_WARN, "Source %s (%s) unreachable",
-         src->addr_text[0] ? src->addr_text : src->host, src->host);
+         src->addr_text[0] ? src->addr_text : src->host, src->name);
   }
 }
 
@@ -524,7 +532,7 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
   for (i = 0; i < up->n; i++) {
     up_source *src = &up->src[i];
     src->up = up;
-    src->idx = (unsigned)ntsntp_sync_add_source(up->sync, src->host, 0, now);
+    src->idx = (unsigned)ntsntp_sync_add_source(up->sync, src->name, 0, now);
     src->ke_backoff_s = KE_BACKOFF_MIN;
     uv_timer_init(loop, &src->timer);
     src->timer.data = src;

@@ -102,3 +102,16 @@ t_chrony_offset_ok() { # t_chrony_offset_ok LOGTEXT MAXSECONDS
   x=$(sed -n 's/.*System clock wrong by \([-0-9.e+]*\) seconds.*/\1/p' <<<"$1" | head -1)
   [ -n "$x" ] && awk -v x="$x" -v m="$2" 'BEGIN { exit !(x < m && x > -m) }'
 }
+
+# t_wait SECONDS command...: retries the command every 0.2 s until it
+# succeeds or SECONDS pass.
+t_wait() {
+  local end=$(( $(date +%s) + $1 )); shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -ge "$end" ] && return 1
+    sleep 0.2
+  done
+}
+
+# A free-looking high port (random; the caller binds it at once).
+t_port() { echo $((20000 + RANDOM % 40000)); }
