@@ -31,6 +31,8 @@ typedef struct config {
   char ntsd_user[NTSNTP_CONF_STR_MAX];
   char nts_ca_file[NTSNTP_CONF_STR_MAX];
   long minpoll, maxpoll;
+  char nts_role[NTSNTP_CONF_STR_MAX];
+  char nts_key_secret_file[NTSNTP_CONF_STR_MAX];
 } config;
 
 #define OPT(name, type, field, def, min, max, help)                            \
@@ -76,6 +78,10 @@ static const ntsntp_conf_opt options[] = {
         "ntsctl socket (empty: STATE_DIR/ntsd.sock; none: no socket)"),
     OPT("METRICS_LISTEN", STR, metrics_listen, "", 0, 0,
         "address:port serving Prometheus /metrics (empty: off)"),
+    OPT("NTS_ROLE", STR, nts_role, "all", 0, 0,
+        "all, ke (NTS-KE only) or ntp (NTP and NTS-NTP only)"),
+    OPT("NTS_KEY_SECRET_FILE", STR, nts_key_secret_file, "", 0, 0,
+        "shared master secret file(s) CURRENT[,PREVIOUS] for a fleet"),
     OPT("NTS_KEYS_RESET", BOOL, nts_keys_reset, "no", 0, 0,
         "replace an unreadable or corrupt key file with new keys"),
     OPT("NTSD_USER", STR, ntsd_user, "ntsd", 0, 0,
@@ -183,6 +189,13 @@ int main(int argc, char **argv) {
   s.servers = (const char *const *)servers;
   s.n_servers = (size_t)n_servers;
   s.ca_file = c.nts_ca_file;
+  s.key_secret_file = c.nts_key_secret_file;
+  if (!strcmp(c.nts_role, "ke"))
+    s.role = NTSNTP_ROLE_KE;
+  else if (!strcmp(c.nts_role, "ntp"))
+    s.role = NTSNTP_ROLE_NTP;
+  else if (strcmp(c.nts_role, "all"))
+    return fatal("NTS_ROLE must be all, ke or ntp");
   s.minpoll = (int8_t)c.minpoll;
   s.maxpoll = (int8_t)c.maxpoll;
   s.control_socket = c.control_socket[0] ? c.control_socket : NULL;

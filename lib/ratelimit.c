@@ -128,7 +128,6 @@ int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
   uint8_t key[32];
   size_t nb, bytes;
   uint64_t t;
-  int i;
 
   if (!prl)
     return NTSNTP_ERR_INVALID_ARG;
@@ -158,13 +157,10 @@ int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
     mem->free(rl, mem->user);
     return NTSNTP_ERR_CRYPTO;
   }
-  for (i = 0; i < 4; i++) {
-    uint64_t w = le64(key + 8 * i);
-    if (i < 2)
-      rl->hkey[i] = w;
-    else
-      rl->rkey[i - 2] = w;
-  }
+  rl->hkey[0] = le64(key);
+  rl->hkey[1] = le64(key + 8);
+  rl->rkey[0] = le64(key + 16);
+  rl->rkey[1] = le64(key + 24);
   ntsntp_secure_clear(key, sizeof(key));
 
   if (s->interval >= 0)

@@ -149,6 +149,9 @@ static ntsntp_server_verdict prepare_nts(const ntsntp_server *srv,
 
   rv = ntsntp_cookie_open(srv->s.keyring, cookie->body, cookie->body_len,
                           &ctx->aead, keys[0], keys[1]);
+  if (rv == NTSNTP_ERR_UNKNOWN_KEY && srv->s.keyring_prev)
+    rv = ntsntp_cookie_open(srv->s.keyring_prev, cookie->body,
+                            cookie->body_len, &ctx->aead, keys[0], keys[1]);
   if (rv)
     return nak(ctx, rv == NTSNTP_ERR_UNKNOWN_KEY ? NTSNTP_REASON_UNKNOWN_KEY
                                                  : NTSNTP_REASON_BAD_COOKIE);

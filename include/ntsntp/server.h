@@ -109,6 +109,9 @@ typedef struct ntsntp_server_ctx {
 typedef struct ntsntp_server_settings {
   /* Key ring for NTS cookies; NULL serves plain NTP only. */
   const ntsntp_keyring *keyring;
+  /* Optional second ring whose cookies are still accepted (never used to
+   * seal): the previous master secret during a change-over. */
+  const ntsntp_keyring *keyring_prev;
   /* Randomness for response nonces.  Default ntsntp_rand_default. */
   ntsntp_rand_fn rand;
   void *rand_user;

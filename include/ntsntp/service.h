@@ -23,6 +23,13 @@ extern "C" {
 
 typedef struct ntsntp_uv_service ntsntp_uv_service;
 
+/* What an instance serves (NTS_ROLE): a fleet may split NTS-KE from NTP. */
+typedef enum ntsntp_uv_role {
+  NTSNTP_ROLE_ALL = 0, /* NTP, NTS-authenticated NTP and NTS-KE */
+  NTSNTP_ROLE_KE,      /* NTS-KE only; clients are sent to ntp_server_name */
+  NTSNTP_ROLE_NTP      /* NTP and NTS-authenticated NTP only, no TLS */
+} ntsntp_uv_role;
+
 typedef struct ntsntp_uv_service_settings {
   const char *const *listen; /* numeric addresses; none: all */
   size_t n_listen;
@@ -34,6 +41,12 @@ typedef struct ntsntp_uv_service_settings {
   /* NTS: certificate chain and key (PEM).  Both NULL/empty: NTS off. */
   const char *cert, *key;
   uint32_t rotate_interval;   /* seconds; default 604800 */
+  ntsntp_uv_role role;
+  /* Shared master secret files, "CURRENT[,PREVIOUS]" (NTS_KEY_SECRET_FILE):
+   * at least 32 random bytes each.  Instances with the same secret derive
+   * the same cookie keys (no key file); cookies of PREVIOUS are still
+   * accepted during a change-over.  NULL or "": random local keys. */
+  const char *key_secret_file;
   int keys_reset;             /* a bad key file is replaced, not fatal */
   unsigned nts_processes;     /* NTS-KE threads; default 1 */
   unsigned max_connections;   /* NTS-KE sessions at once; default 512 */

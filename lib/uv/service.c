@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "ntsntp/keyfile.h"
 #include "ntsntp/control.h" /* control */
@@ -17,7 +19,9 @@ struct ntsntp_uv_service {
   ntsntp_uv_service_settings s;
   uv_loop_t *loop;
   char keyfile[4096];
-  ntsntp_keyring *keyring;
+  ntsntp_keyring *keyring, *keyring_prev;
+  int secret;  /* keys derived from a shared secret: no key file */
+  int keys_ok; /* the ring is the one to keep (loaded, or new by choice) */
   ntsntp_server *server;
   ntsntp_uv_ntp *ntp;
   ntsntp_uv_ke *ke;
@@ -72,6 +76,10 @@ static int nts_enabled(const ntsntp_uv_service_settings *s) {
 
 static void save_keys(ntsntp_uv_service *svc) {
   char err[1024];
+  /* Derived keys: every instance can make them again.  Keys not (yet)
+   * loaded: never overwrite a key file we could not read. */
+  if (svc->secret || !svc->keys_ok)
+    return;
   if (ntsntp_keyfile_save(svc->keyring, svc->keyfile, err, sizeof(err)))
     slog(svc, NTSNTP_LOG_ERR, "Could not save NTS keys: %s", err);
 }
@@ -81,6 +89,8 @@ static void arm_rotation(ntsntp_uv_service *svc);
 static void on_rotate(uv_timer_t *t) {
   ntsntp_uv_service *svc = t->data;
   int rv = ntsntp_keyring_update(svc->keyring, now_unix());
+  if (svc->keyring_prev)
+    ntsntp_keyring_update(svc->keyring_prev, now_unix());
   if (rv == 1) {
     svc->rotations++;
     slog(svc, NTSNTP_LOG_INFO, "Rotated NTS server keys (current key %08X)",
@@ -108,6 +118,77 @@ static void on_clock(uv_timer_t *t) {
   ntsntp_server_set_clock(svc->server, &cs);
 }
 
+/* Reads one master secret file (a Kubernetes Secret mounts symlinks, so
+ * links are followed).  Warns when others may read it. */
+static int read_secret(ntsntp_uv_service *svc, const char *path,
+                       uint8_t *buf, size_t *len, char *errbuf,
+                       size_t errlen) {
+  struct stat st;
+  ssize_t n;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    snprintf(errbuf, errlen, "cannot read NTS_KEY_SECRET_FILE %s: %s (ntsd "
+             "runs as uid %u); fix: check the path and its permissions",
+             path, strerror(errno), (unsigned)geteuid());
+    if (fd >= 0)
+      close(fd);
+    return NTSNTP_ERR_IO;
+  }
+  n = read(fd, buf, *len);
+  close(fd);
+  if (n < 32) {
+    snprintf(errbuf, errlen, "NTS_KEY_SECRET_FILE %s holds %zd bytes; fix: "
+             "it needs at least 32 random bytes, e.g. head -c 32 "
+             "/dev/urandom > %s",
+             path, n < 0 ? (ssize_t)0 : n, path);
+    ntsntp_secure_clear(buf, *len);
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  if (st.st_mode & 077)
+    slog(svc, NTSNTP_LOG_WARN, "NTS_KEY_SECRET_FILE %s has mode %04o: anyone "
+         "who reads it can forge cookies; make it 0600", path,
+         (unsigned)(st.st_mode & 07777));
+  *len = (size_t)n;
+  return 0;
+}
+
+/* Keys derived from the shared secret(s): "CURRENT[,PREVIOUS]". */
+static int secret_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
+  char paths[4096], *prev;
+  ntsntp_keyring_settings ks;
+  ntsntp_keyring **rings[2] = {&svc->keyring, &svc->keyring_prev};
+  const char *files[2];
+  int i, rv = 0;
+  snprintf(paths, sizeof(paths), "%s", svc->s.key_secret_file);
+  prev = strchr(paths, ',');
+  if (prev)
+    *prev++ = 0;
+  files[0] = paths;
+  files[1] = prev && *prev ? prev : NULL;
+  for (i = 0; i < 2 && rv == 0 && files[i]; i++) {
+    uint8_t secret[1024];
+    size_t len = sizeof(secret);
+    rv = read_secret(svc, files[i], secret, &len, errbuf, errlen);
+    if (rv)
+      break;
+    ntsntp_keyring_settings_default(&ks);
+    ks.rotate_interval = svc->s.rotate_interval;
+    ks.secret = secret;
+    ks.secret_len = len;
+    rv = ntsntp_keyring_new(rings[i], &ks, now_unix());
+    ntsntp_secure_clear(secret, sizeof(secret));
+    if (rv)
+      snprintf(errbuf, errlen, "cannot derive NTS keys from %s: %s",
+               files[i], ntsntp_strerror(rv));
+  }
+  if (rv == 0) {
+    svc->secret = 1;
+    slog(svc, NTSNTP_LOG_INFO, "NTS keys derived from the shared secret %s%s",
+         files[0], files[1] ? " (previous secret still accepted)" : "");
+  }
+  return rv;
+}
+
 static int load_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   ntsntp_keyring_settings ks;
   char err[1024];
@@ -130,16 +211,14 @@ static int load_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
          "new cookies by NTS-KE)",
          err);
   } else if (rv < 0) {
-    snprintf(errbuf, errlen,
-             "%s; to start with new keys instead (clients then need a new "
-             "NTS-KE), set NTS_KEYS_RESET=yes",
-             err);
+    snprintf(errbuf, errlen, "%s", err);
     return rv;
   } else {
     if (err[0])
       slog(svc, NTSNTP_LOG_WARN, "%s", err);
     slog(svc, NTSNTP_LOG_INFO, "Loaded NTS keys from %s", svc->keyfile);
   }
+  svc->keys_ok = 1;
   save_keys(svc);
   return 0;
 }
@@ -195,7 +274,8 @@ static int start_ke(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   ks.ke.keyring = svc->keyring;
   ks.ke.ntp_port = svc->s.ntp_port_advertised
                        ? svc->s.ntp_port_advertised
-                       : ntsntp_uv_ntp_port(svc->ntp, 0);
+                   : svc->ntp ? ntsntp_uv_ntp_port(svc->ntp, 0)
+                              : svc->s.ntp_port; /* ke role: the fleet's */
   ks.ke.ntp_server = svc->s.ntp_server_name && *svc->s.ntp_server_name
                          ? svc->s.ntp_server_name
                          : NULL;
@@ -315,6 +395,7 @@ static void svc_unref(ntsntp_uv_service *svc) {
     void *user = svc->done_user;
     ntsntp_server_del(svc->server);
     ntsntp_keyring_del(svc->keyring);
+    ntsntp_keyring_del(svc->keyring_prev);
     free(svc);
     if (done)
       done(user);
@@ -386,6 +467,52 @@ static void init_handles(ntsntp_uv_service *svc) {
   svc->handles = 4;
 }
 
+/* Stops whatever parts are running; the NTP workers last, since they read
+ * the key rings and the sync core.  Frees |svc| once all is closed. */
+static void shutdown_parts(ntsntp_uv_service *svc) {
+  if (svc->ctl) /* control: no provider calls after this */
+    ntsntp_uv_ctl_stop(svc->ctl, NULL, NULL);
+  svc->ctl = NULL;
+  if (svc->ke) {
+    ntsntp_uv_ke_stop(svc->ke);
+    svc->ke = NULL;
+  }
+  save_keys(svc);
+  if (svc->ntp)
+    ntsntp_uv_ntp_stop(svc->ntp, ntp_stopped, svc);
+  else
+    close_handles(svc);
+}
+
+static int check_settings(const ntsntp_uv_service_settings *s, char *errbuf,
+                          size_t errlen) {
+  int cert = s->cert && *s->cert, key = s->key && *s->key;
+  if (cert != key) {
+    snprintf(errbuf, errlen, "NTS_CERT and NTS_KEY must be set together "
+             "(certificate chain and its private key)");
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  if (s->role == NTSNTP_ROLE_KE && !cert) {
+    snprintf(errbuf, errlen, "NTS_ROLE=ke serves only NTS-KE; fix: set "
+             "NTS_CERT and NTS_KEY");
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  if (s->role == NTSNTP_ROLE_KE &&
+      (!s->ntp_server_name || !*s->ntp_server_name)) {
+    snprintf(errbuf, errlen, "NTS_ROLE=ke sends clients to another NTP "
+             "server; fix: set NTS_NTP_SERVER to its name or address");
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  if (s->role != NTSNTP_ROLE_ALL &&
+      (!s->key_secret_file || !*s->key_secret_file)) {
+    snprintf(errbuf, errlen, "NTS_ROLE=%s needs the fleet's shared cookie "
+             "keys; fix: set NTS_KEY_SECRET_FILE on every instance",
+             s->role == NTSNTP_ROLE_KE ? "ke" : "ntp");
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  return 0;
+}
+
 int ntsntp_uv_service_start(uv_loop_t *loop,
                             const ntsntp_uv_service_settings *s,
                             ntsntp_uv_service **out, char *errbuf,
@@ -393,13 +520,14 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   ntsntp_uv_service *svc;
   ntsntp_server_settings ss;
   ntsntp_uv_ntp_settings ns;
-  int rv, nts = nts_enabled(s);
+  int rv, want_ke, want_ntp, want_keys;
 
-  if ((s->cert && *s->cert) != (s->key && *s->key)) {
-    snprintf(errbuf, errlen, "NTS_CERT and NTS_KEY must be set together "
-             "(certificate chain and its private key)");
-    return NTSNTP_ERR_BAD_CONFIG;
-  }
+  rv = check_settings(s, errbuf, errlen);
+  if (rv)
+    return rv;
+  want_ke = s->role != NTSNTP_ROLE_NTP && nts_enabled(s);
+  want_ntp = s->role != NTSNTP_ROLE_KE;
+  want_keys = want_ke || (s->key_secret_file && *s->key_secret_file);
   svc = calloc(1, sizeof(*svc));
   if (!svc)
     return NTSNTP_ERR_NOMEM;
@@ -407,7 +535,7 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   svc->loop = loop;
   init_handles(svc);
 
-  if (nts) {
+  if (want_keys) {
     if (mkdir(s->state_dir, 0750) < 0 && errno != EEXIST) {
       snprintf(errbuf, errlen, "cannot create STATE_DIR %s: %s; fix: create "
                "it or point STATE_DIR at a writable directory",
@@ -417,72 +545,74 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
     }
     snprintf(svc->keyfile, sizeof(svc->keyfile), "%s/%s", s->state_dir,
              KEYFILE_NAME);
-    rv = load_keys(svc, errbuf, errlen);
+    rv = s->key_secret_file && *s->key_secret_file
+             ? secret_keys(svc, errbuf, errlen)
+             : load_keys(svc, errbuf, errlen);
     if (rv)
       goto fail;
   }
   ntsntp_server_settings_default(&ss);
   ss.keyring = svc->keyring;
+  ss.keyring_prev = svc->keyring_prev;
   rv = ntsntp_server_new(&svc->server, &ss);
   if (rv)
     goto fail;
-  if (local_mode(s))
-    on_clock(&svc->clock_timer);
-  else if ((rv = start_upstream(svc, errbuf, errlen)) != 0)
-    goto fail;
-
-  ntsntp_uv_ntp_settings_default(&ns);
-  ns.listen = s->listen;
-  ns.n_listen = s->n_listen;
-  ns.port = s->ntp_port;
-  ns.workers = s->workers;
-  ns.server = svc->server;
-  if (svc->up) {
-    ns.adjust = serve_adjust;
-    ns.adjust_user = (void *)ntsntp_uv_upstream_sync(svc->up);
-  }
-  ns.log = s->log;
-  ns.log_user = s->log_user;
-  rv = ntsntp_uv_ntp_start(loop, &ns, &svc->ntp, errbuf, errlen);
-  if (rv)
-    goto fail;
-  if (nts) {
-    rv = start_ke(svc, errbuf, errlen);
-    if (rv) {
-      svc->done = NULL;
-      ntsntp_uv_ntp_stop(svc->ntp, ntp_stopped, svc);
-      return rv;
+  if (want_ntp) {
+    if (local_mode(s))
+      on_clock(&svc->clock_timer);
+    else if ((rv = start_upstream(svc, errbuf, errlen)) != 0)
+      goto fail;
+    ntsntp_uv_ntp_settings_default(&ns);
+    ns.listen = s->listen;
+    ns.n_listen = s->n_listen;
+    ns.port = s->ntp_port;
+    ns.workers = s->workers;
+    ns.server = svc->server;
+    if (svc->up) {
+      ns.adjust = serve_adjust;
+      ns.adjust_user = (void *)ntsntp_uv_upstream_sync(svc->up);
     }
-    arm_rotation(svc);
+    ns.log = s->log;
+    ns.log_user = s->log_user;
+    rv = ntsntp_uv_ntp_start(loop, &ns, &svc->ntp, errbuf, errlen);
+    if (rv)
+      goto fail;
+  }
+  if (want_ke) {
+    rv = start_ke(svc, errbuf, errlen);
+    if (rv)
+      goto fail;
     uv_fs_poll_start(&svc->cert_poll, on_cert_change, s->cert,
                      s->cert_poll_ms ? s->cert_poll_ms : 5000);
     uv_fs_poll_start(&svc->key_poll, on_cert_change, s->key,
                      s->cert_poll_ms ? s->cert_poll_ms : 5000);
+  } else if (s->role == NTSNTP_ROLE_NTP) {
+    slog(svc, NTSNTP_LOG_INFO, "NTS_ROLE=ntp: NTP and NTS-authenticated NTP "
+         "only; NTS-KE runs elsewhere");
   } else {
     slog(svc, NTSNTP_LOG_INFO,
          "NTS is off (set NTS_CERT and NTS_KEY to enable it)");
   }
+  if (svc->keyring)
+    arm_rotation(svc);
   rv = start_ctl(svc, errbuf, errlen); /* control */
-  if (rv) {
-    if (svc->ke)
-      ntsntp_uv_ke_stop(svc->ke);
-    svc->ke = NULL;
-    ntsntp_uv_ntp_stop(svc->ntp, ntp_stopped, svc);
-    return rv;
-  }
-  if (!svc->up)
+  if (rv)
+    goto fail;
+  if (want_ntp && !svc->up)
     uv_timer_start(&svc->clock_timer, on_clock, 1000, 1000);
   *out = svc;
   return 0;
 fail:
-  close_handles(svc);
+  svc->done = NULL;
+  shutdown_parts(svc);
   return rv;
 }
 
 void ntsntp_uv_service_get_stats(ntsntp_uv_service *svc,
                              ntsntp_uv_service_stats *st) {
   memset(st, 0, sizeof(*st));
-  ntsntp_uv_ntp_stats(svc->ntp, &st->ntp);
+  if (svc->ntp)
+    ntsntp_uv_ntp_stats(svc->ntp, &st->ntp);
   if (svc->ke)
     ntsntp_uv_ke_get_stats(svc->ke, &st->ke);
   st->nts_enabled = svc->ke != NULL;
@@ -491,7 +621,7 @@ void ntsntp_uv_service_get_stats(ntsntp_uv_service *svc,
 }
 
 uint16_t ntsntp_uv_service_ntp_port(ntsntp_uv_service *svc, unsigned idx) {
-  return ntsntp_uv_ntp_port(svc->ntp, idx);
+  return svc->ntp ? ntsntp_uv_ntp_port(svc->ntp, idx) : 0;
 }
 
 uint16_t ntsntp_uv_service_ke_port(ntsntp_uv_service *svc, unsigned idx) {
@@ -502,13 +632,5 @@ void ntsntp_uv_service_stop(ntsntp_uv_service *svc, void (*done)(void *user),
                             void *user) {
   svc->done = done;
   svc->done_user = user;
-  if (svc->ctl) /* control: no provider calls after this */
-    ntsntp_uv_ctl_stop(svc->ctl, NULL, NULL);
-  svc->ctl = NULL;
-  if (svc->ke) {
-    ntsntp_uv_ke_stop(svc->ke);
-    svc->ke = NULL;
-    save_keys(svc);
-  }
-  ntsntp_uv_ntp_stop(svc->ntp, ntp_stopped, svc);
+  shutdown_parts(svc);
 }

@@ -57,6 +57,17 @@ for path in sorted(glob.glob(os.path.join(VEC, '*', 'nts-vectors.json'))):
         bytes.fromhex(v['ntske']['response_hex']))
 
 # Generated inputs.
+epoch = 1700000000 // 604800
+keys = ''.join('%08x %s\n' % (epoch * 8 + i, ('%02x' % (17 * i + 1)) * 32)
+               for i in (0, 1, 2, 3))
+put('keyring_load', 'four-keys',
+    ('NTSNTP-KEYS 1\ninterval 604800\nepoch %d\n' % epoch + keys).encode())
+put('keyring_load', 'other-interval',
+    ('NTSNTP-KEYS 1\ninterval 3600\nepoch %d\n' % (1700000000 // 3600) +
+     keys).encode())
+put('keyring_load', 'old-epoch',
+    ('NTSNTP-KEYS 1\ninterval 604800\nepoch %d\n' % (epoch - 2) +
+     keys).encode())
 plain_v4 = hdr(0x23)
 plain_v3 = hdr(0x1b)
 put('pkt_decode', 'plain-v4', plain_v4)
