@@ -33,6 +33,7 @@ typedef struct config {
   long minpoll, maxpoll;
   char nts_role[NTSNTP_CONF_STR_MAX];
   char nts_key_secret_file[NTSNTP_CONF_STR_MAX];
+  int clock_control;
 } config;
 
 #define OPT(name, type, field, def, min, max, help)                            \
@@ -82,6 +83,8 @@ static const ntsntp_conf_opt options[] = {
         "all, ke (NTS-KE only) or ntp (NTP and NTS-NTP only)"),
     OPT("NTS_KEY_SECRET_FILE", STR, nts_key_secret_file, "", 0, 0,
         "shared master secret file(s) CURRENT[,PREVIOUS] for a fleet"),
+    OPT("CLOCK_CONTROL", BOOL, clock_control, "no", 0, 0,
+        "also set the system clock (needs CAP_SYS_TIME; never in Docker)"),
     OPT("NTS_KEYS_RESET", BOOL, nts_keys_reset, "no", 0, 0,
         "replace an unreadable or corrupt key file with new keys"),
     OPT("NTSD_USER", STR, ntsd_user, "ntsd", 0, 0,
@@ -163,7 +166,9 @@ int main(int argc, char **argv) {
            "+AES-SIV-CMAC-256 +AES-SIV-CMAC-512 %cAES-128-GCM-SIV)",
            NTSNTP_VERSION, NTSNTP_HAVE_GCM_SIV ? '+' : '-');
   log_line(NULL, NTSNTP_LOG_INFO, msg);
-  log_line(NULL, NTSNTP_LOG_INFO, "Disabled control of system clock");
+  log_line(NULL, NTSNTP_LOG_INFO, c.clock_control
+                                       ? "Enabled control of system clock"
+                                       : "Disabled control of system clock");
   if (n_servers == 1 && !strcmp(servers[0], "127.127.1.1")) {
     snprintf(msg, sizeof(msg), "Serving the local clock (stratum %lu, "
              "reference ID 7F7F0101)", c.local_stratum);
@@ -190,6 +195,7 @@ int main(int argc, char **argv) {
   s.n_servers = (size_t)n_servers;
   s.ca_file = c.nts_ca_file;
   s.key_secret_file = c.nts_key_secret_file;
+  s.clock_control = c.clock_control;
   if (!strcmp(c.nts_role, "ke"))
     s.role = NTSNTP_ROLE_KE;
   else if (!strcmp(c.nts_role, "ntp"))
@@ -214,8 +220,8 @@ int main(int argc, char **argv) {
       snprintf(err, sizeof(err), "%s", c.control_socket);
     else
       snprintf(err, sizeof(err), "%s/ntsd.sock", c.state_dir);
-    rv = ntsntp_drop_privileges(c.ntsd_user, own, 2, c.nts_cert[0] != 0, msg,
-                                sizeof(msg));
+    rv = ntsntp_drop_privileges(c.ntsd_user, own, 2, c.nts_cert[0] != 0,
+                                c.clock_control, msg, sizeof(msg));
     if (rv)
       return fatal(msg);
     if (msg[0])

@@ -60,6 +60,10 @@ typedef struct ntsntp_uv_service_settings {
   size_t n_servers;
   const char *ca_file; /* NTS upstream trust anchors; NULL: system store */
   int8_t minpoll, maxpoll; /* upstream poll range, log2 s; default 6, 10 */
+  /* Discipline the system clock too (adjtimex; needs CAP_SYS_TIME): step
+   * above 0.1 s in the first 3 updates (chrony's makestep 0.1 3), slew
+   * otherwise, keep the RTC in sync (rtcsync).  Default 0: never touch it. */
+  int clock_control;
   uint8_t local_stratum; /* default 10 */
   /* control: begin (control.h) */
   /* ntsctl's Unix socket: NULL: STATE_DIR/ntsd.sock; "" or "none": none.

@@ -22,8 +22,8 @@ static int capset_raw(uint32_t effective, uint32_t permitted) {
 }
 
 int ntsntp_drop_privileges(const char *user, const char *const *own,
-                           size_t n_own, int keep_read, char *msg,
-                           size_t msglen) {
+                           size_t n_own, int keep_read, int keep_time,
+                           char *msg, size_t msglen) {
   struct passwd *pw;
   size_t i;
   int can_keep;
@@ -61,18 +61,27 @@ int ntsntp_drop_privileges(const char *user, const char *const *own,
    * capability that reads root-only files (CAP_DAC_READ_SEARCH) when the
    * process may have it (containers drop it by default). */
   can_keep = keep_read && prctl(PR_CAPBSET_READ, CAP_DAC_READ_SEARCH) == 1;
-  if (can_keep && prctl(PR_SET_KEEPCAPS, 1) < 0)
-    can_keep = 0;
+  if ((can_keep || keep_time) && prctl(PR_SET_KEEPCAPS, 1) < 0) {
+    snprintf(msg, msglen, "cannot keep capabilities: %s", strerror(errno));
+    return NTSNTP_ERR_IO;
+  }
   if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 ||
       setuid(pw->pw_uid) < 0) {
     snprintf(msg, msglen, "cannot switch to user %s: %s", user,
              strerror(errno));
     return NTSNTP_ERR_IO;
   }
-  if (can_keep) {
-    uint32_t bit = 1u << CAP_DAC_READ_SEARCH;
-    if (capset_raw(bit, bit) < 0)
+  if (can_keep || keep_time) {
+    uint32_t bits = (can_keep ? 1u << CAP_DAC_READ_SEARCH : 0) |
+                    (keep_time ? 1u << CAP_SYS_TIME : 0);
+    if (capset_raw(bits, bits) < 0) {
+      if (keep_time) {
+        snprintf(msg, msglen, "CLOCK_CONTROL needs CAP_SYS_TIME, which "
+                 "could not be kept: %s", strerror(errno));
+        return NTSNTP_ERR_IO;
+      }
       can_keep = 0;
+    }
     prctl(PR_SET_KEEPCAPS, 0);
   }
   if (setuid(0) == 0) { /* must be impossible now */

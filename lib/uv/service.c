@@ -22,6 +22,7 @@ struct ntsntp_uv_service {
   ntsntp_keyring *keyring, *keyring_prev;
   int secret;  /* keys derived from a shared secret: no key file */
   int keys_ok; /* the ring is the one to keep (loaded, or new by choice) */
+  ntsntp_clock_ops clock_ops;
   ntsntp_server *server;
   ntsntp_uv_ntp *ntp;
   ntsntp_uv_ke *ke;
@@ -429,6 +430,11 @@ static int start_upstream(ntsntp_uv_service *svc, char *errbuf,
   us.server = svc->server;
   us.sync.minpoll = svc->s.minpoll;
   us.sync.maxpoll = svc->s.maxpoll;
+  if (svc->s.clock_control) {
+    ntsntp_uv_sysclock_ops(&svc->clock_ops);
+    us.sync.clock_ops = &svc->clock_ops;
+    us.sync.rtcsync = 1;
+  }
   us.log = svc->s.log;
   us.log_user = svc->s.log_user;
   if (mkdir(svc->s.state_dir, 0750) < 0 && errno != EEXIST)
