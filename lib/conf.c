@@ -159,17 +159,20 @@ static void usage(const ntsntp_conf_opt *opts, size_t n, const char *prog,
                   const char *version) {
   size_t i, j;
   printf("%s %s\nUsage: %s [--SETTING=VALUE]...\n\n"
-         "Every setting is also an environment variable and a config-file "
-         "key.\n\n",
+         "Every setting is an environment variable, a flag and a config-file "
+         "key\n(later wins: defaults < CONFIG file < environment < "
+         "flags).\n\n",
          prog, version, prog);
   for (i = 0; i < n; i++) {
     char flag[128];
     for (j = 0; opts[i].name[j] && j < sizeof(flag) - 1; j++)
-      flag[j] = opts[i].name[j] == '_' ? '-'
-                                       : (char)tolower((unsigned char)opts[i].name[j]);
+      flag[j] = opts[i].name[j] == '_'
+                    ? '-'
+                    : (char)tolower((unsigned char)opts[i].name[j]);
     flag[j] = 0;
-    printf("  --%-26s %s %s(default: %s)\n", flag, opts[i].name,
-           opts[i].help, opts[i].def && *opts[i].def ? opts[i].def : "none");
+    printf("  %s, --%s\n      %s (default: %s)\n", opts[i].name, flag,
+           opts[i].help,
+           opts[i].def && *opts[i].def ? opts[i].def : "empty");
   }
 }
 

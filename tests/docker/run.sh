@@ -409,6 +409,30 @@ else
   fail "ntsd runs as uid '$uids', want 101 (NTSD_USER=ntsd)"
 fi
 
+# certbot renewal: a new archive/*2.pem pair and moved live/ links, the key
+# 0600 root in 0700 directories.  ntsd (uid 101, keeping only
+# DAC_READ_SEARCH) must load it without a restart.
+(
+  cd "$le/archive/localhost" &&
+    certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile privkey2.pem &&
+    certtool --generate-certificate --load-privkey privkey2.pem \
+      --load-ca-certificate "$work/ca/ca.pem" --load-ca-privkey "$work/ca/ca.key" \
+      --template "$work/ca/server.tmpl" --outfile cert2.pem &&
+    cat cert2.pem chain1.pem >fullchain2.pem && chmod 0600 privkey2.pem &&
+    for f in cert fullchain privkey; do ln -sfn "../../archive/localhost/${f}2.pem" "$le/live/localhost/$f.pem"; done
+) >"$work/renew.log" 2>&1 || { show "$work/renew.log"; fail "renewal certificates"; }
+for _ in $(seq 1 50); do
+  $DOCKER logs "$ntp" >"$work/ntp-renew.log" 2>&1 || true
+  grep -q "Reloaded certificate" "$work/ntp-renew.log" && break
+  sleep 0.2
+done
+if grep -q "Reloaded certificate" "$work/ntp-renew.log"; then
+  ok "certbot renewal loaded without a restart (uid 101, DAC_READ_SEARCH)"
+else
+  show "$work/ntp-renew.log"
+  fail "renewed certificate not reloaded within 10 s"
+fi
+
 ts=$(date +%s%N)
 timeout 30 $DOCKER stop -t 10 "$ntp" >/dev/null
 ms=$((($(date +%s%N) - ts) / 1000000))
