@@ -22,7 +22,7 @@ t_check "exit is logged" grep -q "ntsd exiting" "$A_LOG"
 t_start_ntsd B NTS_CERT="$CERT" NTS_KEY="$KEY"
 nts_q() { # nts_q KEPORT [extra config lines...]
   local ke=$1; shift
-  t_chrony_q "server localhost port 1 nts ntsport $ke iburst maxsamples 1 minpoll -4 maxpoll -4" \
+  t_chrony_q "server 127.0.0.1 port 1 nts ntsport $ke iburst maxsamples 1 minpoll -4 maxpoll -4" \
     "ntstrustedcerts $T_DIR/ca.pem" nosystemcert "$@"
 }
 out=$(nts_q "$B_KE")
@@ -34,19 +34,29 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 # --- misbehaving NTS-KE clients --------------------------------------------
-kecli() { timeout 10 gnutls-cli --x509cafile "$T_DIR/ca.pem" -p "$B_KE" localhost "$@" 2>&1; }
-t_check "wrong ALPN is refused" bash -c "! (echo | timeout 10 gnutls-cli --x509cafile $T_DIR/ca.pem -p $B_KE --alpn=http/1.1 localhost >/dev/null 2>&1)"
-t_check "no ALPN is refused" bash -c "! (echo | timeout 10 gnutls-cli --x509cafile $T_DIR/ca.pem -p $B_KE localhost >/dev/null 2>&1)"
-t_check "TLS 1.2 is refused" bash -c "! (echo | timeout 10 gnutls-cli --x509cafile $T_DIR/ca.pem -p $B_KE --alpn=ntske/1 --priority NORMAL:-VERS-ALL:+VERS-TLS1.2 localhost >/dev/null 2>&1)"
+# gnutls-cli as a raw NTS-KE client.  A valid request first, so that the
+# refusals below cannot pass just because nothing listens.
+ke_raw() { # ke_raw BYTES-FILE [gnutls-cli options]: prints the reply in hex
+  local in=$1; shift
+  (cat "$in"; sleep 2) | timeout 10 gnutls-cli --x509cafile "$T_DIR/ca.pem" \
+    -p "$B_KE" "$@" 127.0.0.1 2>/dev/null | od -An -tx1 | tr -d ' \n'
+}
+printf '\x80\x01\x00\x02\x00\x00\x80\x04\x00\x02\x00\x0f\x80\x00\x00\x00' > "$T_DIR/good.bin"
+resp=$(ke_raw "$T_DIR/good.bin" --alpn=ntske/1)
+t_check "gnutls-cli gets cookies with ALPN ntske/1 (control)" grep -q "00050068" <<<"$resp"
+t_check "wrong ALPN is refused" bash -c "! (echo | timeout 10 gnutls-cli --x509cafile $T_DIR/ca.pem -p $B_KE --alpn=http/1.1 127.0.0.1 >/dev/null 2>&1)"
+t_check "no ALPN is refused" bash -c "! (echo | timeout 10 gnutls-cli --x509cafile $T_DIR/ca.pem -p $B_KE 127.0.0.1 >/dev/null 2>&1)"
+t_check "TLS 1.2 is refused" bash -c "! (echo | timeout 10 gnutls-cli --x509cafile $T_DIR/ca.pem -p $B_KE --alpn=ntske/1 --priority NORMAL:-VERS-ALL:+VERS-TLS1.2 127.0.0.1 >/dev/null 2>&1)"
 # A request over 16 KiB (records of type 0x4000 non-critical, never ended)
 # gets Error 1 (Bad Request): 80 02 00 02 00 01.
 big=$T_DIR/big.bin
 python_free_rec() { printf '\x40\x00\x0f\xfc'; head -c 4092 /dev/zero; }
 for i in 1 2 3 4 5; do python_free_rec; done > "$big"
-resp=$( (cat "$big"; sleep 2) | timeout 10 gnutls-cli --x509cafile "$T_DIR/ca.pem" -p "$B_KE" --alpn=ntske/1 localhost 2>/dev/null | od -An -tx1 | tr -d ' \n')
+resp=$(ke_raw "$big" --alpn=ntske/1)
 t_check "oversized NTS-KE request gets Error 1 (Bad Request)" grep -q "800200020001" <<<"$resp"
 # A request with an unknown critical record gets Error 0.
-resp=$( (printf '\x80\x01\x00\x02\x00\x00\xc0\x00\x00\x00\x80\x00\x00\x00'; sleep 2) | timeout 10 gnutls-cli --x509cafile "$T_DIR/ca.pem" -p "$B_KE" --alpn=ntske/1 localhost 2>/dev/null | od -An -tx1 | tr -d ' \n')
+printf '\x80\x01\x00\x02\x00\x00\xc0\x00\x00\x00\x80\x00\x00\x00' > "$T_DIR/crit.bin"
+resp=$(ke_raw "$T_DIR/crit.bin" --alpn=ntske/1)
 t_check "unknown critical record gets Error 0" grep -q "800200020000" <<<"$resp"
 out=$(nts_q "$B_KE")
 t_check "NTS still works after the bad clients" t_chrony_offset_ok "$out" 0.001
@@ -103,15 +113,15 @@ cp "$T_DIR/ca2/live/fullchain.pem" "$CERT.new" && cp "$T_DIR/ca2/live/privkey.pe
 mv "$KEY.new" "$KEY"; mv "$CERT.new" "$CERT"
 kill -HUP "$G_PID"; sleep 0.5
 t_check "SIGHUP reloads the certificate" grep -q "Reloaded certificate" "$G_LOG"
-out=$(t_chrony_q "server localhost port 1 nts ntsport $G_KE iburst maxsamples 1 minpoll -4 maxpoll -4" "ntstrustedcerts $T_DIR/ca2/ca.pem" nosystemcert)
+out=$(t_chrony_q "server 127.0.0.1 port 1 nts ntsport $G_KE iburst maxsamples 1 minpoll -4 maxpoll -4" "ntstrustedcerts $T_DIR/ca2/ca.pem" nosystemcert)
 t_check "clients see the new certificate without a restart" t_chrony_offset_ok "$out" 0.001
-out=$(t_chrony_q "server localhost port 1 nts ntsport $G_KE iburst maxsamples 1 minpoll -4 maxpoll -4" "ntstrustedcerts $T_DIR/ca1.pem" nosystemcert)
+out=$(t_chrony_q "server 127.0.0.1 port 1 nts ntsport $G_KE iburst maxsamples 1 minpoll -4 maxpoll -4" "ntstrustedcerts $T_DIR/ca1.pem" nosystemcert)
 t_check "the old certificate is gone" bash -c "! grep -q 'System clock wrong' <<<'$out'"
 # A broken new certificate keeps the old one.
 echo broken > "$CERT"
 kill -HUP "$G_PID"; sleep 0.5
 t_check "a broken certificate is refused and the old one kept" grep -q "keeping the old one" "$G_LOG"
-out=$(t_chrony_q "server localhost port 1 nts ntsport $G_KE iburst maxsamples 1 minpoll -4 maxpoll -4" "ntstrustedcerts $T_DIR/ca2/ca.pem" nosystemcert)
+out=$(t_chrony_q "server 127.0.0.1 port 1 nts ntsport $G_KE iburst maxsamples 1 minpoll -4 maxpoll -4" "ntstrustedcerts $T_DIR/ca2/ca.pem" nosystemcert)
 t_check "NTS keeps working after a failed reload" t_chrony_offset_ok "$out" 0.001
 # certbot renewal: files replaced; noticed without a signal (polled).
 sleep 1.1 # mtime granularity of some file systems
