@@ -56,19 +56,12 @@ t_start_ntsd() {
     "$NTSD" >"$log" 2>&1 &
   local pid=$!
   T_PIDS+=("$pid")
+  # The control socket comes up last, after NTP and NTS-KE, in every role.
   for i in $(seq 1 100); do
-    grep -q "serving NTP on UDP" "$log" && break
+    grep -q "Control socket" "$log" && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
-  # NTS-KE starts after NTP: wait for it too when NTS is configured.
-  if grep -q "NTS_CERT=" <<<"$*"; then
-    for i in $(seq 1 100); do
-      grep -q "NTS-KE server on TCP port" "$log" && break
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05
-    done
-  fi
   printf -v "${name}_PID" %s "$pid"
   printf -v "${name}_LOG" %s "$log"
   printf -v "${name}_NTP" %s "$(sed -n 's/.*serving NTP on UDP 127.0.0.1:\([0-9]*\).*/\1/p' "$log" | head -1)"
