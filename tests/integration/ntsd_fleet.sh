@@ -31,29 +31,12 @@ S1=$T_DIR/secret1 S2=$T_DIR/secret2
 ROT=(NTS_ROTATE=2) # an epoch boundary every 2 s
 TLS=(NTS_CERT="$CERT" NTS_KEY="$KEY")
 
-# fleet_start NAME VAR=value...: like t_start_ntsd, but waits for the
-# control socket (logged by every role once all its sockets are up), so a
-# ke instance without NTP does not wait out t_start_ntsd's NTP timeout.
-# Every client here is 127.0.0.1: per-address rate limits are off.
+# fleet_start NAME VAR=value...: t_start_ntsd with per-address limits off
+# (every client here is 127.0.0.1).
 fleet_start() {
   local name=$1; shift
-  local log=$T_DIR/$name.log i
-  : > "$log"
-  env -i PATH="$PATH" NTP_SERVERS=127.127.1.1 LISTEN=127.0.0.1 NTP_PORT=0 \
-    NTS_KE_PORT=0 STATE_DIR="$T_DIR/$name.state" WORKERS=2 NTSD_USER="$T_USER" \
-    RATELIMIT=no NTS_RATELIMIT=no NTS_MAX_CONNECTIONS_PER_CLIENT=0 "$@" \
-    "$NTSD" >"$log" 2>&1 &
-  local pid=$!
-  T_PIDS+=("$pid")
-  for i in $(seq 1 100); do
-    grep -q "Control socket" "$log" && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  printf -v "${name}_PID" %s "$pid"
-  printf -v "${name}_LOG" %s "$log"
-  printf -v "${name}_NTP" %s "$(sed -n 's/.*serving NTP on UDP 127.0.0.1:\([0-9]*\).*/\1/p' "$log" | tail -1)"
-  printf -v "${name}_KE" %s "$(sed -n 's/.*NTS-KE server on TCP port \([0-9]*\).*/\1/p' "$log" | tail -1)"
+  t_start_ntsd "$name" RATELIMIT=no NTS_RATELIMIT=no \
+    NTS_MAX_CONNECTIONS_PER_CLIENT=0 "$@"
 }
 # stat NAME KEY: one counter from `ntsctl --json serverstats`.
 stat() {
