@@ -55,6 +55,10 @@ static const ntsntp_mem default_mem = {NULL, d_malloc, d_free, d_calloc, d_reall
 const ntsntp_mem *ntsntp_mem_default(void) { return &default_mem; }
 
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+int ntsntp_rand_nonce(void *user, uint8_t *buf, size_t len) {
+  return ntsntp_rand_default(user, buf, len);
+}
+
 /* Deterministic randomness so fuzz runs are reproducible. */
 int ntsntp_rand_default(void *user, uint8_t *buf, size_t len) {
   static uint64_t state = 0x9e3779b97f4a7c15ULL;
@@ -70,6 +74,11 @@ int ntsntp_rand_default(void *user, uint8_t *buf, size_t len) {
 int ntsntp_rand_default(void *user, uint8_t *buf, size_t len) {
   (void)user;
   return gnutls_rnd(GNUTLS_RND_KEY, buf, len) == 0 ? 0 : -1;
+}
+
+int ntsntp_rand_nonce(void *user, uint8_t *buf, size_t len) {
+  (void)user;
+  return gnutls_rnd(GNUTLS_RND_NONCE, buf, len) == 0 ? 0 : -1;
 }
 #endif
 

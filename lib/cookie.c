@@ -615,7 +615,12 @@ ntsntp_ssize ntsntp_cookie_seal(const ntsntp_keyring *kr, int aead,
   k = &ks->slots[ks->current];
 
   ntsntp__put_u32(out, k->id);
-  if (kr->rand(kr->rand_user, out + 4, NTSNTP_COOKIE_NONCE_LEN) != 0)
+  /* Nonces need to be unique, not secret: gnutls's per-thread nonce
+   * generator is several times cheaper than its key generator, and this
+   * runs for every cookie.  A caller-given rand (tests) is used as is. */
+  if ((kr->rand == ntsntp_rand_default
+           ? ntsntp_rand_nonce(NULL, out + 4, NTSNTP_COOKIE_NONCE_LEN)
+           : kr->rand(kr->rand_user, out + 4, NTSNTP_COOKIE_NONCE_LEN)) != 0)
     return NTSNTP_ERR_CRYPTO;
   ntsntp__put_u16(pt, (uint16_t)aead);
   ntsntp__put_u16(pt + 2, 0);

@@ -45,7 +45,7 @@ void ntsntp_clock_state_local(ntsntp_clock_state *cs, uint8_t stratum,
 
 void ntsntp_server_settings_default(ntsntp_server_settings *s) {
   memset(s, 0, sizeof(*s));
-  s->rand = ntsntp_rand_default;
+  s->rand = ntsntp_rand_nonce; /* response nonces: unique, not secret */
 }
 
 int ntsntp_server_new(ntsntp_server **psrv, const ntsntp_server_settings *s) {

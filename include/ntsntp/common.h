@@ -88,14 +88,17 @@ NTSNTP_EXTERN const ntsntp_mem *ntsntp_mem_default(void);
 
 /*
  * Randomness callback: fill |buf| with |len| unpredictable bytes.
- * Returns 0 on success, non-zero on failure.  The library's default
- * (ntsntp_rand_default) uses gnutls_rnd(GNUTLS_RND_RANDOM) for keys
- * and GNUTLS_RND_NONCE for nonces.
+ * Returns 0 on success, non-zero on failure.
  */
 typedef int (*ntsntp_rand_fn)(void *user, uint8_t *buf, size_t len);
 
-/* Default randomness: gnutls_rnd(GNUTLS_RND_KEY). |user| is ignored. */
+/* Default randomness for keys: gnutls_rnd(GNUTLS_RND_KEY).  |user| is
+ * ignored. */
 NTSNTP_EXTERN int ntsntp_rand_default(void *user, uint8_t *buf, size_t len);
+
+/* Randomness for nonces (unique, not secret): gnutls_rnd(GNUTLS_RND_NONCE),
+ * a cheaper per-thread generator.  |user| is ignored. */
+NTSNTP_EXTERN int ntsntp_rand_nonce(void *user, uint8_t *buf, size_t len);
 
 /* Overwrite |len| bytes at |p| with zeros in a way the compiler keeps. */
 NTSNTP_EXTERN void ntsntp_secure_clear(void *p, size_t len);

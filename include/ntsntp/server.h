@@ -112,7 +112,7 @@ typedef struct ntsntp_server_settings {
   /* Optional second ring whose cookies are still accepted (never used to
    * seal): the previous master secret during a change-over. */
   const ntsntp_keyring *keyring_prev;
-  /* Randomness for response nonces.  Default ntsntp_rand_default. */
+  /* Randomness for response nonces.  Default ntsntp_rand_nonce. */
   ntsntp_rand_fn rand;
   void *rand_user;
   const ntsntp_mem *mem;
