@@ -34,6 +34,11 @@ typedef struct config {
   char nts_role[NTSNTP_CONF_STR_MAX];
   char nts_key_secret_file[NTSNTP_CONF_STR_MAX];
   int clock_control;
+  char allow[NTSNTP_CONF_STR_MAX], deny[NTSNTP_CONF_STR_MAX];
+  int ratelimit, nts_ratelimit;
+  long rl_interval, nts_rl_interval;
+  unsigned long rl_burst, rl_leak, rl_kod, nts_rl_burst, nts_rl_leak;
+  unsigned long client_log_limit, nts_max_per_client;
 } config;
 
 #define OPT(name, type, field, def, min, max, help)                            \
@@ -87,6 +92,32 @@ static const ntsntp_conf_opt options[] = {
         "also set the system clock (needs CAP_SYS_TIME; never in Docker)"),
     OPT("NTS_KEYS_RESET", BOOL, nts_keys_reset, "no", 0, 0,
         "replace an unreadable or corrupt key file with new keys"),
+    OPT("ALLOW", STR, allow, "all", 0, 0, "networks served (NTP and NTS-KE), "
+        "comma-separated: all, ADDRESS or ADDRESS/PREFIX (chrony's allow)"),
+    OPT("DENY", STR, deny, "", 0, 0,
+        "networks refused, same syntax; the longest matching prefix wins"),
+    OPT("RATELIMIT", BOOL, ratelimit, "yes", 0, 0,
+        "limit NTP responses per client address (chrony's ratelimit)"),
+    OPT("RATELIMIT_INTERVAL", INT, rl_interval, "3", (unsigned long)-19L, 12,
+        "log2 seconds between responses to one client once over the burst"),
+    OPT("RATELIMIT_BURST", UINT, rl_burst, "8", 1, 255,
+        "NTP responses one client may get in a burst"),
+    OPT("RATELIMIT_LEAK", UINT, rl_leak, "2", 1, 4,
+        "limited requests still answered: 1 in 2^LEAK"),
+    OPT("RATELIMIT_KOD", UINT, rl_kod, "0", 0, 4,
+        "of the other limited requests, 1 in 2^KOD gets KoD RATE (0: none)"),
+    OPT("NTS_RATELIMIT", BOOL, nts_ratelimit, "yes", 0, 0,
+        "limit NTS-KE connections per client address (ntsratelimit)"),
+    OPT("NTS_RATELIMIT_INTERVAL", INT, nts_rl_interval, "6",
+        (unsigned long)-19L, 12, "log2 seconds between NTS-KE sessions"),
+    OPT("NTS_RATELIMIT_BURST", UINT, nts_rl_burst, "8", 1, 255,
+        "NTS-KE sessions one client may get in a burst"),
+    OPT("NTS_RATELIMIT_LEAK", UINT, nts_rl_leak, "2", 1, 4,
+        "limited NTS-KE connections still served: 1 in 2^LEAK"),
+    OPT("CLIENT_LOG_LIMIT", UINT, client_log_limit, "524288", 1024,
+        1073741824, "bytes for all client rate-limit tables (clientloglimit)"),
+    OPT("NTS_MAX_CONNECTIONS_PER_CLIENT", UINT, nts_max_per_client, "8", 0,
+        100000, "NTS-KE sessions at once per address (IPv6: /64); 0: any"),
     OPT("NTSD_USER", STR, ntsd_user, "ntsd", 0, 0,
         "user to run as after binding ports and reading keys (root: stay)"),
 };
@@ -206,6 +237,19 @@ int main(int argc, char **argv) {
   s.maxpoll = (int8_t)c.maxpoll;
   s.control_socket = c.control_socket[0] ? c.control_socket : NULL;
   s.metrics_listen = c.metrics_listen;
+  s.allow = c.allow;
+  s.deny = c.deny;
+  s.ratelimit.enabled = c.ratelimit;
+  s.ratelimit.interval = (int)c.rl_interval;
+  s.ratelimit.burst = (unsigned)c.rl_burst;
+  s.ratelimit.leak = (unsigned)c.rl_leak;
+  s.ratelimit.kod = (unsigned)c.rl_kod;
+  s.nts_ratelimit.enabled = c.nts_ratelimit;
+  s.nts_ratelimit.interval = (int)c.nts_rl_interval;
+  s.nts_ratelimit.burst = (unsigned)c.nts_rl_burst;
+  s.nts_ratelimit.leak = (unsigned)c.nts_rl_leak;
+  s.client_log_limit = (size_t)c.client_log_limit;
+  s.max_connections_per_client = (unsigned)c.nts_max_per_client;
   s.log = log_line;
   rv = ntsntp_uv_service_start(loop, &s, &svc, err, sizeof(err));
   if (rv) {

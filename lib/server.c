@@ -12,15 +12,19 @@
 _Static_assert(sizeof(ntsntp__aead) <= sizeof(((ntsntp_server_ctx *)0)->s2c),
                "server ctx too small for the AEAD state");
 
+#define CLOCK_WORDS ((sizeof(ntsntp_clock_state) + 7) / 8)
+
 /* Largest plaintext of encrypted fields accepted in a request. */
 #define MAX_REQ_PLAINTEXT 2048
 
 struct ntsntp_server {
   ntsntp_server_settings s;
   const ntsntp_mem *mem;
-  /* Sequence lock: odd while the writer is copying. */
+  /* Sequence lock: odd while the writer is copying.  The state is kept as
+   * atomic words so that readers racing the writer are defined behaviour
+   * (they retry; C11 has no atomic memcpy). */
   atomic_uint clock_seq;
-  ntsntp_clock_state clock;
+  _Atomic uint64_t clock[CLOCK_WORDS];
 };
 
 static const char *const reason_names[NTSNTP_REASON_COUNT] = {
@@ -65,7 +69,7 @@ int ntsntp_server_new(ntsntp_server **psrv, const ntsntp_server_settings *s) {
   cs.leap = NTSNTP_LEAP_UNSYNC;
   cs.stratum = 16;
   cs.precision = -20;
-  srv->clock = cs;
+  ntsntp_server_set_clock(srv, &cs);
   *psrv = srv;
   return 0;
 }
@@ -76,22 +80,30 @@ void ntsntp_server_del(ntsntp_server *srv) {
 }
 
 void ntsntp_server_set_clock(ntsntp_server *srv, const ntsntp_clock_state *cs) {
+  uint64_t w[CLOCK_WORDS] = {0};
   unsigned seq = atomic_load_explicit(&srv->clock_seq, memory_order_relaxed);
+  size_t i;
+  memcpy(w, cs, sizeof(*cs));
   atomic_store_explicit(&srv->clock_seq, seq + 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_release);
-  srv->clock = *cs;
+  for (i = 0; i < CLOCK_WORDS; i++)
+    atomic_store_explicit(&srv->clock[i], w[i], memory_order_relaxed);
   atomic_store_explicit(&srv->clock_seq, seq + 2, memory_order_release);
 }
 
 void ntsntp_server_get_clock(const ntsntp_server *srv, ntsntp_clock_state *cs) {
   ntsntp_server *s = (ntsntp_server *)srv;
+  uint64_t w[CLOCK_WORDS];
   unsigned a, b;
+  size_t i;
   do {
     a = atomic_load_explicit(&s->clock_seq, memory_order_acquire);
-    *cs = s->clock;
+    for (i = 0; i < CLOCK_WORDS; i++)
+      w[i] = atomic_load_explicit(&s->clock[i], memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);
     b = atomic_load_explicit(&s->clock_seq, memory_order_relaxed);
   } while ((a & 1) || a != b);
+  memcpy(cs, w, sizeof(*cs));
 }
 
 static ntsntp_server_verdict verdict(ntsntp_server_ctx *ctx,

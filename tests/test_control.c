@@ -139,6 +139,8 @@ static int svc_start(env *e) {
   s.workers = 1;
   s.state_dir = e->dir;
   s.metrics_listen = e->metrics;
+  /* serverstats_exact sends 300 requests from one address. */
+  s.ratelimit.enabled = 0;
   int rv =
       ntsntp_uv_service_start(&e->loop, &s, &e->svc, e->err, sizeof(e->err));
   if (rv == 0)
@@ -481,7 +483,7 @@ START_TEST(protocol) {
   ask_raw(e.sock, "NTSCTL/1 tracking xml\n", 22, buf, sizeof(buf));
   ck_assert(!strncmp(buf, "NTSCTL/1 ERR bad-format ", 24));
   ask_raw(e.sock, "NTSCTL/1 clients\n", 17, buf, sizeof(buf));
-  ck_assert(!strncmp(buf, "NTSCTL/1 ERR unavailable ", 25));
+  ck_assert(!strncmp(buf, "NTSCTL/1 OK ", 12));
   ask_raw(e.sock, "NTSCTL/1 health\0x\n", 18, buf, sizeof(buf));
   ck_assert(!strncmp(buf, "NTSCTL/1 ERR bad-request ", 25));
 
@@ -556,8 +558,8 @@ START_TEST(ntsctl_exit_codes) {
   ck_assert(!strncmp(out, "{\"metrics\":[", 12));
   ck_assert_int_eq(RUN("-s", e.sock, "sources"), 0);
   ck_assert_int_eq(RUN("-s", e.sock, "sourcestats"), 0);
-  ck_assert_int_eq(RUN("-s", e.sock, "clients"), 1);
-  ck_assert_ptr_nonnull(strstr(err, "client accounting is not enabled"));
+  ck_assert_int_eq(RUN("-s", e.sock, "clients"), 0);
+  ck_assert_ptr_nonnull(strstr(out, "Hostname"));
 
   /* The default path: $STATE_DIR/ntsd.sock, unless CONTROL_SOCKET. */
   setenv("STATE_DIR", e.dir, 1);

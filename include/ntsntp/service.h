@@ -12,6 +12,7 @@
 
 #include <uv.h>
 
+#include "ntsntp/access.h" /* access */
 #include "ntsntp/server.h"
 #include "ntsntp/upstream.h"
 #include "ntsntp/uv.h"
@@ -71,6 +72,24 @@ typedef struct ntsntp_uv_service_settings {
   const char *control_socket;
   const char *metrics_listen;
   /* control: end */
+  /* access: begin (access.h) */
+  /* ALLOW / DENY: comma-separated networks ("all", "192.0.2.1",
+   * "10.0.0.0/8", "2001:db8::/32"), chrony's allow/deny semantics (longest
+   * prefix wins; "all" resets), for NTP and NTS-KE alike, checked before
+   * any parsing or TLS.  allow NULL or "": all; deny NULL or "": none. */
+  const char *allow, *deny;
+  /* Per-client rate limits, defaults from ntsntp_ratelimit_settings_default
+   * (NTP: interval 3, burst 8, leak 2, kod 0; NTS-KE: interval 6, kod 0).
+   * Their max_bytes is ignored: see client_log_limit. */
+  ntsntp_ratelimit_settings ratelimit, nts_ratelimit;
+  /* Bytes for all client tables (CLIENT_LOG_LIMIT, default 524288):
+   * NTS-KE gets an eighth, the NTP workers share the rest, each table at
+   * least 1 KiB.  0: the default. */
+  size_t client_log_limit;
+  /* NTS-KE connections open at once per client (/32, IPv6 /64); default
+   * 8; 0: no cap beyond max_connections. */
+  unsigned max_connections_per_client;
+  /* access: end */
   ntsntp_log_fn log;     /* must be thread-safe */
   void *log_user;
 } ntsntp_uv_service_settings;

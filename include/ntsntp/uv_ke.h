@@ -34,6 +34,11 @@ typedef struct ntsntp_uv_ke_settings {
    * to close the connection at once (counted as dropped). */
   int (*accept)(void *user, const struct sockaddr *peer);
   void *accept_user;
+  /* Optional: called once for every connection |accept| let through, when
+   * it is closed (on the thread that accepted it, or on the caller's during
+   * stop), with the same |accept_user| and address; lets |accept| count
+   * open connections per client.  NULL: no call. */
+  void (*release)(void *user, const struct sockaddr *peer);
   ntsntp_log_fn log; /* called from worker threads */
   void *log_user;
 } ntsntp_uv_ke_settings;

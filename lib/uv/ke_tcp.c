@@ -48,6 +48,8 @@ typedef struct ke_conn {
   uv_shutdown_t shut;
   unsigned pending_writes;
   int closing, draining, open_handles;
+  int admitted; /* |accept| let it through: |release| is owed */
+  struct sockaddr_storage peer;
 } ke_conn;
 
 typedef struct ke_write {
@@ -87,6 +89,9 @@ static void conn_closed(uv_handle_t *h) {
   ke_conn *c = h->data;
   if (--c->open_handles)
     return;
+  if (c->admitted && c->w->ke->s.release)
+    c->w->ke->s.release(c->w->ke->s.accept_user,
+                        (const struct sockaddr *)&c->peer);
   ntsntp_ke_session_del(c->sess);
   atomic_fetch_sub(&c->w->ke->active, 1);
   snapshot(c->w);
@@ -242,6 +247,10 @@ static void on_connection(uv_stream_t *server, int status) {
     uv_mutex_unlock(&w->lock);
     conn_close(c);
     return;
+  }
+  if (ke->s.accept) {
+    c->admitted = 1;
+    c->peer = peer;
   }
   if (ntsntp_ke_session_new(&c->sess, w->srv, uv_now(&w->loop)) < 0) {
     conn_close(c);

@@ -12,6 +12,7 @@
 #include "ntsntp/keyfile.h"
 #include "ntsntp/control.h" /* control */
 #include "ntsntp/service.h"
+#include "access_svc.h" /* access */
 
 #define KEYFILE_NAME "ntskeys"
 
@@ -28,8 +29,10 @@ struct ntsntp_uv_service {
   ntsntp_uv_ke *ke;
   ntsntp_uv_upstream *up; /* NULL: local clock mode */
   ntsntp_uv_ctl *ctl; /* control */
+  ntsntp__access_svc *access; /* access */
   uv_timer_t rotate_timer, clock_timer;
-  uv_fs_poll_t cert_poll, key_poll;
+  uv_timer_t cert_timer;
+  struct stat cert_st[2]; /* certificate and key as last loaded */
   int handles;
   uint64_t rotations, reloads;
   void (*done)(void *);
@@ -69,6 +72,13 @@ void ntsntp_uv_service_settings_default(ntsntp_uv_service_settings *s) {
   s->local_stratum = 10;
   s->minpoll = 6;
   s->maxpoll = 10;
+  /* access: begin */
+  ntsntp_ratelimit_settings_default(&s->ratelimit, NTSNTP_RL_SERVICE_NTP);
+  ntsntp_ratelimit_settings_default(&s->nts_ratelimit,
+                                    NTSNTP_RL_SERVICE_NTSKE);
+  s->client_log_limit = NTSNTP_RL_DEFAULT_MAX_BYTES;
+  s->max_connections_per_client = 8;
+  /* access: end */
 }
 
 static int nts_enabled(const ntsntp_uv_service_settings *s) {
@@ -105,8 +115,17 @@ static void on_rotate(uv_timer_t *t) {
 }
 
 static void arm_rotation(ntsntp_uv_service *svc) {
-  int64_t next = ntsntp_keyring_next_rotation(svc->keyring), now = now_unix();
-  uint64_t ms = next > now ? (uint64_t)(next - now) * 1000 : 0;
+  int64_t next = ntsntp_keyring_next_rotation(svc->keyring);
+  struct timespec ts;
+  int64_t now_ms;
+  uint64_t ms;
+  /* In milliseconds: whole seconds would rotate up to a second late, which
+   * matters to a fleet whose members must switch keys together. */
+  clock_gettime(CLOCK_REALTIME, &ts);
+  now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  ms = next >= INT64_MAX / 1000 ? UINT32_MAX
+       : next * 1000 > now_ms   ? (uint64_t)(next * 1000 - now_ms)
+                                : 0;
   /* Wake a little after the boundary so the update sees the new epoch. */
   uv_timer_start(&svc->rotate_timer, on_rotate, ms + 10, 0);
 }
@@ -224,14 +243,37 @@ static int load_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   return 0;
 }
 
-static void on_cert_change(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
-                           const uv_stat_t *curr) {
-  ntsntp_uv_service *svc = h->data;
-  (void)prev;
-  (void)curr;
-  if (status < 0)
-    return; /* e.g. mid-rename; the next poll sees the new file */
+/* What identifies a version of a file: a renewal (certbot writes a new
+ * archive file and moves the symlink) changes the inode or the times. */
+static int same_file(const struct stat *a, const struct stat *b) {
+  return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+         a->st_size == b->st_size &&
+         a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+         a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+         a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+         a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static void stat_creds(ntsntp_uv_service *svc, struct stat st[2]) {
+  memset(st, 0, 2 * sizeof(st[0]));
+  stat(svc->s.cert, &st[0]);
+  stat(svc->s.key, &st[1]);
+}
+
+/* Polled on the loop thread itself, not libuv's thread pool: after the
+ * privilege drop only this thread keeps the right to read the files. */
+static void on_cert_timer(uv_timer_t *t) {
+  ntsntp_uv_service *svc = t->data;
+  struct stat now[2];
+  stat_creds(svc, now);
+  if (same_file(&now[0], &svc->cert_st[0]) &&
+      same_file(&now[1], &svc->cert_st[1]))
+    return;
+  if (now[0].st_ino == 0 || now[1].st_ino == 0)
+    return; /* mid-renewal or gone: look again at the next tick */
   slog(svc, NTSNTP_LOG_INFO, "Certificate or key file changed");
+  /* Remember this version even if it fails to load: one error per change. */
+  memcpy(svc->cert_st, now, sizeof(now));
   ntsntp_uv_service_reload(svc);
 }
 
@@ -241,6 +283,7 @@ int ntsntp_uv_service_reload(ntsntp_uv_service *svc) {
   int rv;
   if (!svc->ke)
     return 0;
+  stat_creds(svc, svc->cert_st); /* the poll need not load this again */
   rv = ntsntp_ke_creds_load(&creds, svc->s.cert, svc->s.key, err, sizeof(err));
   if (rv) {
     slog(svc, NTSNTP_LOG_ERR, "Could not reload certificate (keeping the "
@@ -282,10 +325,38 @@ static int start_ke(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
                          : NULL;
   ks.log = svc->s.log;
   ks.log_user = svc->s.log_user;
+  ntsntp__access_svc_wire_ke(svc->access, &ks); /* access */
   rv = ntsntp_uv_ke_start(svc->loop, &ks, &svc->ke, errbuf, errlen);
   ntsntp_ke_creds_unref(creds);
   return rv;
 }
+
+/* access: begin.  ACL and rate limits on the NTP and NTS-KE hooks
+ * (access_svc.c); ntsctl clients from the NTP workers' tables. */
+static int start_access(ntsntp_uv_service *svc, int want_ntp, int want_ke,
+                        char *errbuf, size_t errlen) {
+  ntsntp__access_svc_settings as;
+  memset(&as, 0, sizeof(as));
+  as.allow = svc->s.allow;
+  as.deny = svc->s.deny;
+  as.ntp = svc->s.ratelimit;
+  as.ke = svc->s.nts_ratelimit;
+  as.client_log_limit = svc->s.client_log_limit;
+  as.ntp_workers = svc->s.workers;
+  as.want_ntp = want_ntp;
+  as.want_ke = want_ke;
+  as.max_per_client = svc->s.max_connections_per_client;
+  as.max_connections = svc->s.max_connections ? svc->s.max_connections : 512;
+  as.log = svc->s.log;
+  as.log_user = svc->s.log_user;
+  return ntsntp__access_svc_new(&svc->access, &as, errbuf, errlen);
+}
+
+static size_t ctl_clients(void *user, ntsntp_ctl_client *out, size_t max) {
+  ntsntp_uv_service *svc = user;
+  return ntsntp__access_svc_clients(svc->access, out, max);
+}
+/* access: end */
 
 /* control: begin.  ntsctl and /metrics: counters from the workers, the
  * clock being served (local clock mode: no sources). */
@@ -376,6 +447,7 @@ static int start_ctl(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   cs.provider.stats = ctl_stats;
   cs.provider.tracking = ctl_tracking;
   cs.provider.sources = ctl_sources;
+  cs.provider.clients = svc->ntp ? ctl_clients : NULL; /* access */
   cs.provider.user = svc;
   cs.log = svc->s.log;
   cs.log_user = svc->s.log_user;
@@ -395,6 +467,7 @@ static void svc_unref(ntsntp_uv_service *svc) {
     void (*done)(void *) = svc->done;
     void *user = svc->done_user;
     ntsntp_server_del(svc->server);
+    ntsntp__access_svc_del(svc->access); /* access */
     ntsntp_keyring_del(svc->keyring);
     ntsntp_keyring_del(svc->keyring_prev);
     free(svc);
@@ -457,8 +530,7 @@ static void close_handles(ntsntp_uv_service *svc) {
   }
   uv_close((uv_handle_t *)&svc->rotate_timer, handle_closed);
   uv_close((uv_handle_t *)&svc->clock_timer, handle_closed);
-  uv_close((uv_handle_t *)&svc->cert_poll, handle_closed);
-  uv_close((uv_handle_t *)&svc->key_poll, handle_closed);
+  uv_close((uv_handle_t *)&svc->cert_timer, handle_closed);
 }
 
 static void ntp_stopped(void *user) { close_handles(user); }
@@ -466,11 +538,10 @@ static void ntp_stopped(void *user) { close_handles(user); }
 static void init_handles(ntsntp_uv_service *svc) {
   uv_timer_init(svc->loop, &svc->rotate_timer);
   uv_timer_init(svc->loop, &svc->clock_timer);
-  uv_fs_poll_init(svc->loop, &svc->cert_poll);
-  uv_fs_poll_init(svc->loop, &svc->key_poll);
+  uv_timer_init(svc->loop, &svc->cert_timer);
   svc->rotate_timer.data = svc->clock_timer.data = svc;
-  svc->cert_poll.data = svc->key_poll.data = svc;
-  svc->handles = 4;
+  svc->cert_timer.data = svc;
+  svc->handles = 3;
 }
 
 /* Stops whatever parts are running; the NTP workers last, since they read
@@ -561,6 +632,8 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   ss.keyring = svc->keyring;
   ss.keyring_prev = svc->keyring_prev;
   rv = ntsntp_server_new(&svc->server, &ss);
+  if (rv == 0) /* access */
+    rv = start_access(svc, want_ntp, want_ke, errbuf, errlen);
   if (rv)
     goto fail;
   if (want_ntp) {
@@ -580,6 +653,7 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
     }
     ns.log = s->log;
     ns.log_user = s->log_user;
+    ntsntp__access_svc_wire_ntp(svc->access, &ns); /* access */
     rv = ntsntp_uv_ntp_start(loop, &ns, &svc->ntp, errbuf, errlen);
     if (rv)
       goto fail;
@@ -588,10 +662,10 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
     rv = start_ke(svc, errbuf, errlen);
     if (rv)
       goto fail;
-    uv_fs_poll_start(&svc->cert_poll, on_cert_change, s->cert,
-                     s->cert_poll_ms ? s->cert_poll_ms : 5000);
-    uv_fs_poll_start(&svc->key_poll, on_cert_change, s->key,
-                     s->cert_poll_ms ? s->cert_poll_ms : 5000);
+    stat_creds(svc, svc->cert_st);
+    uv_timer_start(&svc->cert_timer, on_cert_timer,
+                   s->cert_poll_ms ? s->cert_poll_ms : 5000,
+                   s->cert_poll_ms ? s->cert_poll_ms : 5000);
   } else if (s->role == NTSNTP_ROLE_NTP) {
     slog(svc, NTSNTP_LOG_INFO, "NTS_ROLE=ntp: NTP and NTS-authenticated NTP "
          "only; NTS-KE runs elsewhere");

@@ -1,0 +1,476 @@
+/* libntsntp runtime: access control and rate limiting for the service. */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "access_svc.h"
+
+/* ntsntp_ratelimit_new's smallest table. */
+#define MIN_TABLE_BYTES 1024
+/* As udp.c: workers 0 means one per online CPU, at most this many. */
+#define MAX_WORKERS 1024
+/* Longest ALLOW/DENY item: an IPv6 address with a prefix, and slack. */
+#define MAX_ITEM 64
+
+/* One NTP worker's table.  The padding keeps two workers' locks off one
+ * cache line. */
+typedef struct ntp_table {
+  uv_mutex_t lock;
+  ntsntp_ratelimit *rl;
+  char pad[64];
+} ntp_table;
+
+/* Open NTS-KE connections of one client (/32 or /64); open addressing. */
+typedef struct cap_ent {
+  uint8_t key[16];
+  uint8_t fam; /* 0: free, 4 or 6 */
+  uint32_t count;
+} cap_ent;
+
+struct ntsntp__access_svc {
+  ntsntp_acl *acl;
+  ntp_table *ntp;
+  unsigned n_ntp, n_ntp_init;
+  uv_mutex_t ke_lock; /* guards ke_rl and cap */
+  int ke_lock_init;
+  ntsntp_ratelimit *ke_rl;
+  cap_ent *cap;
+  size_t cap_mask;
+  unsigned max_per_client;
+  uint64_t seed[2];
+};
+
+/* ---- ALLOW / DENY ---- */
+
+static int add_list(ntsntp_acl *acl, const char *name, const char *list,
+                    int allow, char *errbuf, size_t errlen) {
+  const char *p = list;
+  for (;;) {
+    const char *comma = strchr(p, ',');
+    size_t n = comma ? (size_t)(comma - p) : strlen(p);
+    char item[MAX_ITEM + 1];
+    int rv;
+    if (n == 0) {
+      snprintf(errbuf, errlen, "%s=%.200s has an empty item; fix: separate "
+               "networks with single commas", name, list);
+      return NTSNTP_ERR_BAD_CONFIG;
+    }
+    rv = NTSNTP_ERR_BAD_CONFIG;
+    if (n <= MAX_ITEM) {
+      memcpy(item, p, n);
+      item[n] = 0;
+      rv = ntsntp_acl_add(acl, item, allow);
+    }
+    if (rv == NTSNTP_ERR_NOMEM) {
+      snprintf(errbuf, errlen, "%s: out of memory", name);
+      return rv;
+    }
+    if (rv) {
+      snprintf(errbuf, errlen, "%s item \"%.*s\" is not a network; fix: use "
+               "ADDRESS, ADDRESS/PREFIX with the host bits zero (192.0.2.1, "
+               "10.0.0.0/8, 2001:db8::/32) or all, separated by commas "
+               "without spaces", name, (int)(n < MAX_ITEM ? n : MAX_ITEM), p);
+      return rv;
+    }
+    if (!comma)
+      return 0;
+    p = comma + 1;
+  }
+}
+
+/* ---- open NTS-KE connections per client ---- */
+
+static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+/* The client an address counts for: IPv4 /32 (mapped IPv6 included) or
+ * IPv6 /64, as the rate limiter's defaults.  0: not an IP address. */
+static uint8_t client_key(const struct sockaddr *sa, uint8_t key[16]) {
+  memset(key, 0, 16);
+  if (sa->sa_family == AF_INET) {
+    memcpy(key, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    return 4;
+  }
+  if (sa->sa_family == AF_INET6) {
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a6)) {
+      memcpy(key, a6->s6_addr + 12, 4);
+      return 4;
+    }
+    memcpy(key, a6->s6_addr, 8);
+    return 6;
+  }
+  return 0;
+}
+
+static size_t cap_hash(const ntsntp__access_svc *a, const cap_ent *e) {
+  uint64_t w0, w1;
+  memcpy(&w0, e->key, 8);
+  memcpy(&w1, e->key + 8, 8);
+  return (size_t)(mix64(a->seed[0] ^ w0 ^ e->fam) ^
+                  mix64(a->seed[1] ^ w1)) & a->cap_mask;
+}
+
+/* Index of the entry for |e|'s key, or of the free slot ending its probe
+ * sequence.  The table is at most half full, so a free slot exists. */
+static size_t cap_find(const ntsntp__access_svc *a, const cap_ent *e) {
+  size_t i = cap_hash(a, e);
+  while (a->cap[i].fam &&
+         (a->cap[i].fam != e->fam || memcmp(a->cap[i].key, e->key, 16)))
+    i = (i + 1) & a->cap_mask;
+  return i;
+}
+
+/* Backward-shift deletion: no tombstones, so probes stay short. */
+static void cap_remove(ntsntp__access_svc *a, size_t i) {
+  size_t j = i;
+  for (;;) {
+    a->cap[i].fam = 0;
+    for (;;) {
+      size_t k;
+      j = (j + 1) & a->cap_mask;
+      if (!a->cap[j].fam)
+        return;
+      k = cap_hash(a, &a->cap[j]);
+      /* Entry j may stay unless its home k lies cyclically outside (i, j]. */
+      if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+        continue;
+      break;
+    }
+    a->cap[i] = a->cap[j];
+    i = j;
+  }
+}
+
+/* Both under ke_lock. */
+static int cap_acquire(ntsntp__access_svc *a, const struct sockaddr *peer) {
+  cap_ent e;
+  size_t i;
+  if (!a->cap)
+    return 1;
+  e.fam = client_key(peer, e.key);
+  if (!e.fam)
+    return 0;
+  i = cap_find(a, &e);
+  if (!a->cap[i].fam) {
+    e.count = 0;
+    a->cap[i] = e;
+  }
+  if (a->cap[i].count >= a->max_per_client)
+    return 0; /* an existing entry: count >= 1 */
+  a->cap[i].count++;
+  return 1;
+}
+
+static void cap_release(ntsntp__access_svc *a, const struct sockaddr *peer) {
+  cap_ent e;
+  size_t i;
+  if (!a->cap)
+    return;
+  e.fam = client_key(peer, e.key);
+  if (!e.fam)
+    return;
+  i = cap_find(a, &e);
+  if (a->cap[i].fam && --a->cap[i].count == 0)
+    cap_remove(a, i);
+}
+
+/* ---- hooks ---- */
+
+static int ntp_accept(void *user, unsigned worker,
+                      const struct sockaddr *peer) {
+  const ntsntp__access_svc *a = user;
+  (void)worker;
+  return ntsntp_acl_check(a->acl, peer);
+}
+
+static int ntp_filter(void *user, unsigned worker, const struct sockaddr *peer,
+                      ntsntp_server_ctx *ctx) {
+  ntsntp__access_svc *a = user;
+  ntp_table *t = &a->ntp[worker % a->n_ntp];
+  int v;
+  uv_mutex_lock(&t->lock);
+  v = ntsntp_ratelimit_check(t->rl, peer, uv_hrtime());
+  uv_mutex_unlock(&t->lock);
+  if (v == NTSNTP_RL_PASS)
+    return 0;
+  /* A KoD only replaces a normal answer: a NAK is for NTS clients, which
+   * ignore unauthenticated KoDs, so a limited NAK is dropped too. */
+  if (v == NTSNTP_RL_KOD && ctx->verdict == NTSNTP_SERVER_RESPOND) {
+    ntsntp_server_ctx_ratelimit(ctx);
+    return 0;
+  }
+  ctx->reason = v < 0 ? NTSNTP_REASON_DENIED : NTSNTP_REASON_RATELIMIT;
+  return 1;
+}
+
+static int ke_accept(void *user, const struct sockaddr *peer) {
+  ntsntp__access_svc *a = user;
+  int ok;
+  if (!ntsntp_acl_check(a->acl, peer))
+    return 0;
+  uv_mutex_lock(&a->ke_lock);
+  ok = ntsntp_ratelimit_check(a->ke_rl, peer, uv_hrtime()) == NTSNTP_RL_PASS &&
+       cap_acquire(a, peer);
+  uv_mutex_unlock(&a->ke_lock);
+  return ok;
+}
+
+static void ke_release(void *user, const struct sockaddr *peer) {
+  ntsntp__access_svc *a = user;
+  uv_mutex_lock(&a->ke_lock);
+  cap_release(a, peer);
+  uv_mutex_unlock(&a->ke_lock);
+}
+
+void ntsntp__access_svc_wire_ntp(ntsntp__access_svc *a,
+                                 ntsntp_uv_ntp_settings *ns) {
+  ns->accept = ntp_accept;
+  ns->accept_user = a;
+  ns->filter = ntp_filter;
+  ns->filter_user = a;
+}
+
+void ntsntp__access_svc_wire_ke(ntsntp__access_svc *a,
+                                ntsntp_uv_ke_settings *ks) {
+  ks->accept = ke_accept;
+  ks->release = ke_release;
+  ks->accept_user = a;
+}
+
+/* ---- ntsctl clients ---- */
+
+static int same_client(const ntsntp_ratelimit_client *x,
+                       const ntsntp_ratelimit_client *y) {
+  if (x->addr.ss_family != y->addr.ss_family || x->prefix_len != y->prefix_len)
+    return 0;
+  if (x->addr.ss_family == AF_INET)
+    return !memcmp(&((const struct sockaddr_in *)&x->addr)->sin_addr,
+                   &((const struct sockaddr_in *)&y->addr)->sin_addr, 4);
+  return !memcmp(&((const struct sockaddr_in6 *)&x->addr)->sin6_addr,
+                 &((const struct sockaddr_in6 *)&y->addr)->sin6_addr, 16);
+}
+
+static int by_hits(const void *p, const void *q) {
+  const ntsntp_ratelimit_client *x = p, *y = q;
+  return x->hits < y->hits ? 1 : x->hits > y->hits ? -1 : 0;
+}
+
+/*
+ * Each table's top |max| (a client sending from several ports may sit in
+ * several workers' tables), merged by address.  The result is exact for
+ * every client that is in the top |max| of each table it appears in, which
+ * is what an operator looks for (the heavy hitters).
+ */
+size_t ntsntp__access_svc_clients(void *user, ntsntp_ctl_client *out,
+                                  size_t max) {
+  ntsntp__access_svc *a = user;
+  ntsntp_ratelimit_client *all;
+  size_t n = 0, m = 0, i, j;
+  uint64_t now;
+  if (!a->n_ntp || max == 0)
+    return 0;
+  all = calloc((size_t)a->n_ntp * max, sizeof(*all));
+  if (!all)
+    return 0;
+  for (i = 0; i < a->n_ntp; i++) {
+    uv_mutex_lock(&a->ntp[i].lock);
+    n += ntsntp_ratelimit_top(a->ntp[i].rl, all + n, max);
+    uv_mutex_unlock(&a->ntp[i].lock);
+  }
+  now = uv_hrtime();
+  /* Few rows (workers x max): quadratic merging is fine and keeps the
+   * code plain. */
+  for (i = 0; i < n; i++) {
+    for (j = 0; j < m && !same_client(&all[j], &all[i]); j++)
+      ;
+    if (j < m) {
+      all[j].hits += all[i].hits;
+      all[j].drops += all[i].drops;
+      all[j].kods += all[i].kods;
+      if (all[i].last_ns > all[j].last_ns)
+        all[j].last_ns = all[i].last_ns;
+    } else {
+      all[m++] = all[i];
+    }
+  }
+  qsort(all, m, sizeof(*all), by_hits);
+  for (i = 0; i < m && i < max; i++) {
+    ntsntp_ctl_client *o = &out[i];
+    memset(o, 0, sizeof(*o));
+    o->addr = all[i].addr;
+    o->prefix_len = all[i].prefix_len;
+    o->hits = all[i].hits;
+    o->drops = all[i].drops;
+    o->kods = all[i].kods;
+    o->last_ago = all[i].last_ns <= now
+                      ? (int64_t)((now - all[i].last_ns) / 1000000000u)
+                      : -1;
+  }
+  free(all);
+  return i;
+}
+
+/* ---- life cycle ---- */
+
+void ntsntp__access_svc_del(ntsntp__access_svc *a) {
+  unsigned i;
+  if (!a)
+    return;
+  for (i = 0; i < a->n_ntp_init; i++) {
+    ntsntp_ratelimit_del(a->ntp[i].rl);
+    uv_mutex_destroy(&a->ntp[i].lock);
+  }
+  free(a->ntp);
+  if (a->ke_lock_init)
+    uv_mutex_destroy(&a->ke_lock);
+  ntsntp_ratelimit_del(a->ke_rl);
+  free(a->cap);
+  ntsntp_acl_del(a->acl);
+  free(a);
+}
+
+static int new_table(ntsntp_ratelimit **rl, const ntsntp_ratelimit_settings *s,
+                     size_t bytes, const char *what, char *errbuf,
+                     size_t errlen) {
+  ntsntp_ratelimit_settings rs = *s;
+  int rv;
+  rs.max_bytes = bytes < MIN_TABLE_BYTES ? MIN_TABLE_BYTES : bytes;
+  rv = ntsntp_ratelimit_new(rl, &rs);
+  if (rv)
+    snprintf(errbuf, errlen, "%s rate limit: %s; fix: interval -19..12, "
+             "burst 1..255, leak 1..4, kod 0..4 (0 for NTS-KE)", what,
+             ntsntp_strerror(rv));
+  return rv;
+}
+
+static unsigned resolve_workers(unsigned workers) {
+  long cpus;
+  if (workers)
+    return workers;
+  cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return cpus < 1 ? 1 : cpus > MAX_WORKERS ? MAX_WORKERS : (unsigned)cpus;
+}
+
+static void log_start(const ntsntp__access_svc *a,
+                      const ntsntp__access_svc_settings *s, size_t bytes) {
+  char msg[1024];
+  ntsntp_ratelimit_stats st;
+  int k = 0;
+  if (!s->log)
+    return;
+  k = snprintf(msg, sizeof(msg), "Access: allow %s, deny %s",
+               s->allow && *s->allow ? s->allow : "all",
+               s->deny && *s->deny ? s->deny : "none");
+  if (a->n_ntp && k > 0 && (size_t)k < sizeof(msg)) {
+    ntsntp_ratelimit_get_stats(a->ntp[0].rl, &st);
+    k += snprintf(msg + k, sizeof(msg) - (size_t)k,
+                  "; NTP rate limit %s (interval %d, burst %u, leak %u, kod "
+                  "%u), %zu clients x %u tables (%zu bytes in all)",
+                  s->ntp.enabled ? "on" : "off", s->ntp.interval,
+                  s->ntp.burst, s->ntp.leak, s->ntp.kod, st.capacity,
+                  a->n_ntp, bytes);
+  }
+  if (a->ke_rl && k > 0 && (size_t)k < sizeof(msg)) {
+    ntsntp_ratelimit_get_stats(a->ke_rl, &st);
+    k += snprintf(msg + k, sizeof(msg) - (size_t)k,
+                  "; NTS-KE rate limit %s (interval %d, burst %u, leak %u), "
+                  "%zu clients, %u connections per client",
+                  s->ke.enabled ? "on" : "off", s->ke.interval, s->ke.burst,
+                  s->ke.leak, st.capacity, s->max_per_client);
+  }
+  s->log(s->log_user, NTSNTP_LOG_INFO, msg);
+}
+
+int ntsntp__access_svc_new(ntsntp__access_svc **out,
+                           const ntsntp__access_svc_settings *s,
+                           char *errbuf, size_t errlen) {
+  ntsntp__access_svc *a = calloc(1, sizeof(*a));
+  size_t total = s->client_log_limit ? s->client_log_limit
+                                     : NTSNTP_RL_DEFAULT_MAX_BYTES;
+  size_t ke_bytes = 0, per = 0, used = 0;
+  int rv;
+  unsigned i;
+  if (!a)
+    return NTSNTP_ERR_NOMEM;
+  rv = ntsntp_acl_new(&a->acl, 0, NULL);
+  if (rv == 0)
+    rv = add_list(a->acl, "ALLOW",
+                  s->allow && *s->allow ? s->allow : "all", 1, errbuf, errlen);
+  if (rv == 0 && s->deny && *s->deny)
+    rv = add_list(a->acl, "DENY", s->deny, 0, errbuf, errlen);
+  if (rv)
+    goto fail;
+  /* CLIENT_LOG_LIMIT covers all tables: NTS-KE takes an eighth (it sees
+   * far fewer clients), the NTP workers share the rest equally. */
+  if (s->want_ke)
+    ke_bytes = total / 8 > MIN_TABLE_BYTES ? total / 8 : MIN_TABLE_BYTES;
+  if (s->want_ntp) {
+    a->n_ntp = resolve_workers(s->ntp_workers);
+    per = (total > ke_bytes ? total - ke_bytes : 0) / a->n_ntp;
+    a->ntp = calloc(a->n_ntp, sizeof(*a->ntp));
+    if (!a->ntp) {
+      rv = NTSNTP_ERR_NOMEM;
+      goto fail;
+    }
+  }
+  for (i = 0; i < a->n_ntp; i++) {
+    rv = new_table(&a->ntp[i].rl, &s->ntp, per, "NTP", errbuf, errlen);
+    if (rv)
+      goto fail;
+    if (uv_mutex_init(&a->ntp[i].lock)) {
+      ntsntp_ratelimit_del(a->ntp[i].rl);
+      rv = NTSNTP_ERR_NOMEM;
+      goto fail;
+    }
+    a->n_ntp_init++;
+    used += ntsntp_ratelimit_memory(a->ntp[i].rl);
+  }
+  if (s->want_ke) {
+    if (uv_mutex_init(&a->ke_lock)) {
+      rv = NTSNTP_ERR_NOMEM;
+      goto fail;
+    }
+    a->ke_lock_init = 1;
+    rv = new_table(&a->ke_rl, &s->ke, ke_bytes, "NTS-KE", errbuf, errlen);
+    if (rv)
+      goto fail;
+    used += ntsntp_ratelimit_memory(a->ke_rl);
+    a->max_per_client = s->max_per_client;
+    if (s->max_per_client && s->max_per_client < s->max_connections) {
+      /* At most max_connections clients are open at once (ke_tcp.c checks
+       * the total before asking us): a table twice that size never fills
+       * beyond half. */
+      size_t cap = 16;
+      while (cap < 2 * (size_t)s->max_connections)
+        cap *= 2;
+      a->cap = calloc(cap, sizeof(*a->cap));
+      if (!a->cap) {
+        rv = NTSNTP_ERR_NOMEM;
+        goto fail;
+      }
+      /* A secret hash seed: clients cannot pick colliding addresses. */
+      if (ntsntp_rand_default(NULL, (uint8_t *)a->seed, sizeof(a->seed))) {
+        rv = NTSNTP_ERR_CRYPTO;
+        snprintf(errbuf, errlen, "access control: no random bytes");
+        goto fail;
+      }
+      a->cap_mask = cap - 1;
+    }
+  }
+  log_start(a, s, used);
+  *out = a;
+  return 0;
+fail:
+  if (rv == NTSNTP_ERR_NOMEM)
+    snprintf(errbuf, errlen, "access control: out of memory");
+  ntsntp__access_svc_del(a);
+  return rv;
+}
