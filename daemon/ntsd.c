@@ -142,6 +142,35 @@ static void log_line(void *user, int level, const char *msg) {
 
 static uv_signal_t sig_term, sig_int, sig_hup;
 static ntsntp_uv_service *svc;
+static config c;
+static int g_argc;
+static char **g_argv;
+
+static void changed(void *user, const ntsntp_conf_opt *o, int applied) {
+  char msg[256];
+  (void)user;
+  snprintf(msg, sizeof(msg), applied ? "%s changed: applied"
+                                     : "%s changed: restart ntsd to apply it",
+           o->name);
+  log_line(NULL, applied ? NTSNTP_LOG_INFO : NTSNTP_LOG_WARN, msg);
+}
+
+/* SIGHUP: read the configuration again (a few settings apply at once),
+ * then reload the certificate. */
+static void reload(void) {
+  static const char *const live[] = {"LOG_LEVEL", "NTS_CERT", "NTS_KEY",
+                                     NULL};
+  static config next;
+  char err[2048], msg[2200];
+  if (ntsntp_conf_reload(options, sizeof(options) / sizeof(options[0]), &c,
+                         &next, "CONFIG", g_argc, g_argv, live, changed, NULL,
+                         err, sizeof(err)) < 0) {
+    snprintf(msg, sizeof(msg), "Configuration not reloaded: %s", err);
+    log_line(NULL, NTSNTP_LOG_ERR, msg);
+  }
+  log_level = c.log_level;
+  ntsntp_uv_service_reload(svc);
+}
 
 static void stopped(void *user) {
   (void)user;
@@ -152,7 +181,7 @@ static void stopped(void *user) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   if (signum == SIGHUP) {
-    ntsntp_uv_service_reload(svc);
+    reload();
     return;
   }
   (void)h;
@@ -171,7 +200,6 @@ static int fatal(const char *what) {
 }
 
 int main(int argc, char **argv) {
-  static config c;
   static char err[2048], msg[2048];
   char *listen[MAX_LIST], *servers[MAX_LIST];
   ntsntp_uv_service_settings s;
@@ -184,6 +212,8 @@ int main(int argc, char **argv) {
   if (rv)
     return rv == 1 ? 0 : (fprintf(stderr, "ntsd: %s\n", err), 2);
   log_level = c.log_level;
+  g_argc = argc;
+  g_argv = argv;
 
   n_listen = ntsntp_conf_split(c.listen, listen, MAX_LIST);
   if (n_listen < 0)

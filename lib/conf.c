@@ -259,6 +259,46 @@ int ntsntp_conf_load(const ntsntp_conf_opt *opts, size_t n, void *target,
   return 0;
 }
 
+static size_t value_size(const ntsntp_conf_opt *o) {
+  switch (o->type) {
+  case NTSNTP_CONF_STR: return NTSNTP_CONF_STR_MAX;
+  case NTSNTP_CONF_UINT: return sizeof(unsigned long);
+  case NTSNTP_CONF_INT: return sizeof(long);
+  case NTSNTP_CONF_BOOL: return sizeof(int);
+  }
+  return 0;
+}
+
+int ntsntp_conf_reload(const ntsntp_conf_opt *opts, size_t n, void *cur,
+                       void *next, const char *file_opt, int argc,
+                       char **argv, const char *const *live,
+                       ntsntp_conf_change_fn changed, void *user, char *err,
+                       size_t errlen) {
+  size_t i, k;
+  int applied = 0, rv;
+  rv = ntsntp_conf_load(opts, n, next, file_opt, argc, argv, "", "", err,
+                        errlen);
+  if (rv)
+    return rv < 0 ? rv : NTSNTP_ERR_BAD_CONFIG;
+  for (i = 0; i < n; i++) {
+    char *a = (char *)cur + opts[i].offset, *b = (char *)next + opts[i].offset;
+    int is_live = 0;
+    if (opts[i].type == NTSNTP_CONF_STR ? strcmp(a, b) == 0
+                                        : memcmp(a, b, value_size(&opts[i])) == 0)
+      continue;
+    for (k = 0; live && live[k]; k++)
+      is_live |= strcmp(live[k], opts[i].name) == 0;
+    if (is_live) {
+      memcpy(a, b, opts[i].type == NTSNTP_CONF_STR ? strlen(b) + 1
+                                                   : value_size(&opts[i]));
+      applied++;
+    }
+    if (changed)
+      changed(user, &opts[i], is_live);
+  }
+  return applied;
+}
+
 int ntsntp_conf_split(char *list, char **items, size_t max) {
   size_t n = 0;
   char *p = list;

@@ -52,6 +52,25 @@ NTSNTP_EXTERN int ntsntp_conf_load(const ntsntp_conf_opt *opts, size_t n,
                                    const char *version, char *err,
                                    size_t errlen);
 
+/* Called by ntsntp_conf_reload for each setting that changed. */
+typedef void (*ntsntp_conf_change_fn)(void *user, const ntsntp_conf_opt *o,
+                                      int applied);
+
+/*
+ * Reads the configuration again (as ntsntp_conf_load) into |next|, then
+ * compares it with |cur|: a changed setting named in |live| (a NULL-ended
+ * list) is copied into |cur| and reported with applied 1; any other change
+ * is reported with applied 0 and |cur| keeps the running value.  On error
+ * |cur| is untouched.  Returns the number of settings applied, or
+ * BAD_CONFIG with |err| set.
+ */
+NTSNTP_EXTERN int ntsntp_conf_reload(const ntsntp_conf_opt *opts, size_t n,
+                                     void *cur, void *next,
+                                     const char *file_opt, int argc,
+                                     char **argv, const char *const *live,
+                                     ntsntp_conf_change_fn changed,
+                                     void *user, char *err, size_t errlen);
+
 /*
  * Splits a comma-separated list in place (no spaces allowed, as the
  * cturra/ntp image's NTP_SERVERS).  Returns the count, or BAD_CONFIG when

@@ -104,6 +104,25 @@ if command -v setpriv >/dev/null && [ "$(id -u)" -eq 0 ]; then
     grep -q "$KEY.*Permission denied.*uid 0.*0600.*65534" "$T_DIR/nobody.log"
 fi
 
+# --- config file: errors name file, line and fix; SIGHUP re-reads it -------
+printf '# ntsd test\nNTP_SERVERS=127.127.1.1\nNTP_PORT 70000\n' > "$T_DIR/bad.conf"
+"$NTSD" --config="$T_DIR/bad.conf" >"$T_DIR/badconf.log" 2>&1; rc=$?
+t_check "a bad config value stops ntsd with status 2" [ "$rc" -eq 2 ]
+t_check "the error names the file, the line and the fix" \
+  grep -q "$T_DIR/bad.conf:3: NTP_PORT=\"70000\" is not valid; fix: use a whole number from 0 to 65535" "$T_DIR/badconf.log"
+printf 'LOG_LEVEL=0\nLOCAL_STRATUM=10\n' > "$T_DIR/good.conf"
+t_start_ntsd H CONFIG="$T_DIR/good.conf"
+printf 'LOG_LEVEL=1\nLOCAL_STRATUM=9\n' > "$T_DIR/good.conf"
+kill -HUP "$H_PID"
+t_check "SIGHUP re-reads the config file: LOG_LEVEL applied" t_wait 5 grep -q "LOG_LEVEL changed: applied" "$H_LOG"
+t_check "a setting that needs a restart says so" grep -q "LOCAL_STRATUM changed: restart ntsd to apply it" "$H_LOG"
+printf 'LOG_LEVEL=banana\n' > "$T_DIR/good.conf"
+kill -HUP "$H_PID"
+t_check "a broken config on SIGHUP is refused, ntsd keeps running" \
+  t_wait 5 grep -q "Configuration not reloaded: $T_DIR/good.conf:1: LOG_LEVEL" "$H_LOG"
+t_check "still alive after the bad reload" kill -0 "$H_PID"
+t_stop "$H_PID"
+
 # --- certificate reload: SIGHUP and file change ----------------------------
 t_start_ntsd G NTS_CERT="$CERT" NTS_KEY="$KEY"
 mkdir -p "$T_DIR/ca2"
