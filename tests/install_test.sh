@@ -15,11 +15,19 @@ export PKG_CONFIG_PATH=$root/$libdir/pkgconfig
 # The .pc file names the real prefix; point pkg-config at the staged copy.
 export PKG_CONFIG_SYSROOT_DIR=$tmp/root
 for ex in ntp-query nts-query tiny-server; do
+  # Built, not run: tiny-server serves until stopped.
   cc -std=gnu11 -Wall -Wextra -Werror -o "$tmp/$ex" "$src/examples/$ex.c" \
     $(pkg-config --cflags --libs libntsntp)
-  LD_LIBRARY_PATH=$root/$libdir "$tmp/$ex" --help >/dev/null 2>&1 || true
   echo "ok   - $ex builds out of tree with pkg-config"
 done
 test -f "$root/include/ntsntp/ntsntp.h"
 test -f "$tmp/root$prefix/share/man/man8/ntsd.8"
 echo "ok   - headers and man pages installed"
+# The built program runs against the installed library.
+rc=0
+LD_LIBRARY_PATH=$root/$libdir "$tmp/ntp-query" >/dev/null 2>&1 || rc=$?
+if [ "$rc" -eq 127 ] || [ "$rc" -ge 128 ]; then
+  echo "FAIL - ntp-query does not run against the installed library ($rc)"
+  exit 1
+fi
+echo "ok   - an example runs against the installed library (usage, status $rc)"
