@@ -18,6 +18,12 @@ ninja -C build >/dev/null
 
 if [ "$(id -u)" -eq 0 ]; then
   : "${STATE_DIR:=/var/lib/ntsd}"
+  # ntsd gives up root for this user once its ports and keys are open.
+  if [ -z "${NTSD_USER:-}" ] && ! getent passwd ntsd >/dev/null; then
+    useradd --system --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin ntsd
+    echo "Created the system user ntsd (ntsd runs as it after start-up)."
+  fi
 else
   : "${STATE_DIR:=$PWD/state}" "${NTP_PORT:=11123}" "${NTS_KE_PORT:=14460}"
   echo "Not root: serving NTP on UDP $NTP_PORT and NTS-KE on TCP $NTS_KE_PORT" \
