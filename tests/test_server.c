@@ -405,6 +405,62 @@ START_TEST(test_root_dispersion_grows) {
 }
 END_TEST
 
+
+/* Amplification: over many random and crafted requests, no response (NAKs
+ * and KoDs included) is ever longer than its request, and a buffer the
+ * size of the request always suffices. */
+START_TEST(test_never_amplifies) {
+  uint8_t base[2048], req[2048], out[2048];
+  ntsntp_client_exchange ex;
+  ntsntp_server_ctx ctx;
+  unsigned r = 7, i, answered = 0, naks = 0, kods = 0, nts_ok = 0;
+  for (i = 0; i < 60000; i++) {
+    size_t len;
+    ntsntp_ssize n;
+    unsigned kind = i % 4;
+    if (kind == 0) { /* random bytes, header made plausible half the time */
+      len = (size_t)(rand_r(&r) % 600);
+      for (size_t k = 0; k < len; k++)
+        req[k] = (uint8_t)rand_r(&r);
+      if (len && (i & 4))
+        req[0] = (uint8_t)((rand_r(&r) & 0xc0) | (4 << 3) | 3);
+    } else { /* a real NTS request, then damaged */
+      n = nts_request(&ex, base, sizeof(base), (unsigned)rand_r(&r) % 8,
+                      i & 8 ? NTSNTP_AEAD_AES_SIV_CMAC_512
+                            : NTSNTP_AEAD_AES_SIV_CMAC_256,
+                      kr);
+      ck_assert_int_gt(n, 0);
+      len = (size_t)n;
+      memcpy(req, base, len);
+      if (kind == 2) /* truncate */
+        len = (size_t)rand_r(&r) % (len + 1);
+      if (kind == 3) /* flip a few bytes */
+        for (unsigned f = 0; f < 1 + (unsigned)rand_r(&r) % 3; f++)
+          req[(size_t)rand_r(&r) % len] ^= (uint8_t)(1 + rand_r(&r) % 255);
+    }
+    if (ntsntp_server_prepare(srv, req, len, RX, &ctx) == NTSNTP_SERVER_DROP)
+      continue;
+    if (i % 5 == 0)
+      ntsntp_server_ctx_ratelimit(&ctx); /* KoD RATE, or an NTS drop */
+    if (ctx.verdict == NTSNTP_SERVER_DROP)
+      continue;
+    naks += ctx.verdict == NTSNTP_SERVER_RESPOND_NAK;
+    kods += ctx.verdict == NTSNTP_SERVER_RESPOND_KOD;
+    nts_ok += ctx.nts;
+    /* Exactly the request's size of room: never NOBUF. */
+    n = ntsntp_server_finish(srv, &ctx, TX, out, len);
+    ck_assert_msg(n > 0 && (size_t)n <= len, "request %u: %zu bytes in, %td out",
+                  i, len, n);
+    answered++;
+  }
+  /* The mix really covered every kind of answer. */
+  ck_assert_uint_gt(answered, 10000);
+  ck_assert_uint_gt(naks, 1000);
+  ck_assert_uint_gt(kods, 20);
+  ck_assert_uint_gt(nts_ok, 1000);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("server");
   TCase *tc = tcase_create("server");
@@ -420,6 +476,7 @@ int main(void) {
   tcase_add_test(tc, test_ratelimit_kod);
   tcase_add_test(tc, test_output_buffer_too_small);
   tcase_add_test(tc, test_root_dispersion_grows);
+  tcase_add_test(tc, test_never_amplifies);
   suite_add_tcase(s, tc);
   return tu_run(s);
 }
