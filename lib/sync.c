@@ -222,6 +222,50 @@ void ntsntp_sync_on_timeout(ntsntp_sync *sync, unsigned i, uint64_t now) {
     reselect(sync, now, &sel);
 }
 
+/* chronyc sourcestats figures from the valid filter stages. */
+static void source_stats(const ntsntp__source *s, ntsntp_source_info *info) {
+  double x[NTSNTP__NSTAGE], y[NTSNTP__NSTAGE], xm = 0, ym = 0, sxx = 0,
+      sxy = 0, ss = 0, b = 0;
+  unsigned n = 0, k, runs = 0;
+  int prev = 0;
+  uint64_t t0 = 0;
+  for (k = 0; k < NTSNTP__NSTAGE; k++) {
+    if (!s->f[k].valid)
+      continue;
+    if (!n)
+      t0 = s->f[k].t; /* newest */
+    x[n] = ntsntp_ts_diff(s->f[k].t, t0);
+    y[n] = s->f[k].offset;
+    xm += x[n];
+    ym += y[n];
+    n++;
+  }
+  info->np = n;
+  if (n == 0)
+    return;
+  xm /= n;
+  ym /= n;
+  info->span = -(x[n - 1]); /* oldest is furthest in the past */
+  for (k = 0; k < n; k++) {
+    sxx += (x[k] - xm) * (x[k] - xm);
+    sxy += (x[k] - xm) * (y[k] - ym);
+  }
+  if (n >= 3 && sxx > 0)
+    b = sxy / sxx;
+  for (k = 0; k < n; k++) {
+    double r = y[k] - (ym + b * (x[k] - xm));
+    int sg = r >= 0 ? 1 : -1;
+    ss += r * r;
+    if (sg != prev)
+      runs++;
+    prev = sg;
+  }
+  info->nr = runs;
+  info->freq_ppm = b * 1e6;
+  info->std_dev = n > 2 ? sqrt(ss / (n - 2)) : 0;
+  info->freq_skew_ppm = n > 2 && sxx > 0 ? sqrt(ss / (n - 2) / sxx) * 1e6 : 0;
+}
+
 int ntsntp_sync_source_info(const ntsntp_sync *sync, unsigned i, uint64_t now,
                             ntsntp_source_info *info) {
   const ntsntp__source *s;
@@ -251,6 +295,7 @@ int ntsntp_sync_source_info(const ntsntp_sync *sync, unsigned i, uint64_t now,
     info->jitter = s->jitter;
     info->root_distance = ntsntp__source_root_dist(s, now);
   }
+  source_stats(s, info);
   return 0;
 }
 

@@ -244,6 +244,15 @@ typedef struct ntsntp_source_info {
   double delay, disp, jitter, root_delay, root_disp;
   double root_distance; /* RFC 5905 root_dist(), s */
   uint64_t next_poll;
+  /* `ntsctl sourcestats` (chronyc sourcestats), over the clock filter's
+   * samples: their number, the runs of residual signs, the time they
+   * span, a least-squares line through the offsets (its slope as a
+   * frequency of the source against the system clock, ppm, and the slope's
+   * standard error) and the residuals' standard deviation. */
+  unsigned np, nr;
+  double span;
+  double freq_ppm, freq_skew_ppm;
+  double std_dev;
 } ntsntp_source_info;
 
 /* Fills |info| for source |i| at |now|.  Errors: INVALID_ARG (bad index). */

@@ -420,6 +420,14 @@ static size_t ctl_sources(void *user, ntsntp_ctl_source *out, size_t max) {
     o->offset = -in.offset;
     o->measured_offset = -in.last_offset;
     o->error = in.root_distance;
+    o->np = in.np;
+    o->nr = in.nr;
+    o->span = (uint32_t)(in.span + 0.5);
+    /* chronyc's signs: the source against the local clock. */
+    o->frequency_ppm = -in.freq_ppm;
+    o->freq_skew_ppm = in.freq_skew_ppm;
+    o->est_offset = -in.offset;
+    o->std_dev = in.std_dev;
     k++;
   }
   return k;

@@ -44,6 +44,8 @@ t_check "ntp-query sees stratum 2" bash -c "'$NTPQ' 127.0.0.1 $P_NTP | grep -q '
 # Give the clock model a few seconds of samples to estimate a frequency.
 t_check "reach climbs to 377 (eight answered polls)" t_wait 15 bash -c \
   "'$NTSCTL' -s $T_DIR/P.state/ntsd.sock sources | grep -q ' 377 '"
+t_check "sourcestats shows the filter's 8 samples (NP)" bash -c \
+  "'$NTSCTL' -s $T_DIR/P.state/ntsd.sock sourcestats | grep -Eq '^127.0.0.1:$CP +8 +[0-9]+ +[0-9]+ '"
 t_stop "$P_PID"
 t_check "drift file written at exit" test -s "$T_DIR/P.state/ntsd.drift"
 
