@@ -583,6 +583,8 @@ static int run_ke(void) {
            o.pid > 0 ? proc_status_kb(o.pid, "VmHWM") : -1);
   }
   fflush(stdout);
+  free(conns);
+  free(pf);
   return failed ? 1 : 0;
 }
 
