@@ -130,12 +130,15 @@ if [ "$(id -u)" != 0 ] && ! docker info >/dev/null 2>&1; then
   skip "not root and no access to a Docker daemon"
 fi
 
+# The host-side tools, installed with service starts forbidden (a chronyd
+# started by apt would discipline the shared clock).
+. "$(dirname "$0")/../../tools/deps.sh"
+deps_install chrony gnutls-bin iproute2 || fail "cannot install chrony gnutls-bin iproute2"
+
 need_pkgs=()
 command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need_pkgs+=(docker-compose)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
-command -v certtool >/dev/null || need_pkgs+=(gnutls-bin)
-command -v chronyd >/dev/null || need_pkgs+=(chrony)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
