@@ -25,41 +25,6 @@ typedef struct state {
   int ok;
 } state;
 
-static const char *leap_text(unsigned leap) {
-  static const char *const t[] = {"no-leap", "add-leap", "del-leap", "no-sync"};
-  return t[leap & 3];
-}
-
-/* Reference id: text for stratum 0 (kiss code) and 1 (source), else the
- * IPv4 address (or IPv6 hash) of the server's own server. */
-static void refid_text(const ntsntp_pkt_hdr *h, char *buf, size_t len) {
-  uint32_t r = h->refid;
-  /* Text for stratum 0 (kiss code) and 1 (source name), unless it is
-   * not text, like chrony's 127.127.1.1 for its local reference. */
-  int text = h->stratum <= 1;
-  int k;
-  for (k = 0; text && k < 4; k++) {
-    unsigned ch = r >> (24 - 8 * k) & 0xff;
-    text = (ch >= 0x20 && ch < 0x7f) || (ch == 0 && k > 0);
-  }
-  if (text) {
-    char a[5];
-    int i;
-    for (i = 0; i < 4; i++) {
-      char c = (char)(r >> (24 - 8 * i));
-      a[i] = c >= 0x20 && c < 0x7f ? c : '.';
-    }
-    a[4] = '\0';
-    /* Trailing NULs are padding. */
-    for (i = 3; i > 0 && (r >> (24 - 8 * i) & 0xff) == 0; i--)
-      a[i] = '\0';
-    snprintf(buf, len, "%08X \"%s\"", (unsigned)r, a);
-  } else {
-    snprintf(buf, len, "%08X %u.%u.%u.%u", (unsigned)r, r >> 24, r >> 16 & 0xff,
-             r >> 8 & 0xff, r & 0xff);
-  }
-}
-
 static void addr_text(const struct sockaddr *sa, char *buf, size_t len) {
   const void *a =
       sa->sa_family == AF_INET6
@@ -94,11 +59,11 @@ static void on_sample(void *user, const ntsntp_uv_ntp_outcome *o) {
     err = 0;
   printf("%s.%06ld (%s) %+.6f +/- %.6f %s %s s%u %s\n", date,
          now.tv_nsec / 1000, zone, s->offset, err, st->host, addr,
-         s->hdr.stratum, leap_text(s->hdr.leap));
-  refid_text(&s->hdr, refid, sizeof(refid));
+         s->hdr.stratum, ntsntp_leap_name(s->hdr.leap));
+  ntsntp_refid_format(s->hdr.refid, s->hdr.stratum, refid, sizeof(refid));
   printf("delay %.6f s, stratum %u, refid %s, leap %s, root delay %.6f s, "
          "root dispersion %.6f s, rx timestamp %s\n",
-         s->delay, s->hdr.stratum, refid, leap_text(s->hdr.leap), s->root_delay,
+         s->delay, s->hdr.stratum, refid, ntsntp_leap_name(s->hdr.leap), s->root_delay,
          s->root_disp, o->rx_source == NTSNTP_TS_KERNEL ? "kernel" : "daemon");
   if (s->hdr.leap == NTSNTP_LEAP_UNSYNC || s->hdr.stratum > 15) {
     fprintf(stderr, "ntp-query: %s is not synchronized\n", st->host);

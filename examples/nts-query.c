@@ -46,38 +46,6 @@ typedef struct state {
   int authenticated;
 } state;
 
-static const char *leap_text(unsigned leap) {
-  static const char *const t[] = {"no-leap", "add-leap", "del-leap", "no-sync"};
-  return t[leap & 3];
-}
-
-static void refid_text(const ntsntp_pkt_hdr *h, char *buf, size_t len) {
-  uint32_t r = h->refid;
-  /* Text for stratum 0 (kiss code) and 1 (source name), unless it is
-   * not text, like chrony's 127.127.1.1 for its local reference. */
-  int text = h->stratum <= 1;
-  int k;
-  for (k = 0; text && k < 4; k++) {
-    unsigned ch = r >> (24 - 8 * k) & 0xff;
-    text = (ch >= 0x20 && ch < 0x7f) || (ch == 0 && k > 0);
-  }
-  if (text) {
-    char a[5];
-    int i;
-    for (i = 0; i < 4; i++) {
-      char c = (char)(r >> (24 - 8 * i));
-      a[i] = c >= 0x20 && c < 0x7f ? c : '.';
-    }
-    a[4] = '\0';
-    for (i = 3; i > 0 && (r >> (24 - 8 * i) & 0xff) == 0; i--)
-      a[i] = '\0';
-    snprintf(buf, len, "%08X \"%s\"", (unsigned)r, a);
-  } else {
-    snprintf(buf, len, "%08X %u.%u.%u.%u", (unsigned)r, r >> 24, r >> 16 & 0xff,
-             r >> 8 & 0xff, r & 0xff);
-  }
-}
-
 static void addr_text(const struct sockaddr *sa, char *buf, size_t len) {
   char a[64];
   if (sa->sa_family == AF_INET6) {
@@ -145,10 +113,10 @@ static void on_sample(void *user, const ntsntp_uv_ntp_outcome *o) {
       st->cookie_len[st->ncookies++] = s->cookie_len[i];
     }
     st->authenticated = s->authenticated;
-    refid_text(&s->hdr, refid, sizeof(refid));
+    ntsntp_refid_format(s->hdr.refid, s->hdr.stratum, refid, sizeof(refid));
     printf("offset %+.6f s, delay %.6f s, stratum %u, refid %s, leap %s, "
            "authenticated: %s, cookies received: %u\n",
-           s->offset, s->delay, s->hdr.stratum, refid, leap_text(s->hdr.leap),
+           s->offset, s->delay, s->hdr.stratum, refid, ntsntp_leap_name(s->hdr.leap),
            s->authenticated ? "yes" : "no", s->n_cookies);
     if (s->hdr.leap == NTSNTP_LEAP_UNSYNC || s->hdr.stratum > 15) {
       fprintf(stderr, "nts-query: the server is not synchronized\n");

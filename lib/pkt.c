@@ -1,4 +1,5 @@
 /* libntsntp: NTPv4 header and RFC 7822 extension-field codec. */
+#include <stdio.h>
 #include <string.h>
 
 #include "ntsntp/pkt.h"
@@ -167,4 +168,35 @@ ntsntp_ssize ntsntp_pkt_encode(const ntsntp_pkt *pkt, uint8_t *out,
   if (pkt->mac_len)
     ntsntp__wr_bytes(&w, pkt->mac, pkt->mac_len);
   return w.err ? w.err : (ntsntp_ssize)ntsntp__wr_len(&w);
+}
+
+void ntsntp_refid_format(uint32_t r, uint8_t stratum, char *buf, size_t len) {
+  /* Text for stratum 0 (kiss code) and 1 (source name), unless it is not
+   * text, like chrony's 127.127.1.1 for its local reference. */
+  int text = stratum <= 1, k;
+  char a[5];
+  for (k = 0; text && k < 4; k++) {
+    unsigned ch = r >> (24 - 8 * k) & 0xff;
+    text = (ch >= 0x20 && ch < 0x7f) || (ch == 0 && k > 0);
+  }
+  if (!text) {
+    snprintf(buf, len, "%08X %u.%u.%u.%u", (unsigned)r, r >> 24,
+             r >> 16 & 0xff, r >> 8 & 0xff, r & 0xff);
+    return;
+  }
+  for (k = 0; k < 4; k++) {
+    char ch = (char)(r >> (24 - 8 * k));
+    a[k] = ch >= 0x20 && ch < 0x7f ? ch : '.';
+  }
+  a[4] = '\0';
+  /* Trailing NULs are padding. */
+  for (k = 3; k > 0 && (r >> (24 - 8 * k) & 0xff) == 0; k--)
+    a[k] = '\0';
+  snprintf(buf, len, "%08X \"%s\"", (unsigned)r, a);
+}
+
+const char *ntsntp_leap_name(unsigned leap) {
+  static const char *const names[] = {"no-leap", "add-leap", "del-leap",
+                                      "no-sync"};
+  return names[leap & 3];
 }

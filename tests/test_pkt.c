@@ -195,6 +195,25 @@ START_TEST(test_random_roundtrip) {
 }
 END_TEST
 
+START_TEST(test_refid_text) {
+  char b[32];
+  ntsntp_refid_format(NTSNTP_REFID_LOCAL, 10, b, sizeof(b));
+  ck_assert_str_eq(b, "7F7F0101 127.127.1.1");
+  ntsntp_refid_format(NTSNTP_KOD_RATE, 0, b, sizeof(b));
+  ck_assert_str_eq(b, "52415445 \"RATE\"");
+  ntsntp_refid_format(NTSNTP_KOD('G', 'P', 'S', 0), 1, b, sizeof(b));
+  ck_assert_str_eq(b, "47505300 \"GPS\"");
+  /* chrony's local reference at stratum 1 is not text. */
+  ntsntp_refid_format(NTSNTP_REFID_LOCAL, 1, b, sizeof(b));
+  ck_assert_str_eq(b, "7F7F0101 127.127.1.1");
+  /* A small buffer is cut, still terminated. */
+  ntsntp_refid_format(NTSNTP_KOD_NTSN, 0, b, 5);
+  ck_assert_str_eq(b, "4E54");
+  ck_assert_str_eq(ntsntp_leap_name(3), "no-sync");
+  ck_assert_str_eq(ntsntp_leap_name(4), "no-leap");
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("pkt");
   TCase *tc = tcase_create("codec");
@@ -206,6 +225,7 @@ int main(void) {
   tcase_add_test(tc, test_ef_iter_and_encode);
   tcase_add_test(tc, test_too_many_efs);
   tcase_add_test(tc, test_random_roundtrip);
+  tcase_add_test(tc, test_refid_text);
   suite_add_tcase(s, tc);
   return tu_run(s);
 }

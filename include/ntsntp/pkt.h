@@ -78,6 +78,18 @@ typedef struct ntsntp_pkt_hdr {
 NTSNTP_EXTERN int ntsntp_pkt_decode_hdr(ntsntp_pkt_hdr *h, const uint8_t *p,
                                         size_t len);
 
+/*
+ * Formats a reference ID as text for people: "7F7F0101 127.127.1.1" for an
+ * address, or "52415445 \"RATE\"" when |stratum| is 0 or 1 and the ID is
+ * printable (a kiss code or a reference clock name).  Always
+ * NUL-terminates |buf| (24 bytes suffice).
+ */
+NTSNTP_EXTERN void ntsntp_refid_format(uint32_t refid, uint8_t stratum,
+                                       char *buf, size_t len);
+
+/* "no-leap", "add-leap", "del-leap" or "no-sync" (sntp's words). */
+NTSNTP_EXTERN const char *ntsntp_leap_name(unsigned leap);
+
 /* Encodes |h| into 48 bytes at |out|. */
 NTSNTP_EXTERN void ntsntp_pkt_encode_hdr(const ntsntp_pkt_hdr *h,
                                          uint8_t *out);
