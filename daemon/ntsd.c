@@ -281,8 +281,17 @@ int main(int argc, char **argv) {
   s.client_log_limit = (size_t)c.client_log_limit;
   s.max_connections_per_client = (unsigned)c.nts_max_per_client;
   s.log = log_line;
+  /* Signals first: one that arrives while the service starts (a SIGHUP
+   * from a hasty script) waits for the loop instead of killing ntsd. */
+  uv_signal_init(loop, &sig_term);
+  uv_signal_init(loop, &sig_int);
+  uv_signal_init(loop, &sig_hup);
+  uv_signal_start(&sig_term, on_signal, SIGTERM);
+  uv_signal_start(&sig_int, on_signal, SIGINT);
+  uv_signal_start(&sig_hup, on_signal, SIGHUP);
   rv = ntsntp_uv_service_start(loop, &s, &svc, err, sizeof(err));
   if (rv) {
+    stopped(NULL);
     uv_run(loop, UV_RUN_DEFAULT); /* let the failed start close its handles */
     return fatal(err);
   }
@@ -302,12 +311,6 @@ int main(int argc, char **argv) {
       log_line(NULL, NTSNTP_LOG_INFO, msg);
   }
 
-  uv_signal_init(loop, &sig_term);
-  uv_signal_init(loop, &sig_int);
-  uv_signal_init(loop, &sig_hup);
-  uv_signal_start(&sig_term, on_signal, SIGTERM);
-  uv_signal_start(&sig_int, on_signal, SIGINT);
-  uv_signal_start(&sig_hup, on_signal, SIGHUP);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   return 0;
