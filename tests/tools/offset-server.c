@@ -3,6 +3,8 @@
  *
  *   offset-server PORT OFFSET_SECONDS
  *
+ * PORT 0 picks a free port; the port bound is printed on stdout as
+ * "port N".
  * Serves stratum 1 on 127.0.0.1:PORT with the system time plus OFFSET, to
  * play a falseticker (or a good server, with offset 0) in the sync tests
  * without touching the machine's clock.  Exits on SIGTERM.
@@ -44,6 +46,12 @@ int main(int argc, char **argv) {
   if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
     perror("offset-server: bind");
     return 1;
+  }
+  {
+    socklen_t alen = sizeof(addr);
+    getsockname(fd, (struct sockaddr *)&addr, &alen);
+    printf("port %u\n", ntohs(addr.sin_port));
+    fflush(stdout);
   }
   ntsntp_server_settings_default(&settings);
   if (ntsntp_server_new(&srv, &settings))
