@@ -81,6 +81,18 @@ void ntsntp_uv_service_settings_default(ntsntp_uv_service_settings *s) {
   /* access: end */
 }
 
+/* Creates STATE_DIR if it is missing; |hint| ends the fix in the message. */
+static int make_state_dir(const ntsntp_uv_service *svc, const char *hint,
+                          char *errbuf, size_t errlen) {
+  if (mkdir(svc->s.state_dir, 0750) == 0 || errno == EEXIST)
+    return 0;
+  if (errbuf)
+    snprintf(errbuf, errlen, "cannot create STATE_DIR %s: %s; fix: create it "
+             "or point STATE_DIR at a writable directory%s",
+             svc->s.state_dir, strerror(errno), hint);
+  return NTSNTP_ERR_IO;
+}
+
 static int nts_enabled(const ntsntp_uv_service_settings *s) {
   return s->cert && *s->cert && s->key && *s->key;
 }
@@ -364,12 +376,6 @@ static void ctl_stats(void *user, ntsntp_uv_service_stats *st) {
   ntsntp_uv_service_get_stats(user, st);
 }
 
-static uint64_t sys_ntp(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return ntsntp_ts_from_timespec(&ts);
-}
-
 static void ctl_tracking(void *user, ntsntp_ctl_tracking *t) {
   ntsntp_uv_service *svc = user;
   const ntsntp_sync *sync = ntsntp_uv_service_sync(svc);
@@ -380,7 +386,7 @@ static void ctl_tracking(void *user, ntsntp_ctl_tracking *t) {
   ntsntp_ctl_tracking_from_clock(t, &cs);
   if (!sync)
     return; /* local clock mode: the served clock says it all */
-  ntsntp_sync_tracking(sync, sys_ntp(), &tr);
+  ntsntp_sync_tracking(sync, now_ntp(), &tr);
   snprintf(t->ref_name, sizeof(t->ref_name), "%s", tr.ref_name);
   if (tr.ref_time) {
     ntsntp_ts_to_timespec(tr.ref_time, (int64_t)time(NULL), &ref);
@@ -400,7 +406,7 @@ static void ctl_tracking(void *user, ntsntp_ctl_tracking *t) {
 static size_t ctl_sources(void *user, ntsntp_ctl_source *out, size_t max) {
   ntsntp_uv_service *svc = user;
   const ntsntp_sync *sync = ntsntp_uv_service_sync(svc);
-  uint64_t now = sys_ntp();
+  uint64_t now = now_ntp();
   unsigned i, n = sync ? ntsntp_sync_n_sources(sync) : 0;
   size_t k = 0;
   for (i = 0; i < n && k < max; i++) {
@@ -440,12 +446,9 @@ static int start_ctl(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   int rv;
   ntsntp_uv_ctl_settings_default(&cs);
   if (!sock) {
-    if (mkdir(svc->s.state_dir, 0750) < 0 && errno != EEXIST) {
-      snprintf(errbuf, errlen, "cannot create STATE_DIR %s: %s; fix: create "
-               "it, point STATE_DIR at a writable directory, or set "
-               "CONTROL_SOCKET", svc->s.state_dir, strerror(errno));
-      return NTSNTP_ERR_IO;
-    }
+    rv = make_state_dir(svc, " (or set CONTROL_SOCKET)", errbuf, errlen);
+    if (rv)
+      return rv;
     snprintf(path, sizeof(path), "%s/%s", svc->s.state_dir,
              NTSNTP_CTL_SOCKET_NAME);
     sock = path;
@@ -518,7 +521,7 @@ static int start_upstream(ntsntp_uv_service *svc, char *errbuf,
   }
   us.log = svc->s.log;
   us.log_user = svc->s.log_user;
-  if (mkdir(svc->s.state_dir, 0750) < 0 && errno != EEXIST)
+  if (make_state_dir(svc, "", NULL, 0))
     us.state_dir = NULL; /* no drift file; the error shows at key time */
   rv = ntsntp_uv_upstream_start(svc->loop, &us, &svc->up, errbuf, errlen);
   if (rv == 0)
@@ -621,13 +624,9 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   init_handles(svc);
 
   if (want_keys) {
-    if (mkdir(s->state_dir, 0750) < 0 && errno != EEXIST) {
-      snprintf(errbuf, errlen, "cannot create STATE_DIR %s: %s; fix: create "
-               "it or point STATE_DIR at a writable directory",
-               s->state_dir, strerror(errno));
-      rv = NTSNTP_ERR_IO;
+    rv = make_state_dir(svc, "", errbuf, errlen);
+    if (rv)
       goto fail;
-    }
     snprintf(svc->keyfile, sizeof(svc->keyfile), "%s/%s", s->state_dir,
              KEYFILE_NAME);
     rv = s->key_secret_file && *s->key_secret_file
