@@ -2,7 +2,7 @@
  * libntsntp runtime layer: NTP over UDP with kernel timestamps (Linux).
  *
  * uv_udp_t drops ancillary data, so each worker opens its sockets itself,
- * watches them with uv_poll_t and moves datagrams with recvmmsg/sendmmsg.
+ * watches them with uv_poll_t and receives datagrams with recvmmsg.
  * Threads: every worker runs its own loop in its own thread and owns its
  * sockets, buffers and counters; the caller's loop only holds |exited|, the
  * async handle through which finished workers report back during stop.
@@ -26,7 +26,7 @@
 
 #include "ntsntp/uv.h"
 
-/* Datagrams per recvmmsg/sendmmsg call. */
+/* Datagrams per recvmmsg call. */
 #define BATCH 32
 /* Receive buffer per datagram; longer ones arrive with MSG_TRUNC. */
 #define SLOT_LEN 2048
@@ -100,7 +100,7 @@ typedef struct worker {
   sock *socks; /* one per listen address */
   slot *slots; /* BATCH of them */
   struct mmsghdr rmsg[BATCH];
-  struct mmsghdr tmsg[BATCH];
+  struct msghdr tmsg[BATCH];
   ntsntp_server_stats st; /* written by the worker thread only */
   /* Published copy of |st| under a sequence lock (odd while writing). */
   atomic_uint seq;
@@ -299,40 +299,33 @@ static int parse_cmsg(const sock *sk, struct msghdr *mh, slot *sl,
   return kernel;
 }
 
-static void send_batch(sock *sk, unsigned count) {
-  worker *w = sk->w;
-  unsigned off = 0;
-  while (off < count) {
-    int r = sendmmsg(sk->fd, w->tmsg + off, count - off, MSG_DONTWAIT);
-    if (r > 0) {
-      off += (unsigned)r;
-      continue;
-    }
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0 &&
-        (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-      /* Never block the worker: the rest of the batch is lost. */
-      sock_errno(sk, "send queue full, responses dropped", errno);
-      w->st.tx_errors += count - off;
+/* Queues one response.  Never blocks the worker: a full send queue loses
+ * the response (counted), a bad peer address loses only its own. */
+static void send_one(sock *sk, const struct msghdr *tx) {
+  for (;;) {
+    if (sendmsg(sk->fd, tx, MSG_DONTWAIT) >= 0)
       return;
-    }
-    /* The first datagram left failed (bad peer address, firewall...):
-     * skip it and go on with the others. */
-    sock_errno(sk, "sendmmsg", r < 0 ? errno : EIO);
-    w->st.tx_errors++;
-    off++;
+    if (errno != EINTR)
+      break;
   }
+  sock_errno(sk,
+             errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS
+                 ? "send queue full, response dropped"
+                 : "sendmsg",
+             errno);
+  sk->w->st.tx_errors++;
 }
 
 /*
  * Two passes over a batch.  The first judges every request and does the
- * expensive work (cookie open, authentication, new cookies); the second
- * reads the clock for each response just before its finish (header and,
- * for NTS, one seal).  So between a response's transmit timestamp and the
- * sendmmsg that queues it lie only the finishes of the responses after it
- * in the batch (well under a microsecond each for plain NTP, about one for
- * NTS), not their whole processing.
+ * expensive work (cookie open, authentication, new cookies).  The second,
+ * for each response in turn, reads the clock, finishes the response
+ * (header and, for NTS, one seal) and sends it.  So a transmit timestamp
+ * is read just before its own datagram is queued: nothing else of the
+ * batch lies in between.  One sendmmsg for the batch would be cheaper, but
+ * the kernel sends its datagrams one after the other, and on loopback each
+ * costs a few microseconds (it is also received in that call), so the last
+ * response of a batch of n would carry a timestamp n times that too early.
  */
 static void process_batch(sock *sk, unsigned count) {
   worker *w = sk->w;
@@ -340,7 +333,7 @@ static void process_batch(sock *sk, unsigned count) {
   const ntsntp_server *srv = n->s.server;
   struct timespec now, ts;
   int have_now = 0;
-  unsigned k, nt = 0;
+  unsigned k;
 
   for (k = 0; k < count; k++) {
     slot *sl = &w->slots[k];
@@ -350,9 +343,8 @@ static void process_batch(sock *sk, unsigned count) {
     size_t len = w->rmsg[k].msg_len;
     uint64_t rx;
 
-    /* The control message for the response goes to tmsg[k] for now; the
-     * second pass moves it to the response's place (never after k). */
-    if (parse_cmsg(sk, mh, sl, &ts, &w->tmsg[k].msg_hdr)) {
+    /* The control message for the response goes to tmsg[k]. */
+    if (parse_cmsg(sk, mh, sl, &ts, &w->tmsg[k])) {
       w->st.rx_kernel_ts++;
     } else {
       /* No kernel stamp: the best left is one clock read per batch, right
@@ -394,9 +386,7 @@ static void process_batch(sock *sk, unsigned count) {
     ntsntp_server_ctx *ctx = &sl->ctx;
 
     if (ctx->verdict != NTSNTP_SERVER_DROP) {
-      struct msghdr *tx = &w->tmsg[nt].msg_hdr;
-      void *control = w->tmsg[k].msg_hdr.msg_control;
-      size_t controllen = w->tmsg[k].msg_hdr.msg_controllen;
+      struct msghdr *tx = &w->tmsg[k];
       struct timespec t;
       ntsntp_ssize r;
       /* As late as possible: see above. */
@@ -412,16 +402,12 @@ static void process_batch(sock *sk, unsigned count) {
         tx->msg_namelen = w->rmsg[k].msg_hdr.msg_namelen;
         tx->msg_iov = &sl->tiov;
         tx->msg_iovlen = 1;
-        tx->msg_control = control;
-        tx->msg_controllen = controllen;
         tx->msg_flags = 0;
-        nt++;
+        send_one(sk, tx);
       }
     }
     ntsntp_server_stats_count(&w->st, ctx);
   }
-  if (nt > 0)
-    send_batch(sk, nt);
   publish(w);
 }
 
