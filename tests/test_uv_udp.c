@@ -113,6 +113,17 @@ static int client_socket(int family) {
   return fd;
 }
 
+/* A client socket bound to 127.0.0.1; |local| gets its address. */
+static int bound_client(struct sockaddr_storage *local) {
+  socklen_t ll = sizeof(*local);
+  int fd = client_socket(AF_INET);
+  make_addr(local, "127.0.0.1", 0);
+  ck_assert_int_eq(
+      bind(fd, (struct sockaddr *)local, sizeof(struct sockaddr_in)), 0);
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)local, &ll), 0);
+  return fd;
+}
+
 static void make_req(uint8_t *b, uint8_t version, uint8_t mode, uint64_t org) {
   int i;
   memset(b, 0, 48);
@@ -245,7 +256,7 @@ START_TEST(test_wildcard_source_address) {
   static const char *const addrs[] = {"0.0.0.0", "::"};
   ntsntp_uv_ntp *n = start_on(addrs, 2, 1);
   struct sockaddr_storage from, to, local;
-  socklen_t tolen, ll = sizeof(local);
+  socklen_t tolen;
   uint8_t req[48], resp[64];
   int fd;
 
@@ -254,17 +265,99 @@ START_TEST(test_wildcard_source_address) {
   exchange("::1", ntsntp_uv_ntp_port(n, 1), 3, 0);
 
   /* Same with the client bound to 127.0.0.1, asking 127.0.0.3. */
-  fd = client_socket(AF_INET);
-  make_addr(&local, "127.0.0.1", 0);
-  ck_assert_int_eq(
-      bind(fd, (struct sockaddr *)&local, sizeof(struct sockaddr_in)), 0);
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&local, &ll), 0);
+  fd = bound_client(&local);
   tolen = make_addr(&to, "127.0.0.3", ntsntp_uv_ntp_port(n, 0));
   make_req(req, 4, 3, 4);
   send_to(fd, req, 48, &to, tolen);
   ck_assert_int_eq(recv_wait(fd, resp, sizeof(resp), 2000, &from), 48);
   ck_assert(same_addr(&from, &to));
   close(fd);
+  stop_svc(n);
+}
+END_TEST
+
+/* The first request stalls the worker, so the next ones arrive together as
+ * one large batch (two passes, one sendmmsg, predicted timestamps). */
+static atomic_int stall_first;
+static int stall_accept(void *user, unsigned worker,
+                        const struct sockaddr *peer) {
+  (void)user;
+  (void)worker;
+  (void)peer;
+  if (atomic_exchange(&stall_first, 0))
+    usleep(100 * 1000);
+  return 1;
+}
+
+/* A large batch on a wildcard socket, with malformed requests among the
+ * good ones: every good request gets its own response, from the address it
+ * was sent to, with timestamps in causal order; the bad ones are dropped
+ * and counted. */
+START_TEST(test_large_batch) {
+  static const char *const addrs[] = {"0.0.0.0"};
+  static const char *const dst[] = {"127.0.0.1", "127.0.0.2", "127.0.0.3"};
+  enum { N = 24 };
+  ntsntp_uv_ntp_settings s;
+  ntsntp_uv_ntp *n;
+  struct sockaddr_storage to[3], from, local;
+  socklen_t tolen[3];
+  uint8_t req[48], resp[64];
+  ntsntp_server_stats st;
+  ntsntp_pkt_hdr h;
+  unsigned i, good = 0, got = 0, seen[N + 1] = {0};
+  uint64_t t1, t4;
+  int fd;
+
+  ntsntp_uv_ntp_settings_default(&s);
+  s.listen = addrs;
+  s.n_listen = 1;
+  s.port = 0;
+  s.workers = 1;
+  s.accept = stall_accept;
+  n = start_with(&s);
+  for (i = 0; i < 3; i++)
+    tolen[i] = make_addr(&to[i], dst[i], ntsntp_uv_ntp_port(n, 0));
+  fd = bound_client(&local);
+
+  atomic_store(&stall_first, 1);
+  t1 = now_ntp();
+  for (i = 0; i <= N; i++) {
+    make_req(req, 4, 3, 1000 + i);
+    if (i % 5 == 3) {
+      send_to(fd, req, 47, &to[i % 3], tolen[i % 3]); /* too short */
+    } else {
+      send_to(fd, req, 48, &to[i % 3], tolen[i % 3]);
+      good++;
+    }
+    if (i == 0)
+      usleep(20 * 1000); /* the worker is now stalled on request 0 */
+  }
+  while (got < good) {
+    ssize_t r = recv_wait(fd, resp, sizeof(resp), 2000, &from);
+    ck_assert_int_eq(r, 48);
+    t4 = now_ntp();
+    ck_assert_int_eq(ntsntp_pkt_decode_hdr(&h, resp, 48), 0);
+    ck_assert_uint_eq(h.mode, NTSNTP_MODE_SERVER);
+    ck_assert(h.org_ts >= 1000 && h.org_ts <= 1000 + N);
+    i = (unsigned)(h.org_ts - 1000);
+    ck_assert_uint_ne(i % 5, 3);
+    ck_assert_uint_eq(seen[i]++, 0);
+    ck_assert_msg(same_addr(&from, &to[i % 3]), "response %u from elsewhere",
+                  i);
+    ck_assert_msg(ntsntp_ts_diff(h.tx_ts, h.rx_ts) >= 0, "rx > tx");
+    ck_assert_msg(ntsntp_ts_diff(h.rx_ts, t1) >= -1e-6, "rx before t1");
+    /* A predicted transmit time may run ahead of the true one by a little,
+     * never by much. */
+    ck_assert_msg(ntsntp_ts_diff(t4, h.tx_ts) >= -50e-6,
+                  "tx %g s after the response arrived",
+                  -ntsntp_ts_diff(t4, h.tx_ts));
+    got++;
+  }
+  ck_assert_int_eq(recv_wait(fd, resp, sizeof(resp), 100, &from), -1);
+  close(fd);
+  wait_received(n, N + 1, &st);
+  ck_assert_uint_eq(st.responded, good);
+  ck_assert_uint_eq(st.dropped, N + 1 - good);
   stop_svc(n);
 }
 END_TEST
@@ -454,7 +547,7 @@ START_TEST(test_hooks) {
   ntsntp_uv_ntp_settings s;
   ntsntp_uv_ntp *n;
   struct sockaddr_storage to, from, local;
-  socklen_t tolen, ll = sizeof(local);
+  socklen_t tolen;
   uint8_t req[48], resp[64];
   ntsntp_server_stats st;
   ntsntp_pkt_hdr h;
@@ -474,11 +567,7 @@ START_TEST(test_hooks) {
   s.filter_user = &hook_mode;
   n = start_with(&s);
 
-  fd = client_socket(AF_INET);
-  make_addr(&local, "127.0.0.1", 0);
-  ck_assert_int_eq(
-      bind(fd, (struct sockaddr *)&local, sizeof(struct sockaddr_in)), 0);
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&local, &ll), 0);
+  fd = bound_client(&local);
   atomic_store(&hook_peer_port,
                ntohs(((struct sockaddr_in *)&local)->sin_port));
   tolen = make_addr(&to, "127.0.0.1", ntsntp_uv_ntp_port(n, 0));
@@ -714,6 +803,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_v4_v6_exchange);
   tcase_add_test(tc, test_wildcard_source_address);
   tcase_add_test(tc, test_default_wildcards);
+  tcase_add_test(tc, test_large_batch);
   tcase_add_test(tc, test_malformed_dropped);
   tcase_add_test(tc, test_load_spread);
   tcase_add_test(tc, test_hooks);
