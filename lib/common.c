@@ -1,4 +1,5 @@
 /* libntsntp: errors, allocator, randomness and secret hygiene. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,9 +77,42 @@ int ntsntp_rand_default(void *user, uint8_t *buf, size_t len) {
   return gnutls_rnd(GNUTLS_RND_KEY, buf, len) == 0 ? 0 : -1;
 }
 
+/* Nonces are drawn twice per NTS response, 16 bytes at a time, and a call
+ * into GnuTLS costs about as much for 16 bytes as for 512 (a ChaCha block
+ * and a re-key each).  So each thread keeps a pool, refilled 512 bytes at
+ * a time from the same generator.  A child after fork() must not hand out
+ * its parent's nonces again: the fork handler empties the pool of the one
+ * thread a child has. */
+#define NONCE_POOL 512
+static _Thread_local struct {
+  uint8_t b[NONCE_POOL];
+  size_t left;
+} pool;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_forked(void) {
+  ntsntp_secure_clear(&pool, sizeof(pool));
+}
+
+static void pool_init(void) {
+  (void)pthread_atfork(NULL, NULL, pool_forked);
+}
+
 int ntsntp_rand_nonce(void *user, uint8_t *buf, size_t len) {
   (void)user;
-  return gnutls_rnd(GNUTLS_RND_NONCE, buf, len) == 0 ? 0 : -1;
+  if (len > NONCE_POOL / 8)
+    return gnutls_rnd(GNUTLS_RND_NONCE, buf, len) == 0 ? 0 : -1;
+  if (pool.left < len) {
+    pthread_once(&pool_once, pool_init);
+    if (gnutls_rnd(GNUTLS_RND_NONCE, pool.b, sizeof(pool.b)) != 0)
+      return -1;
+    pool.left = sizeof(pool.b);
+  }
+  /* Taken from the end, and wiped: a nonce is handed out once. */
+  pool.left -= len;
+  memcpy(buf, pool.b + pool.left, len);
+  memset(pool.b + pool.left, 0, len);
+  return 0;
 }
 #endif
 

@@ -173,11 +173,17 @@ static ntsntp_server_verdict prepare_nts(const ntsntp_server *srv,
    *# The associated data [...] consist of the portion of the NTP packet
    *# beginning from the start of the NTP header and ending at the end of
    *# the last extension field that precedes the NTS Authenticator */
-  rv = ntsntp__aead_init(&aead, ctx->aead, keys[0], klen);
-  if (rv == 0)
-    rv = ntsntp__aead_open(&aead, nonce, nonce_len, req,
-                           (size_t)(auth->start - req), ct, ct_len, pt);
-  ntsntp__aead_clear(&aead);
+  if (pt_len == 0) {
+    /* The usual request: nothing encrypted, only the tag to check. */
+    rv = ntsntp__aead_verify(ctx->aead, keys[0], klen, nonce, nonce_len, req,
+                             (size_t)(auth->start - req), ct);
+  } else {
+    rv = ntsntp__aead_init(&aead, ctx->aead, keys[0], klen);
+    if (rv == 0)
+      rv = ntsntp__aead_open(&aead, nonce, nonce_len, req,
+                             (size_t)(auth->start - req), ct, ct_len, pt);
+    ntsntp__aead_clear(&aead);
+  }
   if (rv) {
     reason = rv == NTSNTP_ERR_AUTH ? NTSNTP_REASON_AUTH_FAILED
                                    : NTSNTP_REASON_INTERNAL;

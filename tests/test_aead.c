@@ -13,6 +13,8 @@
  */
 #include <check.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "aead.h"
 #include "ntsntp/cookie.h"
@@ -238,9 +240,22 @@ START_TEST(t_exchange) {
   ck_assert_int_eq(ntsntp__aead_open(&as, au.nonce, au.nonce_len, req,
                                      au.ad_len, au.ct, au.ct_len, NULL),
                    NTSNTP_ERR_AUTH);
+  /* The context-free check the server uses gives the same answers. */
+  ck_assert_int_eq(ntsntp__aead_verify(NTSNTP_AEAD_AES_SIV_CMAC_256, c2s, 32,
+                                       au.nonce, au.nonce_len, req, au.ad_len,
+                                       au.ct),
+                   0);
+  ck_assert_int_eq(ntsntp__aead_verify(NTSNTP_AEAD_AES_SIV_CMAC_256, s2c, 32,
+                                       au.nonce, au.nonce_len, req, au.ad_len,
+                                       au.ct),
+                   NTSNTP_ERR_AUTH);
   req[1] ^= 0x01; /* stratum, inside the AD */
   ck_assert_int_eq(ntsntp__aead_open(&ac, au.nonce, au.nonce_len, req,
                                      au.ad_len, au.ct, au.ct_len, NULL),
+                   NTSNTP_ERR_AUTH);
+  ck_assert_int_eq(ntsntp__aead_verify(NTSNTP_AEAD_AES_SIV_CMAC_256, c2s, 32,
+                                       au.nonce, au.nonce_len, req, au.ad_len,
+                                       au.ct),
                    NTSNTP_ERR_AUTH);
   req[1] ^= 0x01;
 
@@ -358,10 +373,112 @@ START_TEST(t_bad_input) {
                    NTSNTP_ERR_INVALID_ARG);
 
   ntsntp__aead_clear(&a);
-  ck_assert_mem_eq(&a, zero, sizeof(a));
+  /* The key schedule is gone (what lies past it in the union was never
+   * written: init does not clear first). */
+  ck_assert_int_eq(a.alg, 0);
+  ck_assert_mem_eq(&a.u.s256, zero, sizeof(a.u.s256));
   ck_assert_int_eq(ntsntp__aead_seal(&a, nonce, 16, NULL, 0, buf, 8, out),
                    NTSNTP_ERR_INVALID_ARG);
   ntsntp__aead_clear(NULL);
+
+  /* verify: bad arguments are refused, not authenticated. */
+  ck_assert_int_eq(ntsntp__aead_verify(NTSNTP_AEAD_AES_SIV_CMAC_256, key, 31,
+                                       nonce, 16, NULL, 0, buf),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp__aead_verify(NTSNTP_AEAD_AES_SIV_CMAC_256, key, 32,
+                                       nonce, 0, NULL, 0, buf),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp__aead_verify(NTSNTP_AEAD_AES_SIV_CMAC_256, key, 32,
+                                       nonce, 16, NULL, 4, buf),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp__aead_verify(NTSNTP_AEAD_AES_SIV_CMAC_256, NULL, 32,
+                                       nonce, 16, NULL, 0, buf),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp__aead_verify(NTSNTP_AEAD_AES_SIV_CMAC_256, key, 32,
+                                       nonce, 16, NULL, 0, NULL),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(
+      ntsntp__aead_verify(0, key, 32, nonce, 16, NULL, 0, buf),
+      NTSNTP_ERR_INVALID_ARG);
+}
+END_TEST
+
+/* verify agrees with seal for both SIV-CMAC sizes, and rejects any change. */
+START_TEST(t_verify) {
+  static const int algs[] = {NTSNTP_AEAD_AES_SIV_CMAC_256,
+                             NTSNTP_AEAD_AES_SIV_CMAC_512};
+  int alg = algs[_i];
+  size_t klen = ntsntp__aead_key_len(alg), i;
+  uint8_t key[64], nonce[16], ad[100], tag[16];
+  ntsntp__aead a;
+
+  for (i = 0; i < sizeof(key); i++)
+    key[i] = (uint8_t)(i * 7 + 1);
+  for (i = 0; i < sizeof(ad); i++)
+    ad[i] = (uint8_t)(i * 13);
+  memset(nonce, 0x5a, sizeof(nonce));
+  ck_assert_int_eq(ntsntp__aead_init(&a, alg, key, klen), 0);
+  ck_assert_int_eq(
+      ntsntp__aead_seal(&a, nonce, sizeof(nonce), ad, sizeof(ad), NULL, 0, tag),
+      0);
+  ntsntp__aead_clear(&a);
+  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
+                                       ad, sizeof(ad), tag),
+                   0);
+  ad[99] ^= 1;
+  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
+                                       ad, sizeof(ad), tag),
+                   NTSNTP_ERR_AUTH);
+  ad[99] ^= 1;
+  nonce[0] ^= 1;
+  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
+                                       ad, sizeof(ad), tag),
+                   NTSNTP_ERR_AUTH);
+  nonce[0] ^= 1;
+  key[klen - 1] ^= 1; /* the CTR half: not part of an empty message's tag */
+  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
+                                       ad, sizeof(ad), tag),
+                   0);
+  key[0] ^= 1; /* the CMAC half */
+  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
+                                       ad, sizeof(ad), tag),
+                   NTSNTP_ERR_AUTH);
+  tag[15] ^= 1;
+  key[0] ^= 1;
+  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
+                                       ad, sizeof(ad), tag),
+                   NTSNTP_ERR_AUTH);
+}
+END_TEST
+
+/* Nonces come from a per-thread pool: a child after fork() must not draw
+ * the nonces its parent draws next. */
+START_TEST(t_nonce_fork) {
+  uint8_t a[16], b[16], big[100], zero[100] = {0};
+  int fd[2], st;
+  pid_t pid;
+
+  ck_assert_int_eq(ntsntp_rand_nonce(NULL, a, sizeof(a)), 0); /* fills it */
+  ck_assert_int_eq(pipe(fd), 0);
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    uint8_t c[16];
+    if (ntsntp_rand_nonce(NULL, c, sizeof(c)) != 0 ||
+        write(fd[1], c, sizeof(c)) != (ssize_t)sizeof(c))
+      _exit(1);
+    _exit(0);
+  }
+  ck_assert_int_eq(ntsntp_rand_nonce(NULL, a, sizeof(a)), 0);
+  ck_assert_int_eq(read(fd[0], b, sizeof(b)), (ssize_t)sizeof(b));
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  ck_assert(memcmp(a, b, sizeof(a)) != 0);
+  close(fd[0]);
+  close(fd[1]);
+  /* Larger requests bypass the pool. */
+  ck_assert_int_eq(ntsntp_rand_nonce(NULL, big, sizeof(big)), 0);
+  ck_assert(memcmp(big, zero, sizeof(big)) != 0);
 }
 END_TEST
 
@@ -369,6 +486,8 @@ static Suite *aead_suite(void) {
   Suite *s = suite_create("aead");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, t_key_len);
+  tcase_add_loop_test(tc, t_verify, 0, 2);
+  tcase_add_test(tc, t_nonce_fork);
   tcase_add_loop_test(tc, t_vectors, 0, (int)(sizeof(vecs) / sizeof(vecs[0])));
   tcase_add_loop_test(tc, t_exchange, 0,
                       (int)(sizeof(exchanges) / sizeof(exchanges[0])));

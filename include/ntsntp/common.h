@@ -97,7 +97,8 @@ typedef int (*ntsntp_rand_fn)(void *user, uint8_t *buf, size_t len);
 NTSNTP_EXTERN int ntsntp_rand_default(void *user, uint8_t *buf, size_t len);
 
 /* Randomness for nonces (unique, not secret): gnutls_rnd(GNUTLS_RND_NONCE),
- * a cheaper per-thread generator.  |user| is ignored. */
+ * a cheaper per-thread generator, drawn 512 bytes at a time into a
+ * per-thread pool (emptied in a child after fork).  |user| is ignored. */
 NTSNTP_EXTERN int ntsntp_rand_nonce(void *user, uint8_t *buf, size_t len);
 
 /* Overwrite |len| bytes at |p| with zeros in a way the compiler keeps. */
