@@ -156,6 +156,7 @@ typedef struct opts {
   double precision; /* stop bisecting at this relative gap */
   int timestamps;   /* kernel RX timestamps for t4 */
   int n, conc;      /* ke mode */
+  int sources;      /* clients mode: distinct source addresses */
   int srv_cpu, gen_cpu; /* cores, for /proc/stat */
   int verbose;
 } opts;
@@ -172,13 +173,14 @@ static opts o = {
     .precision = 0.03,
     .n = 2000,
     .conc = 8,
+    .sources = 65536,
     .srv_cpu = -1,
     .gen_cpu = -1,
 };
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: ntsbench max|fixed|ke|responder [options]\n"
+          "usage: ntsbench max|fixed|ke|clients|responder [options]\n"
           "  -s ADDR        server IPv4 address (127.0.0.1)\n"
           "  -p PORT        NTP port\n"
           "  -k PORT        NTS-KE port\n"
@@ -194,6 +196,7 @@ static void usage(void) {
           "  --steps N      at most N search steps (9)\n"
           "  --timestamps   kernel RX timestamps for t4 (fixed mode)\n"
           "  -n N --conc C  ke mode: handshakes and concurrency\n"
+          "  --sources N    clients mode: source addresses from 127.64.0.0 (65536)\n"
           "  --srv-cpu N --gen-cpu N   cores, for their load in /proc/stat\n");
   exit(2);
 }
@@ -243,6 +246,8 @@ static void parse_opts(int argc, char **argv) {
       o.n = atoi(v);
     else if (ARG("--conc"))
       o.conc = atoi(v);
+    else if (ARG("--sources"))
+      o.sources = atoi(v);
     else if (ARG("--srv-cpu"))
       o.srv_cpu = atoi(v);
     else if (ARG("--gen-cpu"))
@@ -253,7 +258,8 @@ static void parse_opts(int argc, char **argv) {
       usage();
 #undef ARG
   }
-  if (o.sockets < 1 || o.sockets > MAX_SOCKS || o.burst < 1 || o.burst > BATCH)
+  if (o.sockets < 1 || o.sockets > MAX_SOCKS || o.burst < 1 ||
+      o.burst > BATCH || o.sources < 1 || o.sources > (1 << 22))
     usage();
 }
 
@@ -1095,15 +1101,15 @@ static int run_max(void) {
       print_step("retry", &r);
     }
     if (r.gen_limited) {
-      /* The generator is the limit: what passed so far is all we know. */
+      /* The generator could not offer this rate, so the step says nothing
+       * about the server: search below it, where the generator keeps up. */
       gen_limited = 1;
       if (step_ok(&r) && r.achieved > lo) {
         lo = r.achieved;
         best = r;
       }
-      break;
-    }
-    if (step_ok(&r)) {
+      hi = rate;
+    } else if (step_ok(&r)) {
       lo = rate;
       best = r;
     } else {
@@ -1135,6 +1141,141 @@ static int run_max(void) {
   return 0;
 }
 
+/* ---- many clients: fill the server's client table ---- */
+
+/*
+ * Plain requests at -r per second for --step-ms, round-robin from --sources
+ * addresses 127.64.0.0 and up (all of 127.0.0.0/8 is local, so one socket
+ * bound to the wildcard address sends from each with IP_PKTINFO and gets
+ * the answers).  With rate limiting on, a server keeps state per address:
+ * this measures its memory with the client table at its bound.  Answers
+ * are counted (mode 4, origin one of ours), not required: a limited
+ * address may get none.
+ */
+static int run_clients(void) {
+  enum { B = 32 };
+  static uint8_t req[B][48], resp[B][RESP_MAX];
+  static struct sockaddr_in from[B];
+  static union {
+    struct cmsghdr h;
+    uint8_t b[CMSG_SPACE(sizeof(struct in_pktinfo))];
+  } cb[B];
+  static struct iovec tiov[B], riov[B];
+  static struct mmsghdr tm[B], rm[B];
+  static uint8_t *spec[B]; /* each request's in_pktinfo */
+  struct sockaddr_in to, any;
+  uint64_t sent = 0, answered = 0, kod = 0, foreign = 0, send_err = 0;
+  uint64_t base = rng_next() & ~(uint64_t)0xffffffff;
+  int64_t t0, end, next;
+  double cpu0, cpu1, gap_ns = 1e9 / (o.rate > 0 ? o.rate : 1) * B;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int k, buf = 4 << 20;
+  uint32_t src = 0;
+
+  if (fd < 0)
+    die("socket: %s", strerror(errno));
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf));
+  (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf));
+  memset(&any, 0, sizeof(any));
+  any.sin_family = AF_INET;
+  if (bind(fd, (struct sockaddr *)&any, sizeof(any)) != 0)
+    die("bind: %s", strerror(errno));
+  memset(&to, 0, sizeof(to));
+  to.sin_family = AF_INET;
+  to.sin_port = htons((uint16_t)o.port);
+  if (inet_pton(AF_INET, o.server, &to.sin_addr) != 1)
+    die("bad address %s", o.server);
+  for (k = 0; k < B; k++) {
+    struct in_pktinfo pi;
+    struct cmsghdr *c;
+    tiov[k].iov_base = req[k];
+    tiov[k].iov_len = 48;
+    tm[k].msg_hdr.msg_name = &to;
+    tm[k].msg_hdr.msg_namelen = sizeof(to);
+    tm[k].msg_hdr.msg_iov = &tiov[k];
+    tm[k].msg_hdr.msg_iovlen = 1;
+    tm[k].msg_hdr.msg_control = cb[k].b;
+    tm[k].msg_hdr.msg_controllen = sizeof(cb[k].b);
+    c = CMSG_FIRSTHDR(&tm[k].msg_hdr);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(pi));
+    spec[k] = CMSG_DATA(c);
+    riov[k].iov_base = resp[k];
+    riov[k].iov_len = RESP_MAX;
+  }
+  if (o.pid > 0)
+    find_children(o.pid);
+  cpu0 = server_cpu();
+  t0 = now_ns(CLOCK_MONOTONIC);
+  end = t0 + (int64_t)o.step_ms * 1000000;
+  next = t0;
+  for (;;) {
+    int64_t now = now_ns(CLOCK_MONOTONIC);
+    int n;
+    if (now >= next && now < end) {
+      for (k = 0; k < B; k++) {
+        struct in_pktinfo pi;
+        uint64_t tx = base | ((sent + (uint64_t)k) & 0xffffffff);
+        memset(req[k], 0, 48);
+        req[k][0] = 0x23; /* NTPv4, client */
+        wr64(req[k] + 40, tx);
+        memset(&pi, 0, sizeof(pi));
+        pi.ipi_spec_dst.s_addr = htonl(0x7f400000u + src);
+        memcpy(spec[k], &pi, sizeof(pi));
+        src = (src + 1) % (uint32_t)o.sources;
+      }
+      n = sendmmsg(fd, tm, B, 0);
+      if (n < 0) {
+        send_err += B;
+        n = 0;
+      }
+      send_err += (uint64_t)(B - n);
+      sent += (uint64_t)n;
+      next += (int64_t)gap_ns;
+    }
+    for (k = 0; k < B; k++) {
+      rm[k].msg_hdr.msg_name = &from[k];
+      rm[k].msg_hdr.msg_namelen = sizeof(from[k]);
+      rm[k].msg_hdr.msg_iov = &riov[k];
+      rm[k].msg_hdr.msg_iovlen = 1;
+      rm[k].msg_hdr.msg_control = NULL;
+      rm[k].msg_hdr.msg_controllen = 0;
+    }
+    n = recvmmsg(fd, rm, B, MSG_DONTWAIT, NULL);
+    for (k = 0; k < n; k++) {
+      const uint8_t *r = resp[k];
+      if (rm[k].msg_len < 48 || (r[0] & 7) != 4 ||
+          (rd64(r + 24) & ~(uint64_t)0xffffffff) != base)
+        foreign++;
+      else if (r[1] == 0)
+        kod++;
+      else
+        answered++;
+    }
+    if (n <= 0) {
+      if (now >= end + 200000000)
+        break;
+      if (now >= end || now < next)
+        usleep(50);
+    }
+  }
+  cpu1 = server_cpu();
+  printf("result mode=clients sources=%d offered=%.0f sent=%llu answered=%llu "
+         "kod=%llu invalid=%llu send_err=%llu srv_cpu_s=%.3f",
+         o.sources, o.rate, (unsigned long long)sent,
+         (unsigned long long)answered, (unsigned long long)kod,
+         (unsigned long long)foreign, (unsigned long long)send_err,
+         cpu1 - cpu0);
+  if (o.pid > 0)
+    printf(" rss_kb=%ld hwm_kb=%ld", proc_status_kb(o.pid, "VmRSS"),
+           proc_status_kb(o.pid, "VmHWM"));
+  printf("\n");
+  fflush(stdout);
+  close(fd);
+  return 0;
+}
+
 /* ---- minimal responder: the ceiling a plain-NTP server can reach ---- */
 
 static volatile sig_atomic_t stop_flag;
@@ -1151,13 +1292,13 @@ static int run_responder(void) {
   struct sockaddr_in sin;
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), one = 1,
       b = 4 << 20, k;
-  /* Diagnostic knobs (docs/performance.md, "where the offset tail comes
-   * from"): busy-poll instead of sleeping, wait before reading the clock,
-   * one sendmsg per response instead of sendmmsg. */
-  int spin = getenv("NTSBENCH_RESP_SPIN") != NULL;
-  int one_by_one = getenv("NTSBENCH_RESP_SENDMSG") != NULL;
-  long delay_ns =
-      getenv("NTSBENCH_RESP_DELAY_NS") ? atol(getenv("NTSBENCH_RESP_DELAY_NS")) : 0;
+  /* Diagnostic knob (docs/performance.md, "where the offset tail came
+   * from"): datagrams per recvmmsg.  1 answers each request on its own;
+   * more answers a batch with one sendmmsg, and the later responses of a
+   * batch carry timestamps read before the earlier ones were sent. */
+  const char *vl = getenv("NTSBENCH_RESP_BATCH");
+  unsigned vlen = vl && atoi(vl) >= 1 && atoi(vl) <= BATCH ? (unsigned)atoi(vl)
+                                                           : BATCH;
   memset(&sin, 0, sizeof(sin));
   sin.sin_family = AF_INET;
   sin.sin_port = htons((uint16_t)o.port);
@@ -1186,14 +1327,9 @@ static int run_responder(void) {
       m[k].msg_hdr.msg_control = NULL;
       m[k].msg_hdr.msg_controllen = 0;
     }
-    n = recvmmsg(fd, m, BATCH, spin ? MSG_DONTWAIT : MSG_WAITFORONE, NULL);
+    n = recvmmsg(fd, m, vlen, MSG_WAITFORONE, NULL);
     if (n <= 0)
       continue;
-    if (delay_ns > 0) {
-      int64_t until = now_ns(CLOCK_MONOTONIC) + delay_ns;
-      while (now_ns(CLOCK_MONOTONIC) < until)
-        ;
-    }
     for (k = 0; k < n; k++) {
       struct timespec t;
       uint8_t *p = buf[k];
@@ -1210,11 +1346,7 @@ static int run_responder(void) {
       wr64(p + 40, now);
       iov[k].iov_len = 48;
     }
-    if (one_by_one)
-      for (k = 0; k < n; k++)
-        sendmsg(fd, &m[k].msg_hdr, 0);
-    else
-      sendmmsg(fd, m, (unsigned)n, 0);
+    sendmmsg(fd, m, (unsigned)n, 0);
   }
   return 0;
 }
@@ -1231,6 +1363,8 @@ int main(int argc, char **argv) {
     return run_fixed();
   if (strcmp(o.mode, "ke") == 0)
     return run_ke();
+  if (strcmp(o.mode, "clients") == 0)
+    return run_clients();
   if (strcmp(o.mode, "responder") == 0)
     return run_responder();
   usage();

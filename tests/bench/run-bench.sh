@@ -143,7 +143,9 @@ gen() { # the generator, pinned, FIFO like the servers
 
 # ---- servers ----
 CHRONY_PID= NTSD_PID=
-EXTRA_ENV=() TAG=
+EXTRA_ENV=() TAG= CH_EXTRA=
+# Rate limiting off, as chronyd's default: the load comes from one address.
+NTSD_RL=(RATELIMIT=no NTS_RATELIMIT=no NTS_MAX_CONNECTIONS_PER_CLIENT=0)
 start_chrony() {
   local d=$W/chrony$TAG
   mkdir -p "$d"
@@ -160,6 +162,7 @@ bindcmdaddress $d/chronyd.sock
 pidfile $d/chronyd.pid
 allow 127.0.0.1
 bindaddress 127.0.0.1
+$CH_EXTRA
 EOF
   # -x: no clock control; and no capability to set the clock either.
   env "${EXTRA_ENV[@]}" setpriv --bounding-set -sys_time taskset -c "$SRV_CPU" \
@@ -179,7 +182,7 @@ start_ntsd() { # workers
   NT_PORT=$(pick_port) NT_KE=$((NT_PORT + 1))
   env "${EXTRA_ENV[@]}" NTP_SERVERS=127.127.1.1 LOCAL_STRATUM=1 NTP_PORT="$NT_PORT" NTS_KE_PORT="$NT_KE" \
     LISTEN=127.0.0.1 STATE_DIR="$d/state" NTS_CERT="$W/srv.pem" NTS_KEY="$W/srv.key" \
-    WORKERS="$1" NTSD_USER=root RATELIMIT=no NTS_RATELIMIT=no NTS_MAX_CONNECTIONS_PER_CLIENT=0 \
+    WORKERS="$1" NTSD_USER=root "${NTSD_RL[@]}" \
     taskset -c "$SRV_CPU" "$NTSD" > "$d/log" 2>&1 &
   NTSD_PID=$!
   PIDS+=("$NTSD_PID")
@@ -393,6 +396,43 @@ if [ "$SCALING" = 1 ]; then
     stop_pid "$NTSD_PID"
   done
 fi
+# ---- memory with the client table at its bound ----
+# Rate limiting on in both (ntsd's default; chronyd's `ratelimit` with its
+# defaults, the same interval 3, burst 8, leak 2), client tables at their
+# default bounds (512 KiB each: about 13,000 clients of 40 bytes in ntsd),
+# and CLIENTS_N addresses of 127.0.0.0/8 sending at chronyd's plain max
+# rate: more addresses than either table holds, so both run full and evict.
+# Each address is also a conntrack entry for up to two minutes: the phase
+# runs last and takes at most an eighth of the free conntrack table (a full
+# one drops every new flow on the machine).
+if [ "$SMOKE" = 1 ]; then
+  CLIENTS_N=2048 CLIENTS_RATE=5000 CLIENTS_MS=400
+else
+  CLIENTS_N=32768 CLIENTS_RATE=${chrony_NTP_MAX%.*} CLIENTS_MS=4000
+  [ "${CLIENTS_RATE:-0}" -gt 0 ] 2>/dev/null || CLIENTS_RATE=100000
+fi
+if [ -r /proc/sys/net/netfilter/nf_conntrack_max ]; then
+  CT_FREE=$(( $(cat /proc/sys/net/netfilter/nf_conntrack_max) - $(cat /proc/sys/net/netfilter/nf_conntrack_count) ))
+  [ $((CT_FREE / 16)) -lt "$CLIENTS_N" ] && CLIENTS_N=$((CT_FREE / 16)) &&
+    log "conntrack has room for $CT_FREE flows: $CLIENTS_N client addresses per server"
+fi
+if true; then
+  NTSD_RL=() CH_EXTRA=$'ratelimit\nallow 127.0.0.0/8' TAG=.clients
+  [ "$HAVE_CHRONY" = 1 ] && start_chrony
+  start_ntsd 1
+  for s in ${CHRONY_PID:+"chrony $CHRONY_PID $CH_PORT"} "ntsd $NTSD_PID $NT_PORT"; do
+    read -r n pid port <<< "$s"
+    log "$n: $CLIENTS_N client addresses at $CLIENTS_RATE/s, rate limiting on"
+    r=$(run_gen "$n.clients" clients -p "$port" --pid "$pid" -r "$CLIENTS_RATE" \
+        --step-ms "$CLIENTS_MS" --sources "$CLIENTS_N")
+    eval "${n}_CL_ANS=$(kv answered "$r") ${n}_CL_SENT=$(kv sent "$r")"
+    eval "${n}_CL_HWM=$(hwm_kb "$pid")"
+  done
+  stop_pid "$NTSD_PID"
+  [ "$HAVE_CHRONY" = 1 ] && stop_pid "$CHRONY_PID"
+  NTSD_RL=(RATELIMIT=no NTS_RATELIMIT=no NTS_MAX_CONNECTIONS_PER_CLIENT=0) CH_EXTRA= TAG=
+fi
+
 T1=$(date +%s)
 
 # ---- the table ----
@@ -442,6 +482,12 @@ report() {
   row "RSS peak VmHWM (MB)" "$(awk -v k="$(g chrony_HWM)" 'BEGIN{ if (k == "-") print "-"; else printf "%.1f", k/1024 }')" \
     "$(awk -v k="$ntsd_HWM" 'BEGIN{printf "%.1f", k/1024}')" "" "<= 16" \
     "$(awk -v k="$ntsd_HWM" 'BEGIN{print (k <= 16384) ? "yes" : "NO"}')" "after all phases (chronyd: with its NTS-KE helper)"
+  if [ -n "${ntsd_CL_HWM:-}" ]; then
+    row "RSS, client table full (MB)" "$(awk -v k="$(g chrony_CL_HWM)" 'BEGIN{ if (k == "-") print "-"; else printf "%.1f", k/1024 }')" \
+      "$(awk -v k="$ntsd_CL_HWM" 'BEGIN{printf "%.1f", k/1024}')" "" "<= 16" \
+      "$(awk -v k="$ntsd_CL_HWM" 'BEGIN{print (k <= 16384) ? "yes" : "NO"}')" \
+      "$CLIENTS_N addresses at $CLIENTS_RATE/s, rate limiting on; answered $(g chrony_CL_ANS)/$(g ntsd_CL_ANS) of $(g chrony_CL_SENT)/$(g ntsd_CL_SENT)"
+  fi
   if [ -n "${ntsdX_KE_US:-}" ]; then
     rk=$(ratio "$(g ntsdX_KE_US)" "$(g chronyX_KE_US)")
     row "  same, X25519+AES-128 preferred (*)" "$(g chronyX_KE_US)" "$(g ntsdX_KE_US)" "$rk" "<= 0.7" "$(meets "$rk" "<=" 0.7)" \
