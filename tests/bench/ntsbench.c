@@ -43,7 +43,9 @@
 #include <unistd.h>
 
 #include "ntsntp/client.h"
+#include "ntsntp/cookie.h"
 #include "ntsntp/ke.h"
+#include "ntsntp/server.h"
 #include "ntsntp/ts.h"
 
 #define BATCH 64          /* datagrams per sendmmsg/recvmmsg */
@@ -180,7 +182,7 @@ static opts o = {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: ntsbench max|fixed|ke|clients|responder [options]\n"
+          "usage: ntsbench max|fixed|ke|clients|core|responder [options]\n"
           "  -s ADDR        server IPv4 address (127.0.0.1)\n"
           "  -p PORT        NTP port\n"
           "  -k PORT        NTS-KE port\n"
@@ -197,6 +199,7 @@ static void usage(void) {
           "  --timestamps   kernel RX timestamps for t4 (fixed mode)\n"
           "  -n N --conc C  ke mode: handshakes and concurrency\n"
           "  --sources N    clients mode: source addresses from 127.64.0.0 (65536)\n"
+          "  -n N           core mode: requests per kind (default 2000, use more)\n"
           "  --srv-cpu N --gen-cpu N   cores, for their load in /proc/stat\n");
   exit(2);
 }
@@ -1276,6 +1279,90 @@ static int run_clients(void) {
   return 0;
 }
 
+static void rng_fill(uint8_t *b, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    b[i] = (uint8_t)(rng_next() >> 56);
+}
+
+/* This process's CPU time (user + system), seconds. */
+static double cpu_self(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+         ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) * 1e-6;
+}
+
+/* ---- the server core alone: CPU per request without the kernel ---- */
+
+/*
+ * ntsntp_server_prepare + ntsntp_server_finish in a loop on one request,
+ * plain and NTS (AES-SIV-CMAC-256, one cookie), with a fresh key ring: the
+ * user-space cost of a response, which the CPU per response of a running
+ * server adds to the kernel's.  Pin it (taskset) for stable figures.
+ */
+static int run_core(void) {
+  ntsntp_keyring *kr;
+  ntsntp_server *srv;
+  ntsntp_keyring_settings ks;
+  ntsntp_server_settings ss;
+  ntsntp_clock_state cs;
+  ntsntp_client_params p;
+  ntsntp_client_exchange ex;
+  static ntsntp_server_ctx ctx;
+  uint8_t c2s[32], s2c[32], cookie[NTSNTP_COOKIE_MAX_LEN], req[REQ_MAX],
+      out[REQ_MAX];
+  const uint64_t rx = 0xeeb21591e8270af9ULL;
+  ntsntp_ssize len;
+  int kind, i;
+
+  ntsntp_keyring_settings_default(&ks);
+  ntsntp_server_settings_default(&ss);
+  if (ntsntp_keyring_new(&kr, &ks, (int64_t)time(NULL)) != 0)
+    die("key ring");
+  ss.keyring = kr;
+  if (ntsntp_server_new(&srv, &ss) != 0)
+    die("server");
+  ntsntp_clock_state_local(&cs, 1, rx - (1ULL << 32));
+  ntsntp_server_set_clock(srv, &cs);
+  rng_fill(c2s, sizeof(c2s));
+  rng_fill(s2c, sizeof(s2c));
+  memset(&p, 0, sizeof(p));
+  p.poll = 6;
+  p.aead = NTSNTP_AEAD_AES_SIV_CMAC_256;
+  p.c2s = c2s;
+  p.s2c = s2c;
+  p.cookie = cookie;
+  p.cookie_len = ntsntp_cookie_len(p.aead);
+  if (ntsntp_cookie_seal(kr, p.aead, c2s, s2c, cookie, sizeof(cookie)) !=
+      (ntsntp_ssize)p.cookie_len)
+    die("cookie");
+  len = ntsntp_client_request(&ex, &p, req, sizeof(req));
+  if (len < 0)
+    die("request");
+  for (kind = 0; kind < 2; kind++) {
+    size_t rl = kind ? (size_t)len : NTSNTP_PKT_HDR_LEN;
+    int64_t t0 = now_ns(CLOCK_MONOTONIC), t1;
+    double c0 = cpu_self(), c1;
+    int ok = 0;
+    for (i = 0; i < o.n; i++) {
+      ntsntp_server_prepare(srv, req, rl, rx, &ctx);
+      ok += ntsntp_server_finish(srv, &ctx, rx + 1000, out, sizeof(out)) > 0;
+    }
+    t1 = now_ns(CLOCK_MONOTONIC);
+    c1 = cpu_self();
+    if (ok != o.n)
+      die("%s: %d of %d requests answered", kind ? "nts" : "plain", ok, o.n);
+    printf("result mode=core kind=%s n=%d bytes=%zu ns_per_req=%.1f "
+           "cpu_ns_per_req=%.1f\n",
+           kind ? "nts" : "plain", o.n, rl, (double)(t1 - t0) / o.n,
+           (c1 - c0) * 1e9 / o.n);
+  }
+  ntsntp_server_del(srv);
+  ntsntp_keyring_del(kr);
+  return 0;
+}
+
 /* ---- minimal responder: the ceiling a plain-NTP server can reach ---- */
 
 static volatile sig_atomic_t stop_flag;
@@ -1365,6 +1452,8 @@ int main(int argc, char **argv) {
     return run_ke();
   if (strcmp(o.mode, "clients") == 0)
     return run_clients();
+  if (strcmp(o.mode, "core") == 0)
+    return run_core();
   if (strcmp(o.mode, "responder") == 0)
     return run_responder();
   usage();

@@ -337,8 +337,9 @@ stop_pid "$NTSD_PID"
 [ "$HAVE_CHRONY" = 1 ] && stop_pid "$CHRONY_PID"
 
 # ---- NTS-KE with a server-side TLS preference for X25519 and AES-128-GCM ----
-# Not the shipped configuration: both servers get the same GnuTLS override
-# file, to measure what that (proposed) change to lib/tls_gnutls.c gains.
+# ntsd ships this preference (lib/tls_gnutls.c); chronyd does not.  Both
+# servers get it here through the same GnuTLS override file, to show how
+# much of ntsd's lead per handshake is that preference.
 if [ "$SMOKE" = 0 ] && [ "$HAVE_CHRONY" = 1 ]; then
   cat > "$W/gnutls-prio.cfg" <<'EOF'
 [overrides]
@@ -490,9 +491,10 @@ report() {
   fi
   if [ -n "${ntsdX_KE_US:-}" ]; then
     rk=$(ratio "$(g ntsdX_KE_US)" "$(g chronyX_KE_US)")
-    row "  same, X25519+AES-128 preferred (*)" "$(g chronyX_KE_US)" "$(g ntsdX_KE_US)" "$rk" "<= 0.7" "$(meets "$rk" "<=" 0.7)" \
+    row "  both with X25519 preferred (*)" "$(g chronyX_KE_US)" "$(g ntsdX_KE_US)" "$rk" "(info)" "" \
       "ntsd vs stock chrony: $(ratio "$(g ntsdX_KE_US)" "$(g chrony_KE_US)")"
-    echo "(*) not shipped: both servers with a GnuTLS priority override (see docs/performance.md)"
+    echo "(*) chronyd given the server preference ntsd ships (X25519, AES-128-GCM) through a GnuTLS"
+    echo "    override file, ntsd the same file: what is left of the difference is not TLS configuration"
   fi
   if [ -n "${MIN_NTP_MAX:-}" ]; then
     echo
