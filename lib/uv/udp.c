@@ -33,9 +33,10 @@
 /* Batches per wake-up, so that one busy socket cannot starve the others of
  * the same worker.  uv_poll is level-triggered: leftovers wake us again. */
 #define MAX_BATCHES 16
-/* Batches up to this size are served one request at a time (see
- * process_batch). */
+/* Batches up to this size are served one request at a time; larger ones
+ * in chunks of SEND_CHUNK, one sendmmsg each (see process_batch). */
 #define SEND_EACH 4
+#define SEND_CHUNK 8
 /* Requested socket buffer sizes (the kernel caps them at rmem_max/wmem_max;
  * failures are ignored). */
 #define SOCK_BUF (4 * 1024 * 1024)
@@ -443,10 +444,12 @@ static int respond(sock *sk, unsigned k, unsigned j, int64_t wait,
  * judge, read the clock, finish, send.  Each response leaves as early as
  * it can and its timestamp is read right before it is queued.
  *
- * A large batch (heavy load) takes two passes and one sendmmsg, which saves
- * a system call per response (about 12 % of the CPU per NTS response on
- * this kind of machine, docs/performance.md).  The first pass judges every
- * request.  The second reads the clock for each response just before its
+ * A large batch (heavy load) goes in chunks of up to 8 requests, each in
+ * two passes and one sendmmsg, which saves system calls (one sendmsg per
+ * response costs about 12 % more CPU per NTS response on this kind of
+ * machine, docs/performance.md) while the first response of a chunk waits
+ * for at most 8 judgements, not 32.  The first pass judges the chunk's
+ * requests.  The second reads the clock for each response just before its
  * finish (header and, for NTS, one seal).  But the kernel queues the
  * datagrams of a sendmmsg one after the other, each after the whole send
  * path of those before it (on loopback including their delivery: a few
@@ -458,9 +461,9 @@ static int respond(sock *sk, unsigned k, unsigned j, int64_t wait,
  */
 static void process_batch(sock *sk, unsigned count) {
   worker *w = sk->w;
-  struct timespec now, first = {0, 0}, read, t0, t1;
+  struct timespec now, read;
   int have_now = 0;
-  unsigned k, nr = 0, nt = 0, sent;
+  unsigned k, c;
 
   if (count <= SEND_EACH) {
     for (k = 0; k < count; k++) {
@@ -473,22 +476,28 @@ static void process_batch(sock *sk, unsigned count) {
     return;
   }
 
-  for (k = 0; k < count; k++) {
-    judge(sk, k, &now, &have_now);
-    nr += w->slots[k].ctx.verdict != NTSNTP_SERVER_DROP;
-  }
-  for (k = 0; k < count; k++) {
-    int64_t wait =
-        (int64_t)(nr - nt) * w->finish_ns + (int64_t)nt * w->spacing_ns;
-    if (respond(sk, k, nt, wait, &read)) {
-      if (nt++ == 0)
-        first = read;
+  for (c = 0; c < count; c += SEND_CHUNK) {
+    unsigned end = count - c < SEND_CHUNK ? count : c + SEND_CHUNK;
+    struct timespec first = {0, 0}, t0, t1;
+    unsigned nr = 0, nt = 0, sent;
+
+    for (k = c; k < end; k++) {
+      judge(sk, k, &now, &have_now);
+      nr += w->slots[k].ctx.verdict != NTSNTP_SERVER_DROP;
     }
-    ntsntp_server_stats_count(&w->st, &w->slots[k].ctx);
-  }
-  if (nt > 0) {
+    for (k = c; k < end; k++) {
+      int64_t wait =
+          (int64_t)(nr - nt) * w->finish_ns + (int64_t)nt * w->spacing_ns;
+      if (respond(sk, k, c + nt, wait, &read)) {
+        if (nt++ == 0)
+          first = read;
+      }
+      ntsntp_server_stats_count(&w->st, &w->slots[k].ctx);
+    }
+    if (nt == 0)
+      continue;
     clock_gettime(CLOCK_REALTIME, &t0);
-    sent = send_batch(sk, 0, nt);
+    sent = send_batch(sk, c, nt);
     clock_gettime(CLOCK_REALTIME, &t1);
     average(&w->finish_ns, (ns_of(&t0) - ns_of(&first)) / nt);
     if (sent > 1)
