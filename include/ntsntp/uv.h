@@ -40,13 +40,18 @@ extern "C" {
  *   3. |accept|, ntsntp_server_prepare, then |filter| judge the request;
  *   4. CLOCK_REALTIME is read once per response, adjusted, and
  *      ntsntp_server_finish seals the response with it;
- *   5. the batch's responses leave with one sendmmsg, from the local address
- *      the request was sent to (IP_PKTINFO / IPV6_PKTINFO on wildcard
- *      sockets), never blocking: what the kernel will not take now is
- *      dropped and counted in tx_errors.
- * The transmit timestamp of a response is thus early by the time it takes
- * to finish the responses after it in the same batch (at most 31; batches
- * are that full only under load).  No allocation happens per packet.
+ *   5. responses leave from the local address the request was sent to
+ *      (IP_PKTINFO / IPV6_PKTINFO on wildcard sockets), never blocking:
+ *      what the kernel will not take now is dropped and counted in
+ *      tx_errors.
+ * A batch of up to 4 (light and moderate load) is served one request at a
+ * time, 1 to 5 for each, so every transmit timestamp is read right before
+ * its datagram is queued.  A larger batch goes in chunks of up to 8: steps
+ * 1 to 3 for the chunk, then 4 for each response, then one sendmmsg; each
+ * transmit timestamp is the clock read plus the wait predicted for that
+ * response (the finishes after it and the datagrams the kernel sends
+ * before it, from moving averages the worker keeps).  No allocation
+ * happens per packet.
  *
  * Linux only (recvmmsg, SO_TIMESTAMPING, SO_REUSEPORT).  The kernel turns
  * receive timestamps on with deferred work when the first socket asks, so
