@@ -311,13 +311,16 @@ static int64_t ns_of(const struct timespec *t) {
 }
 
 /* One step of a moving average (1/8) that a single outlier (a preemption,
- * an interrupt storm) can at most double. */
+ * an interrupt storm) can at most double, and that never predicts more than
+ * 100 us per item: beyond that a duration is no property of the path. */
 static void average(int64_t *avg, int64_t sample) {
   if (sample < 0)
     return;
   if (sample > 2 * *avg + 1000)
     sample = 2 * *avg + 1000;
   *avg += (sample - *avg) / 8;
+  if (*avg > 100000)
+    *avg = 100000;
 }
 
 /* Sends tmsg[off..off+count) with as few sendmmsg calls as the kernel
