@@ -95,8 +95,10 @@ t_chrony_q() {
   local conf=$T_DIR/chrony-q.conf
   printf 'pidfile %s/chrony-q.pid\n' "$T_DIR" > "$conf"
   # -u root: chronyd would otherwise drop to _chrony, which cannot read
-  # the test's temporary files.  -Q never touches the clock.
-  timeout 30 chronyd -Q -u root -f "$conf" -t 10 "$@" 2>&1
+  # the test's temporary files.  -Q never touches the clock.  -4: the test
+  # servers listen on 127.0.0.1, and Debian's /etc/hosts also maps
+  # localhost to ::1, which chronyd would try first.
+  timeout 30 chronyd -4 -Q -u root -f "$conf" -t 10 "$@" 2>&1
 }
 
 # Offset printed by chronyd -Q ("System clock wrong by X seconds").

@@ -53,7 +53,8 @@ authenticated() { [ "$(grep -c 'authenticated: yes' <<<"$1")" -eq "$2" ]; }
 cq() {
   local tag=$1; shift
   printf 'pidfile %s/cq-%s.pid\n' "$T_DIR" "$tag" > "$T_DIR/cq-$tag.conf"
-  timeout 30 chronyd -Q -u root -f "$T_DIR/cq-$tag.conf" -t "${CQ_T:-10}" "$@" 2>&1
+  # -4: localhost is also ::1 in Debian's /etc/hosts (see t_chrony_q).
+  timeout 30 chronyd -4 -Q -u root -f "$T_DIR/cq-$tag.conf" -t "${CQ_T:-10}" "$@" 2>&1
 }
 nts_line() { # nts_line NTPPORT KEPORT: chrony's server line, fast polling
   echo "server localhost port $1 nts ntsport $2 iburst maxsamples 1 minpoll -4 maxpoll -4"
