@@ -123,18 +123,28 @@ typedef struct rand_state {
   uint64_t tx;
 } rand_state;
 
+/* This process's CPU time (user + system) in |r|, seconds. */
+static double ru_s(const struct rusage *r) {
+  return (double)r->ru_utime.tv_sec + r->ru_utime.tv_usec / 1e6 +
+         (double)r->ru_stime.tv_sec + r->ru_stime.tv_usec / 1e6;
+}
+
+static void rng_fill(uint8_t *buf, size_t len) {
+  size_t i;
+  for (i = 0; i < len; i += 8) {
+    uint64_t v = rng_next();
+    memcpy(buf + i, &v, len - i < 8 ? len - i : 8);
+  }
+}
+
 static int bench_rand(void *user, uint8_t *buf, size_t len) {
   rand_state *rs = user;
-  size_t i;
   if (rs->have_tx && len == 8) {
     wr64(buf, rs->tx);
     rs->have_tx = 0;
     return 0;
   }
-  for (i = 0; i < len; i += 8) {
-    uint64_t v = rng_next();
-    memcpy(buf + i, &v, len - i < 8 ? len - i : 8);
-  }
+  rng_fill(buf, len);
   return 0;
 }
 
@@ -405,16 +415,21 @@ typedef struct ke_conn {
   int64_t started;
 } ke_conn;
 
+/* The server's address (-s) with |port|. */
+static void server_addr(struct sockaddr_in *sin, int port) {
+  memset(sin, 0, sizeof(*sin));
+  sin->sin_family = AF_INET;
+  sin->sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, o.server, &sin->sin_addr) != 1)
+    die("bad address %s", o.server);
+}
+
 static int tcp_connect_nb(void) {
   struct sockaddr_in sin;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     die("socket: %s", strerror(errno));
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons((uint16_t)o.ke_port);
-  if (inet_pton(AF_INET, o.server, &sin.sin_addr) != 1)
-    die("bad address %s", o.server);
+  server_addr(&sin, o.ke_port);
   if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 &&
       errno != EINPROGRESS)
     die("connect to %s:%d: %s", o.server, o.ke_port, strerror(errno));
@@ -576,10 +591,8 @@ static int run_ke(void) {
   c1 = server_cpu();
   getrusage(RUSAGE_SELF, &ru1);
   core_load(o.srv_cpu, &sb1, &st1);
-  w0 = (double)ru0.ru_utime.tv_sec + ru0.ru_utime.tv_usec / 1e6 +
-       (double)ru0.ru_stime.tv_sec + ru0.ru_stime.tv_usec / 1e6;
-  w1 = (double)ru1.ru_utime.tv_sec + ru1.ru_utime.tv_usec / 1e6 +
-       (double)ru1.ru_stime.tv_sec + ru1.ru_stime.tv_usec / 1e6;
+  w0 = ru_s(&ru0);
+  w1 = ru_s(&ru1);
   {
     double wall = (double)(t1 - t0) / 1e9;
     printf("result mode=ke handshakes=%d failed=%d wall_s=%.3f rate=%.1f "
@@ -637,16 +650,22 @@ typedef struct load {
   int64_t sync_lo, sync_hi; /* causality violations t2<t1, t3>t4 */
 } load;
 
+/* 4 MiB socket buffers.  Root may exceed rmem_max: a generator that drops
+ * responses would blame the server. */
+static void big_buffers(int fd) {
+  int buf = 4 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf)) != 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf)) != 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+}
+
 static void load_open(load *l) {
   struct sockaddr_in sin, me;
   socklen_t ml = sizeof(me);
-  int i, one = 1, buf = 4 << 20;
+  int i, one = 1;
 
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons((uint16_t)o.port);
-  if (inet_pton(AF_INET, o.server, &sin.sin_addr) != 1)
-    die("bad address %s", o.server);
+  server_addr(&sin, o.port);
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
   l->nfd = o.sockets;
   for (i = 0; i < l->nfd; i++) {
@@ -654,12 +673,7 @@ static void load_open(load *l) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
       die("socket: %s", strerror(errno));
-    /* Root may exceed rmem_max: a generator that drops responses would
-     * blame the server. */
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf)) != 0)
-      (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf)) != 0)
-      (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+    big_buffers(fd);
     if (o.timestamps &&
         setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) != 0)
       die("SO_TIMESTAMPNS: %s", strerror(errno));
@@ -896,11 +910,6 @@ static double pct(const int64_t *v, size_t n, double p) {
     return NAN;
   i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
   return (double)v[i] / 1000.0; /* us */
-}
-
-static double ru_s(const struct rusage *r) {
-  return (double)r->ru_utime.tv_sec + r->ru_utime.tv_usec / 1e6 +
-         (double)r->ru_stime.tv_sec + r->ru_stime.tv_usec / 1e6;
 }
 
 static void run_step(load *l, double rate, int ms, int collect,
@@ -1172,22 +1181,17 @@ static int run_clients(void) {
   int64_t t0, end, next;
   double cpu0, cpu1, gap_ns = 1e9 / (o.rate > 0 ? o.rate : 1) * B;
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int k, buf = 4 << 20;
+  int k;
   uint32_t src = 0;
 
   if (fd < 0)
     die("socket: %s", strerror(errno));
-  (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf));
-  (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf));
+  big_buffers(fd);
   memset(&any, 0, sizeof(any));
   any.sin_family = AF_INET;
   if (bind(fd, (struct sockaddr *)&any, sizeof(any)) != 0)
     die("bind: %s", strerror(errno));
-  memset(&to, 0, sizeof(to));
-  to.sin_family = AF_INET;
-  to.sin_port = htons((uint16_t)o.port);
-  if (inet_pton(AF_INET, o.server, &to.sin_addr) != 1)
-    die("bad address %s", o.server);
+  server_addr(&to, o.port);
   for (k = 0; k < B; k++) {
     struct in_pktinfo pi;
     struct cmsghdr *c;
@@ -1279,20 +1283,6 @@ static int run_clients(void) {
   return 0;
 }
 
-static void rng_fill(uint8_t *b, size_t n) {
-  size_t i;
-  for (i = 0; i < n; i++)
-    b[i] = (uint8_t)(rng_next() >> 56);
-}
-
-/* This process's CPU time (user + system), seconds. */
-static double cpu_self(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-         ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) * 1e-6;
-}
-
 /* ---- the server core alone: CPU per request without the kernel ---- */
 
 /*
@@ -1343,20 +1333,21 @@ static int run_core(void) {
   for (kind = 0; kind < 2; kind++) {
     size_t rl = kind ? (size_t)len : NTSNTP_PKT_HDR_LEN;
     int64_t t0 = now_ns(CLOCK_MONOTONIC), t1;
-    double c0 = cpu_self(), c1;
+    struct rusage ru0, ru1;
     int ok = 0;
+    getrusage(RUSAGE_SELF, &ru0);
     for (i = 0; i < o.n; i++) {
       ntsntp_server_prepare(srv, req, rl, rx, &ctx);
       ok += ntsntp_server_finish(srv, &ctx, rx + 1000, out, sizeof(out)) > 0;
     }
     t1 = now_ns(CLOCK_MONOTONIC);
-    c1 = cpu_self();
+    getrusage(RUSAGE_SELF, &ru1);
     if (ok != o.n)
       die("%s: %d of %d requests answered", kind ? "nts" : "plain", ok, o.n);
     printf("result mode=core kind=%s n=%d bytes=%zu ns_per_req=%.1f "
            "cpu_ns_per_req=%.1f\n",
            kind ? "nts" : "plain", o.n, rl, (double)(t1 - t0) / o.n,
-           (c1 - c0) * 1e9 / o.n);
+           (ru_s(&ru1) - ru_s(&ru0)) * 1e9 / o.n);
   }
   ntsntp_server_del(srv);
   ntsntp_keyring_del(kr);
