@@ -84,7 +84,7 @@ void ntsntp__aead_clear(ntsntp__aead *a);
  * Authenticates a message with nothing encrypted (|tag| is the whole
  * 16-byte ciphertext) under |key|, without a context: for SIV-CMAC only
  * the CMAC half of the key is expanded.  Same result as init + open.
- * Errors: AUTH, INVALID_ARG, UNSUPPORTED.
+ * Errors: AUTH, INVALID_ARG (also for an algorithm this build lacks).
  */
 int ntsntp__aead_verify(int alg, const uint8_t *key, size_t keylen,
                         const uint8_t *nonce, size_t nlen, const uint8_t *ad,
