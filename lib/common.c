@@ -1,11 +1,14 @@
 /* libntsntp: errors, allocator, randomness and secret hygiene. */
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include "errtext.h"
 #include "ntsntp/common.h"
 
 const char *ntsntp_strerror(int err) {
@@ -128,4 +131,13 @@ int ntsntp_ct_memcmp(const void *a, const void *b, size_t len) {
   for (i = 0; i < len; i++)
     d |= x[i] ^ y[i];
   return d != 0;
+}
+
+void ntsntp__errf(char *buf, size_t len, const char *fmt, ...) {
+  va_list ap;
+  if (buf == NULL || len == 0)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
 }

@@ -2,7 +2,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,6 +10,7 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
+#include "errtext.h"
 #include "tls.h"
 
 /* TLS 1.3 only, on top of the system's default priorities. */
@@ -38,18 +38,6 @@ struct ntsntp_ke_creds {
   char warning[512];
 };
 
-static void errf(char *buf, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *buf, size_t len, const char *fmt, ...) {
-  va_list ap;
-  if (buf == NULL || len == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
-
 /*
  * Reads a whole credential file into |*pbuf| (mem->malloc'd), explaining
  * failures in |errbuf| with enough detail to fix permissions.
@@ -67,40 +55,42 @@ static int read_cred_file(const char *path, const ntsntp_mem *mem,
     e = errno;
     unsigned uid = (unsigned)geteuid();
     if ((e == EACCES || e == EPERM) && stat(path, &st) == 0)
-      errf(errbuf, errlen,
-           "cannot read %s: %s (owner uid %u, mode %04o; this process runs "
-           "as uid %u): read it before dropping privileges or make it "
-           "readable by uid %u",
-           path, strerror(e), (unsigned)st.st_uid,
-           (unsigned)(st.st_mode & 07777), uid, uid);
+      ntsntp__errf(
+          errbuf, errlen,
+          "cannot read %s: %s (owner uid %u, mode %04o; this process runs "
+          "as uid %u): read it before dropping privileges or make it "
+          "readable by uid %u",
+          path, strerror(e), (unsigned)st.st_uid,
+          (unsigned)(st.st_mode & 07777), uid, uid);
     else if (e == EACCES || e == EPERM)
-      errf(errbuf, errlen,
-           "cannot read %s: %s (this process runs as uid %u; a parent "
-           "directory is not searchable): read it before dropping "
-           "privileges or make its directories accessible to uid %u",
-           path, strerror(e), uid, uid);
+      ntsntp__errf(errbuf, errlen,
+                   "cannot read %s: %s (this process runs as uid %u; a parent "
+                   "directory is not searchable): read it before dropping "
+                   "privileges or make its directories accessible to uid %u",
+                   path, strerror(e), uid, uid);
     else if (e == ENOENT)
-      errf(errbuf, errlen, "cannot read %s: %s: check the path", path,
-           strerror(e));
+      ntsntp__errf(errbuf, errlen, "cannot read %s: %s: check the path", path,
+                   strerror(e));
     else
-      errf(errbuf, errlen, "cannot read %s: %s", path, strerror(e));
+      ntsntp__errf(errbuf, errlen, "cannot read %s: %s", path, strerror(e));
     return NTSNTP_ERR_IO;
   }
   if (fstat(fd, &st) != 0) {
     e = errno;
     close(fd);
-    errf(errbuf, errlen, "cannot read %s: %s", path, strerror(e));
+    ntsntp__errf(errbuf, errlen, "cannot read %s: %s", path, strerror(e));
     return NTSNTP_ERR_IO;
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    errf(errbuf, errlen, "cannot read %s: not a regular file", path);
+    ntsntp__errf(errbuf, errlen, "cannot read %s: not a regular file", path);
     return NTSNTP_ERR_BAD_CONFIG;
   }
   if (st.st_size <= 0 || st.st_size > MAX_CRED_FILE) {
     close(fd);
-    errf(errbuf, errlen, "cannot use %s: size %lld (must be 1..%d bytes)",
-         path, (long long)st.st_size, MAX_CRED_FILE);
+    ntsntp__errf(errbuf, errlen,
+                 "cannot use %s: size %lld (must be 1..%d bytes)", path,
+                 (long long)st.st_size, MAX_CRED_FILE);
     return NTSNTP_ERR_BAD_CONFIG;
   }
   buf = mem->malloc((size_t)st.st_size, mem->user);
@@ -117,8 +107,8 @@ static int read_cred_file(const char *path, const ntsntp_mem *mem,
       close(fd);
       ntsntp_secure_clear(buf, (size_t)st.st_size);
       mem->free(buf, mem->user);
-      errf(errbuf, errlen, "cannot read %s: %s", path,
-           e ? strerror(e) : "file shrank while reading");
+      ntsntp__errf(errbuf, errlen, "cannot read %s: %s", path,
+                   e ? strerror(e) : "file shrank while reading");
       return NTSNTP_ERR_IO;
     }
     got += (size_t)n;
@@ -165,8 +155,8 @@ int ntsntp_ke_creds_load(ntsntp_ke_creds **pcreds, const char *cert_path,
   /* Parse each file alone first so the message names the bad one. */
   g = gnutls_x509_crt_list_import2(&crts, &ncrts, &cd, GNUTLS_X509_FMT_PEM, 0);
   if (g < 0) {
-    errf(errbuf, errlen, "certificate file %s: %s", cert_path,
-         gnutls_strerror(g));
+    ntsntp__errf(errbuf, errlen, "certificate file %s: %s", cert_path,
+                 gnutls_strerror(g));
     rv = NTSNTP_ERR_BAD_CONFIG;
     goto out;
   }
@@ -180,7 +170,8 @@ int ntsntp_ke_creds_load(ntsntp_ke_creds **pcreds, const char *cert_path,
   g = gnutls_x509_privkey_import2(pk, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
   gnutls_x509_privkey_deinit(pk);
   if (g < 0) {
-    errf(errbuf, errlen, "key file %s: %s", key_path, gnutls_strerror(g));
+    ntsntp__errf(errbuf, errlen, "key file %s: %s", key_path,
+                 gnutls_strerror(g));
     rv = NTSNTP_ERR_BAD_CONFIG;
     goto out;
   }
@@ -200,8 +191,8 @@ int ntsntp_ke_creds_load(ntsntp_ke_creds **pcreds, const char *cert_path,
   g = gnutls_certificate_set_x509_key_mem2(c->cred, &cd, &kd,
                                            GNUTLS_X509_FMT_PEM, NULL, 0);
   if (g < 0) {
-    errf(errbuf, errlen, "cannot use key %s with certificate %s: %s",
-         key_path, cert_path, gnutls_strerror(g));
+    ntsntp__errf(errbuf, errlen, "cannot use key %s with certificate %s: %s",
+                 key_path, cert_path, gnutls_strerror(g));
     rv = NTSNTP_ERR_BAD_CONFIG;
     goto out;
   }

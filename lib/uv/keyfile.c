@@ -2,31 +2,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "errtext.h"
 #include "file.h"
 #include "ntsntp/keyfile.h"
 
 /* Larger than any ring's text (see ntsntp_keyring_save); one more byte lets
  * a read notice an oversized file. */
 #define KEYFILE_MAX 4096
-
-static void msg(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void msg(char *errbuf, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  if (errbuf == NULL || errlen == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(errbuf, errlen, fmt, ap);
-  va_end(ap);
-}
 
 static int write_all(int fd, const uint8_t *p, size_t n) {
   while (n) {
@@ -73,10 +61,10 @@ int ntsntp__file_write_atomic(const char *path, const void *data, size_t len,
   const char *step;
   int fd, n, e;
 
-  msg(errbuf, errlen, "%s", "");
+  ntsntp__errf(errbuf, errlen, "%s", "");
   n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
   if (n < 0 || (size_t)n >= sizeof(tmp)) {
-    msg(errbuf, errlen, "%s path too long: %s", what, path);
+    ntsntp__errf(errbuf, errlen, "%s path too long: %s", what, path);
     return NTSNTP_ERR_INVALID_ARG;
   }
   step = "create";
@@ -107,8 +95,9 @@ int ntsntp__file_write_atomic(const char *path, const void *data, size_t len,
   }
   if (sync_dir(path) != 0) {
     e = errno;
-    msg(errbuf, errlen, "%s %s written, but syncing its directory failed: %s",
-        what, path, strerror(e));
+    ntsntp__errf(errbuf, errlen,
+                 "%s %s written, but syncing its directory failed: %s", what,
+                 path, strerror(e));
     errno = e;
     return NTSNTP_ERR_IO;
   }
@@ -122,8 +111,8 @@ fail_close:
   errno = e;
 fail_noclean:
   e = errno;
-  msg(errbuf, errlen, "cannot save %s %s (%s %s): %s", what, path, step, tmp,
-      strerror(e));
+  ntsntp__errf(errbuf, errlen, "cannot save %s %s (%s %s): %s", what, path,
+               step, tmp, strerror(e));
   errno = e;
   return NTSNTP_ERR_IO;
 }
@@ -134,13 +123,13 @@ int ntsntp_keyfile_save(const ntsntp_keyring *kr, const char *path,
   ntsntp_ssize len;
   int rv;
 
-  msg(errbuf, errlen, "%s", "");
+  ntsntp__errf(errbuf, errlen, "%s", "");
   if (kr == NULL || path == NULL)
     return NTSNTP_ERR_INVALID_ARG;
   len = ntsntp_keyring_save(kr, buf, sizeof(buf));
   if (len < 0) {
-    msg(errbuf, errlen, "cannot serialise key ring: %s",
-        ntsntp_strerror((int)len));
+    ntsntp__errf(errbuf, errlen, "cannot serialise key ring: %s",
+                 ntsntp_strerror((int)len));
     return (int)len;
   }
   rv = ntsntp__file_write_atomic(path, buf, (size_t)len, "key file", errbuf,
@@ -155,21 +144,22 @@ static int io_error(const char *path, int e, char *errbuf, size_t errlen) {
   unsigned me = (unsigned)geteuid();
 
   if (e == ELOOP) {
-    msg(errbuf, errlen,
-        "cannot read key file %s: it is a symbolic link, which is not "
-        "followed for key files: configure the real path",
-        path);
+    ntsntp__errf(errbuf, errlen,
+                 "cannot read key file %s: it is a symbolic link, which is not "
+                 "followed for key files: configure the real path",
+                 path);
   } else if (lstat(path, &st) == 0) {
-    msg(errbuf, errlen,
+    ntsntp__errf(
+        errbuf, errlen,
         "cannot read key file %s: %s (owner uid %u, mode %04o; this process "
         "runs as uid %u): make it a regular file readable by uid %u or "
         "remove it to start with fresh keys",
         path, strerror(e), (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
         me, me);
   } else {
-    msg(errbuf, errlen,
-        "cannot read key file %s: %s (this process runs as uid %u)", path,
-        strerror(e), me);
+    ntsntp__errf(errbuf, errlen,
+                 "cannot read key file %s: %s (this process runs as uid %u)",
+                 path, strerror(e), me);
   }
   errno = e;
   return NTSNTP_ERR_IO;
@@ -184,7 +174,7 @@ int ntsntp_keyfile_load(ntsntp_keyring *kr, const char *path, int64_t now,
   ssize_t r = 0;
   int fd, rv, e;
 
-  msg(errbuf, errlen, "%s", "");
+  ntsntp__errf(errbuf, errlen, "%s", "");
   if (kr == NULL || path == NULL)
     return NTSNTP_ERR_INVALID_ARG;
   /* O_NONBLOCK so that a FIFO planted at |path| cannot hang start-up. */
@@ -192,7 +182,7 @@ int ntsntp_keyfile_load(ntsntp_keyring *kr, const char *path, int64_t now,
   if (fd < 0) {
     e = errno;
     if (e == ENOENT) {
-      msg(errbuf, errlen, "key file %s does not exist", path);
+      ntsntp__errf(errbuf, errlen, "key file %s does not exist", path);
       errno = e;
       return NTSNTP_ERR_NOT_FOUND;
     }
@@ -226,7 +216,8 @@ int ntsntp_keyfile_load(ntsntp_keyring *kr, const char *path, int64_t now,
   }
   if (len > KEYFILE_MAX) {
     ntsntp_secure_clear(buf, sizeof(buf));
-    msg(errbuf, errlen,
+    ntsntp__errf(
+        errbuf, errlen,
         "key file %s is corrupt: larger than %d bytes; fresh keys are used "
         "only if the operator allows it (e.g. NTS_KEYS_RESET=1)",
         path, KEYFILE_MAX);
@@ -236,7 +227,8 @@ int ntsntp_keyfile_load(ntsntp_keyring *kr, const char *path, int64_t now,
   rv = ntsntp_keyring_load_ex(kr, buf, len, now, why, sizeof(why));
   ntsntp_secure_clear(buf, sizeof(buf));
   if (rv == NTSNTP_ERR_BAD_KEYFILE) {
-    msg(errbuf, errlen,
+    ntsntp__errf(
+        errbuf, errlen,
         "key file %s is corrupt: %s; fresh keys (which invalidate every "
         "client's cookies) are used only if the operator allows it (e.g. "
         "NTS_KEYS_RESET=1)",
@@ -244,12 +236,13 @@ int ntsntp_keyfile_load(ntsntp_keyring *kr, const char *path, int64_t now,
     return rv;
   }
   if (rv < 0) {
-    msg(errbuf, errlen, "cannot load key file %s: %s", path,
-        ntsntp_strerror(rv));
+    ntsntp__errf(errbuf, errlen, "cannot load key file %s: %s", path,
+                 ntsntp_strerror(rv));
     return rv;
   }
   if (st.st_mode & 077)
-    msg(errbuf, errlen,
+    ntsntp__errf(
+        errbuf, errlen,
         "key file %s is accessible by group or others (mode %04o): it holds "
         "the cookie master keys; chmod 600 it",
         path, (unsigned)(st.st_mode & 07777));

@@ -13,6 +13,7 @@
 #include <linux/errqueue.h>
 #include <linux/net_tstamp.h>
 
+#include "errtext.h"
 #include "ntsntp/uv_client.h"
 #include "sock.h"
 
@@ -22,18 +23,9 @@
 #define NTP_BUF 2048
 #define HOSTPORT_LEN (NTSNTP_KE_MAX_SERVER_LEN + 16)
 
-static void fmt(char *buf, size_t len, const char *f, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fmt(char *buf, size_t len, const char *f, ...) {
-  va_list ap;
-  va_start(ap, f);
-  vsnprintf(buf, len, f, ap);
-  va_end(ap);
-}
-
 /* "host:port", "[v6]:port". */
 static void hostport(char *buf, size_t len, const char *host, uint16_t port) {
-  fmt(buf, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+  ntsntp__errf(buf, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
 }
 
 /* libuv errors with the C library's wording ("Connection refused"). */
@@ -521,12 +513,13 @@ int ntsntp_uv_ke_query_start(uv_loop_t *loop,
         why = strerror(errno);
       else if (!ks.ca_file)
         why = "none found";
-      fmt(q->init_text, sizeof(q->init_text),
-          "Could not load trusted certificates from %s: %s",
-          ks.ca_file ? ks.ca_file : "the system store", why);
+      ntsntp__errf(q->init_text, sizeof(q->init_text),
+                   "Could not load trusted certificates from %s: %s",
+                   ks.ca_file ? ks.ca_file : "the system store", why);
     } else
-      fmt(q->init_text, sizeof(q->init_text), "NTS-KE with %s failed: %s",
-          q->hostport, ntsntp_strerror(rv));
+      ntsntp__errf(q->init_text, sizeof(q->init_text),
+                   "NTS-KE with %s failed: %s", q->hostport,
+                   ntsntp_strerror(rv));
     uv_timer_start(&q->timer, kq_on_timer, 0, 0);
   } else {
     q->gai.data = q;
@@ -534,8 +527,8 @@ int ntsntp_uv_ke_query_start(uv_loop_t *loop,
                        q->family, SOCK_STREAM);
     if (rv < 0) {
       q->init_err = NTSNTP_ERR_IO;
-      fmt(q->init_text, sizeof(q->init_text), "Could not resolve %s: %s",
-          q->host, uv_text(rv));
+      ntsntp__errf(q->init_text, sizeof(q->init_text),
+                   "Could not resolve %s: %s", q->host, uv_text(rv));
       uv_timer_start(&q->timer, kq_on_timer, 0, 0);
     } else {
       q->gai_pending = 1;

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "errtext.h"
 #include "ntsntp/uv.h"
 
 /* Datagrams per recvmmsg/sendmmsg call. */
@@ -140,18 +141,6 @@ static void logf_(const ntsntp_uv_ntp *n, int level, const char *fmt, ...) {
   vsnprintf(buf, sizeof(buf), fmt, ap);
   va_end(ap);
   n->s.log(n->s.log_user, level, buf);
-}
-
-static void msg(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void msg(char *errbuf, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  if (errbuf == NULL || errlen == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(errbuf, errlen, fmt, ap);
-  va_end(ap);
 }
 
 /* ---- settings and accessors ---- */
@@ -719,8 +708,8 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
       a->skip = 1;
       return 0;
     }
-    msg(errbuf, errlen, "cannot open UDP socket for %s: %s%s", where,
-        strerror(e), bind_hint(e, a->port));
+    ntsntp__errf(errbuf, errlen, "cannot open UDP socket for %s: %s%s", where,
+                 strerror(e), bind_hint(e, a->port));
     errno = e;
     return NTSNTP_ERR_IO;
   }
@@ -760,8 +749,8 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
   set_port(a, a->port);
   if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
     e = errno;
-    msg(errbuf, errlen, "cannot bind UDP %s: %s%s", where, strerror(e),
-        bind_hint(e, a->port));
+    ntsntp__errf(errbuf, errlen, "cannot bind UDP %s: %s%s", where, strerror(e),
+                 bind_hint(e, a->port));
     errno = e;
     return NTSNTP_ERR_IO;
   }
@@ -779,8 +768,8 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
 
 fail:
   e = errno;
-  msg(errbuf, errlen, "cannot set up UDP socket for %s: %s: %s", where, step,
-      strerror(e));
+  ntsntp__errf(errbuf, errlen, "cannot set up UDP socket for %s: %s: %s", where,
+               step, strerror(e));
   errno = e;
   return NTSNTP_ERR_IO;
 }
@@ -792,7 +781,7 @@ static int init_worker(ntsntp_uv_ntp *n, worker *w, char *errbuf,
   w->slots = calloc(BATCH, sizeof(*w->slots));
   w->socks = calloc(n->n_addrs, sizeof(*w->socks));
   if (w->slots == NULL || w->socks == NULL) {
-    msg(errbuf, errlen, "out of memory");
+    ntsntp__errf(errbuf, errlen, "out of memory");
     return NTSNTP_ERR_NOMEM;
   }
   for (i = 0; i < n->n_addrs; i++)
@@ -830,8 +819,8 @@ static int init_worker(ntsntp_uv_ntp *n, worker *w, char *errbuf,
   return 0;
 
 uv_fail:
-  msg(errbuf, errlen, "cannot set up UDP worker %u: %s", w->idx,
-      uv_strerror(rv));
+  ntsntp__errf(errbuf, errlen, "cannot set up UDP worker %u: %s", w->idx,
+               uv_strerror(rv));
   errno = -rv;
   return NTSNTP_ERR_IO;
 }
@@ -872,17 +861,17 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   size_t ai;
   int rv;
 
-  msg(errbuf, errlen, "%s", "");
+  ntsntp__errf(errbuf, errlen, "%s", "");
   if (out != NULL)
     *out = NULL;
   if (loop == NULL || s == NULL || out == NULL || s->server == NULL ||
       (s->n_listen > 0 && s->listen == NULL)) {
-    msg(errbuf, errlen, "UDP NTP service: invalid arguments");
+    ntsntp__errf(errbuf, errlen, "UDP NTP service: invalid arguments");
     return NTSNTP_ERR_INVALID_ARG;
   }
   n = calloc(1, sizeof(*n));
   if (n == NULL) {
-    msg(errbuf, errlen, "out of memory");
+    ntsntp__errf(errbuf, errlen, "out of memory");
     return NTSNTP_ERR_NOMEM;
   }
   n->loop = loop;
@@ -899,23 +888,24 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   }
   atomic_init(&n->n_exited, 0);
   if (n->n_workers > MAX_WORKERS) {
-    msg(errbuf, errlen, "UDP NTP service: at most %u workers", MAX_WORKERS);
+    ntsntp__errf(errbuf, errlen, "UDP NTP service: at most %u workers",
+                 MAX_WORKERS);
     free_all(n);
     return NTSNTP_ERR_INVALID_ARG;
   }
   n->addrs = calloc(n->n_addrs, sizeof(*n->addrs));
   n->workers = calloc(n->n_workers, sizeof(*n->workers));
   if (n->addrs == NULL || n->workers == NULL) {
-    msg(errbuf, errlen, "out of memory");
+    ntsntp__errf(errbuf, errlen, "out of memory");
     free_all(n);
     return NTSNTP_ERR_NOMEM;
   }
   for (ai = 0; ai < n->n_addrs; ai++) {
     if (names[ai] == NULL || parse_addr(&n->addrs[ai], names[ai]) != 0) {
-      msg(errbuf, errlen,
-          "invalid listen address \"%s\" (want a numeric IPv4 or IPv6 "
-          "address)",
-          names[ai] ? names[ai] : "(null)");
+      ntsntp__errf(errbuf, errlen,
+                   "invalid listen address \"%s\" (want a numeric IPv4 or IPv6 "
+                   "address)",
+                   names[ai] ? names[ai] : "(null)");
       free_all(n);
       return NTSNTP_ERR_INVALID_ARG;
     }
@@ -927,7 +917,8 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   }
 
   if ((rv = uv_async_init(loop, &n->exited, on_exited)) != 0) {
-    msg(errbuf, errlen, "cannot set up UDP NTP service: %s", uv_strerror(rv));
+    ntsntp__errf(errbuf, errlen, "cannot set up UDP NTP service: %s",
+                 uv_strerror(rv));
     free_all(n);
     errno = -rv;
     return NTSNTP_ERR_IO;
@@ -952,7 +943,8 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rv != 0) {
-    msg(errbuf, errlen, "cannot start UDP worker thread: %s", uv_strerror(rv));
+    ntsntp__errf(errbuf, errlen, "cannot start UDP worker thread: %s",
+                 uv_strerror(rv));
     errno = -rv;
     abort_start(n);
     return NTSNTP_ERR_IO;
