@@ -23,21 +23,11 @@ static const uint64_t RX = 0xeeb21591e8270af9ULL, TX = 0xeeb21591e82d06d8ULL;
 static uint8_t c2s[NTSNTP_MAX_KEY_LEN], s2c[NTSNTP_MAX_KEY_LEN];
 
 static void init(void) {
-  ntsntp_keyring_settings ks;
-  ntsntp_server_settings ss;
-  ntsntp_clock_state cs;
   if (srv)
     return;
   fz_reset();
-  ntsntp_keyring_settings_default(&ks);
-  ks.rand = fz_rand;
-  FZ_CHECK(ntsntp_keyring_new(&kr, &ks, 1700000000) == 0);
-  ntsntp_server_settings_default(&ss);
-  ss.keyring = kr;
-  ss.rand = fz_rand;
-  FZ_CHECK(ntsntp_server_new(&srv, &ss) == 0);
-  ntsntp_clock_state_local(&cs, 2, RX - (1ULL << 32));
-  ntsntp_server_set_clock(srv, &cs);
+  kr = fz_keyring();
+  srv = fz_server(kr, RX, 0);
   fz_rand(NULL, c2s, sizeof(c2s));
   fz_rand(NULL, s2c, sizeof(s2c));
 }

@@ -46,6 +46,36 @@ static inline int fz_rand(void *user, uint8_t *buf, size_t len) {
   return 0;
 }
 
+/* The key ring the targets use: keys from fz_rand (call fz_reset first),
+ * created at a fixed time. */
+static inline ntsntp_keyring *fz_keyring(void) {
+  ntsntp_keyring_settings ks;
+  ntsntp_keyring *kr;
+  ntsntp_keyring_settings_default(&ks);
+  ks.rand = fz_rand;
+  FZ_CHECK(ntsntp_keyring_new(&kr, &ks, 1700000000) == 0);
+  return kr;
+}
+
+/* A server over |kr| with nonces from fz_rand, serving the local clock at
+ * stratum 2, referenced a second before |rx|; |disp_rate| > 0 sets the
+ * growth of its root dispersion. */
+static inline ntsntp_server *fz_server(ntsntp_keyring *kr, uint64_t rx,
+                                       double disp_rate) {
+  ntsntp_server_settings ss;
+  ntsntp_clock_state cs;
+  ntsntp_server *srv;
+  ntsntp_server_settings_default(&ss);
+  ss.keyring = kr;
+  ss.rand = fz_rand;
+  FZ_CHECK(ntsntp_server_new(&srv, &ss) == 0);
+  ntsntp_clock_state_local(&cs, 2, rx - (1ULL << 32));
+  if (disp_rate > 0)
+    cs.disp_rate = disp_rate;
+  ntsntp_server_set_clock(srv, &cs);
+  return srv;
+}
+
 /* Reads fuzz input front to back; past the end it yields zeros. */
 typedef struct fz_in {
   const uint8_t *p;

@@ -14,13 +14,10 @@
 static ntsntp_keyring *kr;
 
 static void init(void) {
-  ntsntp_keyring_settings ks;
   if (kr)
     return;
   fz_reset();
-  ntsntp_keyring_settings_default(&ks);
-  ks.rand = fz_rand;
-  FZ_CHECK(ntsntp_keyring_new(&kr, &ks, 1700000000) == 0);
+  kr = fz_keyring();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -99,7 +99,6 @@ static void write_pem(const char *path, const gnutls_datum_t *d) {
 
 static void init(void) {
   static const uint8_t lo[4] = {127, 0, 0, 1};
-  ntsntp_keyring_settings ks;
   ntsntp_ke_server_settings ss;
   ntsntp_ke_creds *creds;
   gnutls_x509_privkey_t key;
@@ -113,9 +112,7 @@ static void init(void) {
   if (srv)
     return;
   fz_reset();
-  ntsntp_keyring_settings_default(&ks);
-  ks.rand = fz_rand;
-  FZ_CHECK(ntsntp_keyring_new(&kr, &ks, 1700000000) == 0);
+  kr = fz_keyring();
 
   FZ_CHECK(gnutls_x509_privkey_init(&key) == 0);
   FZ_CHECK(gnutls_x509_privkey_generate(
