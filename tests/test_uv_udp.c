@@ -59,14 +59,20 @@ static ntsntp_uv_ntp *start_with(ntsntp_uv_ntp_settings *s) {
   return n;
 }
 
+/* Defaults, listening on |addrs| at a kernel-chosen port. */
+static void settings_on(ntsntp_uv_ntp_settings *s, const char *const *addrs,
+                        size_t count, unsigned workers) {
+  ntsntp_uv_ntp_settings_default(s);
+  s->listen = addrs;
+  s->n_listen = count;
+  s->port = 0;
+  s->workers = workers;
+}
+
 static ntsntp_uv_ntp *start_on(const char *const *addrs, size_t count,
                                unsigned workers) {
   ntsntp_uv_ntp_settings s;
-  ntsntp_uv_ntp_settings_default(&s);
-  s.listen = addrs;
-  s.n_listen = count;
-  s.port = 0;
-  s.workers = workers;
+  settings_on(&s, addrs, count, workers);
   return start_with(&s);
 }
 
@@ -308,11 +314,7 @@ START_TEST(test_large_batch) {
   uint64_t t1, t4;
   int fd;
 
-  ntsntp_uv_ntp_settings_default(&s);
-  s.listen = addrs;
-  s.n_listen = 1;
-  s.port = 0;
-  s.workers = 1;
+  settings_on(&s, addrs, 1, 1);
   s.accept = stall_accept;
   n = start_with(&s);
   for (i = 0; i < 3; i++)
@@ -554,11 +556,7 @@ START_TEST(test_hooks) {
   int fd;
   double off;
 
-  ntsntp_uv_ntp_settings_default(&s);
-  s.listen = addrs;
-  s.n_listen = 1;
-  s.port = 0;
-  s.workers = 2;
+  settings_on(&s, addrs, 1, 2);
   s.adjust = adjust_plus_1000;
   s.adjust_user = &hook_mode;
   s.accept = accept_hook;
