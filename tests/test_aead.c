@@ -411,6 +411,8 @@ START_TEST(t_verify) {
   size_t klen = ntsntp__aead_key_len(alg), i;
   uint8_t key[64], nonce[16], ad[100], tag[16];
   ntsntp__aead a;
+#define VERIFY()                                                               \
+  ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce), ad, sizeof(ad), tag)
 
   for (i = 0; i < sizeof(key); i++)
     key[i] = (uint8_t)(i * 7 + 1);
@@ -422,33 +424,22 @@ START_TEST(t_verify) {
       ntsntp__aead_seal(&a, nonce, sizeof(nonce), ad, sizeof(ad), NULL, 0, tag),
       0);
   ntsntp__aead_clear(&a);
-  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
-                                       ad, sizeof(ad), tag),
-                   0);
+  ck_assert_int_eq(VERIFY(), 0);
   ad[99] ^= 1;
-  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
-                                       ad, sizeof(ad), tag),
-                   NTSNTP_ERR_AUTH);
+  ck_assert_int_eq(VERIFY(), NTSNTP_ERR_AUTH);
   ad[99] ^= 1;
   nonce[0] ^= 1;
-  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
-                                       ad, sizeof(ad), tag),
-                   NTSNTP_ERR_AUTH);
+  ck_assert_int_eq(VERIFY(), NTSNTP_ERR_AUTH);
   nonce[0] ^= 1;
   key[klen - 1] ^= 1; /* the CTR half: not part of an empty message's tag */
-  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
-                                       ad, sizeof(ad), tag),
-                   0);
+  ck_assert_int_eq(VERIFY(), 0);
   key[0] ^= 1; /* the CMAC half */
-  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
-                                       ad, sizeof(ad), tag),
-                   NTSNTP_ERR_AUTH);
+  ck_assert_int_eq(VERIFY(), NTSNTP_ERR_AUTH);
   tag[15] ^= 1;
   key[0] ^= 1;
-  ck_assert_int_eq(ntsntp__aead_verify(alg, key, klen, nonce, sizeof(nonce),
-                                       ad, sizeof(ad), tag),
-                   NTSNTP_ERR_AUTH);
+  ck_assert_int_eq(VERIFY(), NTSNTP_ERR_AUTH);
 }
+#undef VERIFY
 END_TEST
 
 /* Nonces come from a per-thread pool: a child after fork() must not draw
