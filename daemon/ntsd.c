@@ -33,7 +33,7 @@ typedef struct config {
   long minpoll, maxpoll;
   char nts_role[NTSNTP_CONF_STR_MAX];
   char nts_key_secret_file[NTSNTP_CONF_STR_MAX];
-  int clock_control;
+  int clock_control, seccomp;
   char allow[NTSNTP_CONF_STR_MAX], deny[NTSNTP_CONF_STR_MAX];
   int ratelimit, nts_ratelimit;
   long rl_interval, nts_rl_interval;
@@ -120,6 +120,8 @@ static const ntsntp_conf_opt options[] = {
         100000, "NTS-KE sessions at once per address (IPv6: /64); 0: any"),
     OPT("NTSD_USER", STR, ntsd_user, "ntsd", 0, 0,
         "user to run as after binding ports and reading keys (root: stay)"),
+    OPT("SECCOMP", BOOL, seccomp, "yes", 0, 0,
+        "confine every ntsd process to its system calls (no: debugging)"),
 };
 
 static unsigned long log_level;
@@ -158,8 +160,7 @@ static void changed(void *user, const ntsntp_conf_opt *o, int applied) {
 /* SIGHUP: read the configuration again (a few settings apply at once),
  * then reload the certificate. */
 static void reload(void) {
-  static const char *const live[] = {"LOG_LEVEL", "NTS_CERT", "NTS_KEY",
-                                     NULL};
+  static const char *const live[] = {"LOG_LEVEL", NULL};
   static config next;
   char err[2048], msg[2200];
   if (ntsntp_conf_reload(options, sizeof(options) / sizeof(options[0]), &c,
@@ -201,6 +202,9 @@ static int fatal(const char *what) {
 
 int main(int argc, char **argv) {
   static char err[2048], msg[2048];
+  /* Split copies: c keeps the values as read, for reload() to compare. */
+  static char listen_buf[NTSNTP_CONF_STR_MAX];
+  static char servers_buf[NTSNTP_CONF_STR_MAX];
   char *listen[MAX_LIST], *servers[MAX_LIST];
   ntsntp_uv_service_settings s;
   uv_loop_t *loop = uv_default_loop();
@@ -215,11 +219,13 @@ int main(int argc, char **argv) {
   g_argc = argc;
   g_argv = argv;
 
-  n_listen = ntsntp_conf_split(c.listen, listen, MAX_LIST);
+  memcpy(listen_buf, c.listen, sizeof(listen_buf));
+  memcpy(servers_buf, c.ntp_servers, sizeof(servers_buf));
+  n_listen = ntsntp_conf_split(listen_buf, listen, MAX_LIST);
   if (n_listen < 0)
     return fatal("LISTEN must be numeric addresses separated by commas, "
                  "without spaces (at most 16)");
-  n_servers = ntsntp_conf_split(c.ntp_servers, servers, MAX_LIST);
+  n_servers = ntsntp_conf_split(servers_buf, servers, MAX_LIST);
   if (n_servers < 0)
     return fatal("NTP_SERVERS must be names or addresses separated by "
                  "commas, without spaces (at most 16)");
@@ -281,6 +287,19 @@ int main(int argc, char **argv) {
   s.client_log_limit = (size_t)c.client_log_limit;
   s.max_connections_per_client = (unsigned)c.nts_max_per_client;
   s.log = log_line;
+  /* Before any thread or socket: the helper that keeps what the server
+   * gives up (reading root-only certificate keys, setting the clock). */
+  rv = ntsntp_uv_service_privsep(&s, c.ntsd_user, c.seccomp, &s.privsep, err,
+                                 sizeof(err));
+  if (rv)
+    return fatal(err);
+  if (s.privsep) {
+    snprintf(msg, sizeof(msg), "Privileged helper started (pid %ld): reads "
+             "NTS_CERT and NTS_KEY%s; it holds no network socket",
+             ntsntp_privsep_pid(s.privsep),
+             c.clock_control ? ", adjusts the clock" : "");
+    log_line(NULL, NTSNTP_LOG_INFO, msg);
+  }
   /* Signals first: one that arrives while the service starts (a SIGHUP
    * from a hasty script) waits for the loop instead of killing ntsd. */
   uv_signal_init(loop, &sig_term);
@@ -303,8 +322,7 @@ int main(int argc, char **argv) {
       snprintf(err, sizeof(err), "%s", c.control_socket);
     else
       snprintf(err, sizeof(err), "%s/ntsd.sock", c.state_dir);
-    rv = ntsntp_drop_privileges(c.ntsd_user, own, 2, c.nts_cert[0] != 0,
-                                c.clock_control, msg, sizeof(msg));
+    rv = ntsntp_drop_privileges(c.ntsd_user, own, 2, msg, sizeof(msg));
     if (rv)
       return fatal(msg);
     if (msg[0])
@@ -313,5 +331,6 @@ int main(int argc, char **argv) {
 
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
+  ntsntp_privsep_del(s.privsep);
   return 0;
 }

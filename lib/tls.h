@@ -14,6 +14,23 @@
 
 typedef struct ntsntp__tls ntsntp__tls;
 
+#include <sys/stat.h>
+
+/* Largest certificate or key file read (bytes). */
+#define NTSNTP__MAX_CRED_FILE (1024 * 1024)
+
+/*
+ * Reads the regular file |path| (1..NTSNTP__MAX_CRED_FILE bytes) into
+ * |*pbuf| (mem->malloc'd; the caller wipes and frees it), never blocking:
+ * a FIFO or device is refused.  |pst| (optional) gets its fstat.  On error
+ * |errbuf| names the path, the owner, mode and our uid where they explain
+ * it, and the fix.  Errors: IO, BAD_CONFIG (not a regular file, size),
+ * NOMEM.
+ */
+int ntsntp__cred_file_read(const char *path, const ntsntp_mem *mem,
+                           uint8_t **pbuf, size_t *plen, struct stat *pst,
+                           char *errbuf, size_t errlen);
+
 /* Server side with |creds| (a reference is taken and dropped in _del).
  * Errors: NOMEM, TLS. */
 int ntsntp__tls_new_server(ntsntp__tls **pt, ntsntp_ke_creds *creds,

@@ -22,7 +22,6 @@
   TLS_PRIORITY_APPEND ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:"           \
                       "+GROUP-SECP384R1:-CIPHER-ALL:+AES-128-GCM:"             \
                       "+CHACHA20-POLY1305:+AES-256-GCM:%SERVER_PRECEDENCE"
-#define MAX_CRED_FILE (1024 * 1024)
 /* Bounds on buffered bytes; NTS-KE messages are at most 16 KiB. */
 #define MAX_INBUF (256 * 1024)
 #define MAX_OUTBUF (256 * 1024)
@@ -35,22 +34,25 @@ struct ntsntp_ke_creds {
   int refs;
   gnutls_certificate_credentials_t cred;
   const ntsntp_mem *mem;
+  size_t n_pairs;
   char warning[512];
 };
 
 /*
  * Reads a whole credential file into |*pbuf| (mem->malloc'd), explaining
- * failures in |errbuf| with enough detail to fix permissions.
+ * failures in |errbuf| with enough detail to fix permissions.  Never
+ * blocks (a FIFO is refused, not waited on); links are followed, since
+ * certbot's live/ names are links into archive/.
  */
-static int read_cred_file(const char *path, const ntsntp_mem *mem,
-                          uint8_t **pbuf, size_t *plen, mode_t *pmode,
-                          char *errbuf, size_t errlen) {
+int ntsntp__cred_file_read(const char *path, const ntsntp_mem *mem,
+                           uint8_t **pbuf, size_t *plen, struct stat *pst,
+                           char *errbuf, size_t errlen) {
   struct stat st;
   uint8_t *buf;
   size_t got = 0;
   int fd, e;
 
-  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     e = errno;
     unsigned uid = (unsigned)geteuid();
@@ -86,11 +88,11 @@ static int read_cred_file(const char *path, const ntsntp_mem *mem,
     ntsntp__errf(errbuf, errlen, "cannot read %s: not a regular file", path);
     return NTSNTP_ERR_BAD_CONFIG;
   }
-  if (st.st_size <= 0 || st.st_size > MAX_CRED_FILE) {
+  if (st.st_size <= 0 || st.st_size > NTSNTP__MAX_CRED_FILE) {
     close(fd);
     ntsntp__errf(errbuf, errlen,
                  "cannot use %s: size %lld (must be 1..%d bytes)", path,
-                 (long long)st.st_size, MAX_CRED_FILE);
+                 (long long)st.st_size, NTSNTP__MAX_CRED_FILE);
     return NTSNTP_ERR_BAD_CONFIG;
   }
   buf = mem->malloc((size_t)st.st_size, mem->user);
@@ -116,100 +118,131 @@ static int read_cred_file(const char *path, const ntsntp_mem *mem,
   close(fd);
   *pbuf = buf;
   *plen = got;
-  if (pmode)
-    *pmode = st.st_mode;
+  if (pst)
+    *pst = st;
+  return 0;
+}
+
+/* Parses one pair alone first so that a message names the bad file. */
+static int check_pair(const ntsntp_ke_pem *p, char *errbuf, size_t errlen) {
+  gnutls_datum_t cd = {(unsigned char *)p->cert, (unsigned)p->cert_len};
+  gnutls_datum_t kd = {(unsigned char *)p->key, (unsigned)p->key_len};
+  gnutls_x509_crt_t *crts = NULL;
+  gnutls_x509_privkey_t pk = NULL;
+  unsigned ncrts = 0, i;
+  int g;
+
+  g = gnutls_x509_crt_list_import2(&crts, &ncrts, &cd, GNUTLS_X509_FMT_PEM, 0);
+  if (g < 0) {
+    ntsntp__errf(errbuf, errlen, "certificate file %s: %s", p->cert_name,
+                 gnutls_strerror(g));
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  for (i = 0; i < ncrts; i++)
+    gnutls_x509_crt_deinit(crts[i]);
+  gnutls_free(crts);
+  if (gnutls_x509_privkey_init(&pk) < 0)
+    return NTSNTP_ERR_NOMEM;
+  g = gnutls_x509_privkey_import2(pk, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+  gnutls_x509_privkey_deinit(pk);
+  if (g < 0) {
+    ntsntp__errf(errbuf, errlen, "key file %s: %s", p->key_name,
+                 gnutls_strerror(g));
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  return 0;
+}
+
+int ntsntp_ke_creds_new_pem(ntsntp_ke_creds **pcreds,
+                            const ntsntp_ke_pem *pairs, size_t n,
+                            char *errbuf, size_t errlen) {
+  const ntsntp_mem *mem = ntsntp_mem_default();
+  ntsntp_ke_creds *c;
+  size_t i;
+  int rv, g;
+
+  if (errbuf && errlen)
+    errbuf[0] = '\0';
+  if (pcreds == NULL || pairs == NULL || n == 0 ||
+      n > NTSNTP_KE_MAX_CERTS)
+    return NTSNTP_ERR_INVALID_ARG;
+  *pcreds = NULL;
+  for (i = 0; i < n; i++) {
+    if (!pairs[i].cert || !pairs[i].key || !pairs[i].cert_len ||
+        !pairs[i].key_len || pairs[i].cert_len > NTSNTP__MAX_CRED_FILE ||
+        pairs[i].key_len > NTSNTP__MAX_CRED_FILE || !pairs[i].cert_name ||
+        !pairs[i].key_name)
+      return NTSNTP_ERR_INVALID_ARG;
+    rv = check_pair(&pairs[i], errbuf, errlen);
+    if (rv)
+      return rv;
+  }
+  c = mem->calloc(1, sizeof(*c), mem->user);
+  if (c == NULL)
+    return NTSNTP_ERR_NOMEM;
+  c->mem = mem;
+  c->refs = 1;
+  if (gnutls_certificate_allocate_credentials(&c->cred) < 0) {
+    mem->free(c, mem->user);
+    return NTSNTP_ERR_NOMEM;
+  }
+  /* Several pairs in one credential: GnuTLS picks the one whose names
+   * match the client's SNI, and among those one whose key suits the
+   * client's signature algorithms (ECDSA and RSA for one name). */
+  for (i = 0; i < n; i++) {
+    gnutls_datum_t cd = {(unsigned char *)pairs[i].cert,
+                         (unsigned)pairs[i].cert_len};
+    gnutls_datum_t kd = {(unsigned char *)pairs[i].key,
+                         (unsigned)pairs[i].key_len};
+    g = gnutls_certificate_set_x509_key_mem2(c->cred, &cd, &kd,
+                                             GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (g < 0) {
+      ntsntp__errf(errbuf, errlen, "cannot use key %s with certificate %s: %s",
+                   pairs[i].key_name, pairs[i].cert_name, gnutls_strerror(g));
+      gnutls_certificate_free_credentials(c->cred);
+      mem->free(c, mem->user);
+      return NTSNTP_ERR_BAD_CONFIG;
+    }
+    if ((pairs[i].key_mode & (S_IRGRP | S_IROTH)) && !c->warning[0])
+      snprintf(c->warning, sizeof(c->warning),
+               "key file %s is readable by group or others (mode %04o): "
+               "chmod 0600 it",
+               pairs[i].key_name, (unsigned)(pairs[i].key_mode & 07777));
+  }
+  c->n_pairs = n;
+  *pcreds = c;
   return 0;
 }
 
 int ntsntp_ke_creds_load(ntsntp_ke_creds **pcreds, const char *cert_path,
                          const char *key_path, char *errbuf, size_t errlen) {
   const ntsntp_mem *mem = ntsntp_mem_default();
+  ntsntp_ke_pem p;
   uint8_t *cbuf = NULL, *kbuf = NULL;
   size_t clen = 0, klen = 0;
-  gnutls_datum_t cd, kd;
-  gnutls_x509_crt_t *crts = NULL;
-  unsigned ncrts = 0, i;
-  gnutls_x509_privkey_t pk = NULL;
-  ntsntp_ke_creds *c = NULL;
-  mode_t kmode = 0;
-  int rv, g;
+  struct stat kst;
+  int rv;
 
   if (errbuf && errlen)
     errbuf[0] = '\0';
   if (pcreds == NULL || cert_path == NULL || key_path == NULL)
     return NTSNTP_ERR_INVALID_ARG;
   *pcreds = NULL;
-
-  rv = read_cred_file(cert_path, mem, &cbuf, &clen, NULL, errbuf, errlen);
-  if (rv != 0)
-    goto out;
-  rv = read_cred_file(key_path, mem, &kbuf, &klen, &kmode, errbuf, errlen);
-  if (rv != 0)
-    goto out;
-
-  cd.data = cbuf;
-  cd.size = (unsigned)clen;
-  kd.data = kbuf;
-  kd.size = (unsigned)klen;
-
-  /* Parse each file alone first so the message names the bad one. */
-  g = gnutls_x509_crt_list_import2(&crts, &ncrts, &cd, GNUTLS_X509_FMT_PEM, 0);
-  if (g < 0) {
-    ntsntp__errf(errbuf, errlen, "certificate file %s: %s", cert_path,
-                 gnutls_strerror(g));
-    rv = NTSNTP_ERR_BAD_CONFIG;
-    goto out;
-  }
-  for (i = 0; i < ncrts; i++)
-    gnutls_x509_crt_deinit(crts[i]);
-  gnutls_free(crts);
-  if (gnutls_x509_privkey_init(&pk) < 0) {
-    rv = NTSNTP_ERR_NOMEM;
-    goto out;
-  }
-  g = gnutls_x509_privkey_import2(pk, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
-  gnutls_x509_privkey_deinit(pk);
-  if (g < 0) {
-    ntsntp__errf(errbuf, errlen, "key file %s: %s", key_path,
-                 gnutls_strerror(g));
-    rv = NTSNTP_ERR_BAD_CONFIG;
-    goto out;
-  }
-
-  c = mem->calloc(1, sizeof(*c), mem->user);
-  if (c == NULL) {
-    rv = NTSNTP_ERR_NOMEM;
-    goto out;
-  }
-  c->mem = mem;
-  c->refs = 1;
-  if (gnutls_certificate_allocate_credentials(&c->cred) < 0) {
-    c->cred = NULL;
-    rv = NTSNTP_ERR_NOMEM;
-    goto out;
-  }
-  g = gnutls_certificate_set_x509_key_mem2(c->cred, &cd, &kd,
-                                           GNUTLS_X509_FMT_PEM, NULL, 0);
-  if (g < 0) {
-    ntsntp__errf(errbuf, errlen, "cannot use key %s with certificate %s: %s",
-                 key_path, cert_path, gnutls_strerror(g));
-    rv = NTSNTP_ERR_BAD_CONFIG;
-    goto out;
-  }
-  if (kmode & (S_IRGRP | S_IROTH))
-    snprintf(c->warning, sizeof(c->warning),
-             "key file %s is readable by group or others (mode %04o): "
-             "chmod 0600 it",
-             key_path, (unsigned)(kmode & 07777));
-  *pcreds = c;
-  c = NULL;
-  rv = 0;
-
-out:
-  if (c) {
-    if (c->cred)
-      gnutls_certificate_free_credentials(c->cred);
-    mem->free(c, mem->user);
+  rv = ntsntp__cred_file_read(cert_path, mem, &cbuf, &clen, NULL, errbuf,
+                              errlen);
+  if (rv == 0)
+    rv = ntsntp__cred_file_read(key_path, mem, &kbuf, &klen, &kst, errbuf,
+                                errlen);
+  if (rv == 0) {
+    memset(&p, 0, sizeof(p));
+    p.cert = cbuf;
+    p.cert_len = clen;
+    p.cert_name = cert_path;
+    p.key = kbuf;
+    p.key_len = klen;
+    p.key_name = key_path;
+    p.key_mode = (unsigned)kst.st_mode;
+    rv = ntsntp_ke_creds_new_pem(pcreds, &p, 1, errbuf, errlen);
   }
   if (kbuf) {
     ntsntp_secure_clear(kbuf, klen);
@@ -218,6 +251,10 @@ out:
   if (cbuf)
     mem->free(cbuf, mem->user);
   return rv;
+}
+
+size_t ntsntp_ke_creds_count(const ntsntp_ke_creds *c) {
+  return c ? c->n_pairs : 0;
 }
 
 const char *ntsntp_ke_creds_warning(const ntsntp_ke_creds *c) {

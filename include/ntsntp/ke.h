@@ -158,7 +158,8 @@ typedef struct ntsntp_ke_creds ntsntp_ke_creds;
  * a NUL-terminated sentence naming the path, the system error, the file's
  * owner and mode, our uid and what to change, or GnuTLS' reason when the
  * PEM does not parse or the key does not match.  The key bytes are wiped.
- * The new object has one reference.
+ * Neither file may be a FIFO or device (reading never blocks); links are
+ * followed.  The new object has one reference.
  * Errors: NTSNTP_ERR_IO (a file cannot be opened or read),
  *   NTSNTP_ERR_BAD_CONFIG (not PEM, key mismatch, file empty or > 1 MiB),
  *   NTSNTP_ERR_INVALID_ARG, NTSNTP_ERR_NOMEM.
@@ -167,6 +168,40 @@ NTSNTP_EXTERN int ntsntp_ke_creds_load(ntsntp_ke_creds **pcreds,
                                        const char *cert_path,
                                        const char *key_path, char *errbuf,
                                        size_t errlen) NTSNTP_WARN_UNUSED;
+
+/* Most certificate/key pairs one credential object holds. */
+#define NTSNTP_KE_MAX_CERTS 8
+
+/* One certificate chain and its key, as PEM bytes (from files, or handed
+ * over by a privileged helper).  The names are for messages only. */
+typedef struct ntsntp_ke_pem {
+  const uint8_t *cert;
+  size_t cert_len;
+  const char *cert_name;
+  const uint8_t *key;
+  size_t key_len;
+  const char *key_name;
+  unsigned key_mode; /* the key file's st_mode, for the warning; or 0 */
+} ntsntp_ke_pem;
+
+/*
+ * Makes credentials from |n| (1..NTSNTP_KE_MAX_CERTS) pairs of PEM bytes.
+ * With several pairs the TLS server picks, for each client, a certificate
+ * whose names match the client's SNI and whose key suits the client's
+ * signature algorithms (so an ECDSA and an RSA certificate may be given
+ * for one name); without a match, the first usable pair.  The bytes are
+ * not kept (the caller wipes the keys).  Errors: NTSNTP_ERR_BAD_CONFIG
+ * (|errbuf| names the file that does not parse, or the pair whose key
+ * does not match), NTSNTP_ERR_INVALID_ARG (no pairs, too many, an empty
+ * or larger than 1 MiB buffer), NTSNTP_ERR_NOMEM.
+ */
+NTSNTP_EXTERN int ntsntp_ke_creds_new_pem(ntsntp_ke_creds **pcreds,
+                                          const ntsntp_ke_pem *pairs,
+                                          size_t n, char *errbuf,
+                                          size_t errlen) NTSNTP_WARN_UNUSED;
+
+/* Number of certificate/key pairs in |c| (0 for NULL). */
+NTSNTP_EXTERN size_t ntsntp_ke_creds_count(const ntsntp_ke_creds *c);
 
 /*
  * A warning about the loaded files (currently: the key file is readable by

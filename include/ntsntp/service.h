@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "ntsntp/access.h" /* access */
+#include "ntsntp/privsep.h"
 #include "ntsntp/server.h"
 #include "ntsntp/upstream.h"
 #include "ntsntp/uv.h"
@@ -39,8 +40,16 @@ typedef struct ntsntp_uv_service_settings {
   unsigned workers;   /* NTP threads; 0: one per CPU */
   /* State: key ring file "ntskeys" (and later the drift file) live here. */
   const char *state_dir;
-  /* NTS: certificate chain and key (PEM).  Both NULL/empty: NTS off. */
+  /* NTS: certificate chains and their keys (PEM), comma-separated lists
+   * of the same length (at most NTSNTP_KE_MAX_CERTS pairs): the client's
+   * SNI and signature algorithms choose among them.  Both NULL/empty:
+   * NTS off. */
   const char *cert, *key;
+  /* Reads the certificate files (and makes clock adjustments) with the
+   * rights the server gave up; see ntsntp_uv_service_privsep.  NULL: the
+   * service reads the files itself and, with clock_control, adjusts the
+   * clock itself. */
+  ntsntp_privsep *privsep;
   uint32_t rotate_interval;   /* seconds; default 604800 */
   ntsntp_uv_role role;
   /* Shared master secret files, "CURRENT[,PREVIOUS]" (NTS_KEY_SECRET_FILE):
@@ -108,7 +117,23 @@ NTSNTP_EXTERN int ntsntp_uv_service_start(uv_loop_t *loop,
                                           char *errbuf, size_t errlen);
 
 /*
- * Reloads the certificate and key (SIGHUP).  On failure the old ones stay
+ * Starts the privileged helper the service settings |s| call for
+ * (privsep.h): it may read the NTS_CERT and NTS_KEY files, and with
+ * clock_control it adjusts the clock.  Call it before
+ * ntsntp_uv_service_start, while the process still has its start-up
+ * rights, and put the result in s->privsep.  |user| is the one the server
+ * will run as (ntsntp_drop_privileges); |seccomp| confines the helper.  Not root and no clock
+ * control: there is nothing to separate, and |*out| is NULL.
+ * Errors: those of ntsntp_privsep_start; BAD_CONFIG (the NTS_CERT and
+ * NTS_KEY lists differ in length or hold too many pairs).
+ */
+NTSNTP_EXTERN int
+ntsntp_uv_service_privsep(const ntsntp_uv_service_settings *s,
+                          const char *user, int seccomp, ntsntp_privsep **out,
+                          char *errbuf, size_t errlen);
+
+/*
+ * Reloads the certificates and keys (SIGHUP).  On failure the old ones stay
  * in use and the error is logged.  Returns 0 or the load error.
  */
 NTSNTP_EXTERN int ntsntp_uv_service_reload(ntsntp_uv_service *svc);

@@ -1,5 +1,6 @@
 /* libntsntp runtime: dropping root after the sockets and files are open. */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <pwd.h>
@@ -12,25 +13,49 @@
 
 #include "ntsntp/privdrop.h"
 
-static int capset_raw(uint32_t effective, uint32_t permitted) {
+/* Empties the permitted, effective, inheritable and ambient sets. */
+static int drop_all_caps(void) {
   struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct d[2];
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   memset(d, 0, sizeof(d));
-  d[0].effective = effective;
-  d[0].permitted = permitted;
-  return (int)syscall(SYS_capset, &h, d);
+  if (syscall(SYS_capset, &h, d) < 0 || syscall(SYS_capget, &h, d) < 0)
+    return -1;
+  return d[0].permitted | d[1].permitted | d[0].effective | d[1].effective
+             ? -1
+             : 0;
+}
+
+/* Gives |path| to |uid|:|gid| without following a link in its last
+ * component: the directory may belong to that user already, who could
+ * have put a link to a root-only file there. */
+static int give(const char *path, uid_t uid, gid_t gid) {
+  struct stat st;
+  int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC), rv = 0;
+  if (fd < 0)
+    return errno == ENOENT ? 0 : -1;
+  if (fstat(fd, &st) == 0 && !S_ISLNK(st.st_mode) &&
+      (st.st_uid != uid || st.st_gid != gid))
+    rv = fchownat(fd, "", uid, gid, AT_EMPTY_PATH);
+  close(fd);
+  return rv;
 }
 
 int ntsntp_drop_privileges(const char *user, const char *const *own,
-                           size_t n_own, int keep_read, int keep_time,
-                           char *msg, size_t msglen) {
+                           size_t n_own, char *msg, size_t msglen) {
   struct passwd *pw;
   size_t i;
-  int can_keep;
 
   msg[0] = 0;
-  if (geteuid() != 0)
-    return 0; /* nothing to drop */
+  if (geteuid() != 0) {
+    /* Capabilities a service manager gave (ambient CAP_NET_BIND_SERVICE)
+     * are not needed once the ports are bound. */
+    if (drop_all_caps() < 0) {
+      snprintf(msg, msglen, "cannot drop capabilities: %s", strerror(errno));
+      return NTSNTP_ERR_IO;
+    }
+    return 0;
+  }
   if (!user || !*user || !strcmp(user, "root")) {
     snprintf(msg, msglen, "Running as root (NTSD_USER=root): a bug in ntsd "
              "would be a bug with root's powers");
@@ -49,56 +74,28 @@ int ntsntp_drop_privileges(const char *user, const char *const *own,
   }
   /* Files written after the drop (key ring, drift) must stay writable. */
   for (i = 0; i < n_own; i++) {
-    struct stat st;
-    if (lstat(own[i], &st) == 0 && !S_ISLNK(st.st_mode) &&
-        chown(own[i], pw->pw_uid, pw->pw_gid) < 0) {
+    if (give(own[i], pw->pw_uid, pw->pw_gid) < 0) {
       snprintf(msg, msglen, "cannot give %s to user %s: %s", own[i], user,
                strerror(errno));
       return NTSNTP_ERR_IO;
     }
   }
-  /* Certificate renewals are re-read after the drop: keep the one
-   * capability that reads root-only files (CAP_DAC_READ_SEARCH) when the
-   * process may have it (containers drop it by default). */
-  can_keep = keep_read && prctl(PR_CAPBSET_READ, CAP_DAC_READ_SEARCH) == 1;
-  if ((can_keep || keep_time) && prctl(PR_SET_KEEPCAPS, 1) < 0) {
-    snprintf(msg, msglen, "cannot keep capabilities: %s", strerror(errno));
-    return NTSNTP_ERR_IO;
-  }
+  /* Nothing may give a capability back (no CAP_SETPCAP: the user's
+   * switch below empties every set anyway). */
+  for (i = 0; i <= 63 && prctl(PR_CAPBSET_READ, (int)i) >= 0; i++)
+    prctl(PR_CAPBSET_DROP, (int)i);
+  prctl(PR_SET_KEEPCAPS, 0);
   if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 ||
       setuid(pw->pw_uid) < 0) {
     snprintf(msg, msglen, "cannot switch to user %s: %s", user,
              strerror(errno));
     return NTSNTP_ERR_IO;
   }
-  if (can_keep || keep_time) {
-    uint32_t bits = (can_keep ? 1u << CAP_DAC_READ_SEARCH : 0) |
-                    (keep_time ? 1u << CAP_SYS_TIME : 0);
-    if (capset_raw(bits, bits) < 0) {
-      if (keep_time) {
-        snprintf(msg, msglen, "CLOCK_CONTROL needs CAP_SYS_TIME, which "
-                 "could not be kept: %s", strerror(errno));
-        return NTSNTP_ERR_IO;
-      }
-      can_keep = 0;
-    }
-    prctl(PR_SET_KEEPCAPS, 0);
-  }
-  if (setuid(0) == 0) { /* must be impossible now */
+  if (setuid(0) == 0 || drop_all_caps() < 0) { /* must be impossible now */
     snprintf(msg, msglen, "privilege drop to %s did not hold", user);
     return NTSNTP_ERR_IO;
   }
-  if (keep_read && !can_keep)
-    snprintf(msg, msglen,
-             "Running as %s (uid %u) without CAP_DAC_READ_SEARCH: a renewed "
-             "certificate key can be reloaded only if %s can read it (in "
-             "Docker: cap_add DAC_READ_SEARCH)",
-             user, (unsigned)pw->pw_uid, user);
-  else
-    snprintf(msg, msglen, "Running as %s (uid %u)%s", user,
-             (unsigned)pw->pw_uid,
-             can_keep ? ", keeping only CAP_DAC_READ_SEARCH to reload the "
-                        "certificate"
-                      : "");
+  snprintf(msg, msglen, "Running as %s (uid %u) without capabilities", user,
+           (unsigned)pw->pw_uid);
   return 0;
 }

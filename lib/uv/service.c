@@ -32,7 +32,12 @@ struct ntsntp_uv_service {
   ntsntp__access_svc *access; /* access */
   uv_timer_t rotate_timer, clock_timer;
   uv_timer_t cert_timer;
-  struct stat cert_st[2]; /* certificate and key as last loaded */
+  /* NTS_CERT and NTS_KEY split into pairs; each file's version as last
+   * loaded (certificates, then keys). */
+  char pair_buf[2][4096];
+  const char *certs[NTSNTP_KE_MAX_CERTS], *keys[NTSNTP_KE_MAX_CERTS];
+  size_t n_pairs;
+  ntsntp_file_id cert_id[2 * NTSNTP_KE_MAX_CERTS];
   int handles;
   uint64_t rotations, reloads;
   void (*done)(void *);
@@ -157,7 +162,8 @@ static int read_secret(ntsntp_uv_service *svc, const char *path,
                        size_t errlen) {
   struct stat st;
   ssize_t n;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* Never blocks on a FIFO; links are followed (see above). */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0 || fstat(fd, &st) < 0) {
     snprintf(errbuf, errlen, "cannot read NTS_KEY_SECRET_FILE %s: %s (ntsd "
              "runs as uid %u); fix: check the path and its permissions",
@@ -165,6 +171,12 @@ static int read_secret(ntsntp_uv_service *svc, const char *path,
     if (fd >= 0)
       close(fd);
     return NTSNTP_ERR_IO;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    snprintf(errbuf, errlen, "NTS_KEY_SECRET_FILE %s is not a regular file; "
+             "fix: point it at a file of at least 32 random bytes", path);
+    return NTSNTP_ERR_BAD_CONFIG;
   }
   n = read(fd, buf, *len);
   close(fd);
@@ -255,38 +267,137 @@ static int load_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   return 0;
 }
 
+/* Splits "A,B" into |out| inside |buf|; -1 when |list| does not fit. */
+static int split_list(const char *list, char *buf, size_t size,
+                      const char **out, size_t max) {
+  size_t n = 0;
+  char *p, *save = NULL;
+  if (!list || snprintf(buf, size, "%s", list) >= (int)size)
+    return -1;
+  for (p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+    if (n == max)
+      return -1;
+    out[n++] = p;
+  }
+  return (int)n;
+}
+
+/* NTS_CERT and NTS_KEY as pairs.  Errors: BAD_CONFIG. */
+static int split_pairs(const ntsntp_uv_service_settings *s,
+                       char buf[2][4096], const char **certs,
+                       const char **keys, size_t *n, char *errbuf,
+                       size_t errlen) {
+  int nc = split_list(s->cert, buf[0], sizeof(buf[0]), certs,
+                      NTSNTP_KE_MAX_CERTS);
+  int nk = split_list(s->key, buf[1], sizeof(buf[1]), keys,
+                      NTSNTP_KE_MAX_CERTS);
+  if (nc < 1 || nk < 1 || nc != nk) {
+    snprintf(errbuf, errlen, "NTS_CERT and NTS_KEY must list the same "
+             "number of files (1 to %d, comma-separated: the first key "
+             "belongs to the first certificate, and so on); they list %d "
+             "and %d",
+             NTSNTP_KE_MAX_CERTS, nc, nk);
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  *n = (size_t)nc;
+  return 0;
+}
+
+int ntsntp_uv_service_privsep(const ntsntp_uv_service_settings *s,
+                              const char *user, int seccomp,
+                              ntsntp_privsep **out, char *errbuf,
+                              size_t errlen) {
+  char buf[2][4096];
+  const char *files[2 * NTSNTP_KE_MAX_CERTS];
+  ntsntp_privsep_settings ps;
+  size_t n = 0;
+  int rv;
+  *out = NULL;
+  ntsntp_privsep_settings_default(&ps);
+  if (nts_enabled(s)) {
+    rv = split_pairs(s, buf, files, files + NTSNTP_KE_MAX_CERTS, &n, errbuf,
+                     errlen);
+    if (rv)
+      return rv;
+    memmove(files + n, files + NTSNTP_KE_MAX_CERTS, n * sizeof(files[0]));
+  }
+  if (geteuid() != 0 && !s->clock_control)
+    return 0;
+  ps.files = files;
+  ps.n_files = 2 * n;
+  ps.clock_control = s->clock_control;
+  ps.seccomp = seccomp;
+  ps.user = user;
+  return ntsntp_privsep_start(&ps, out, errbuf, errlen);
+}
+
 /* What identifies a version of a file: a renewal (certbot writes a new
  * archive file and moves the symlink) changes the inode or the times. */
-static int same_file(const struct stat *a, const struct stat *b) {
-  return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
-         a->st_size == b->st_size &&
-         a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-         a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-         a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
-         a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+static int same_file(const ntsntp_file_id *a, const ntsntp_file_id *b) {
+  return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+         a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
 }
 
-static void stat_creds(ntsntp_uv_service *svc, struct stat st[2]) {
-  memset(st, 0, 2 * sizeof(st[0]));
-  stat(svc->s.cert, &st[0]);
-  stat(svc->s.key, &st[1]);
+static void stat_creds(ntsntp_uv_service *svc, ntsntp_file_id *id) {
+  size_t i;
+  for (i = 0; i < svc->n_pairs; i++) {
+    ntsntp_privsep_stat(svc->s.privsep, svc->certs[i], &id[i]);
+    ntsntp_privsep_stat(svc->s.privsep, svc->keys[i],
+                        &id[NTSNTP_KE_MAX_CERTS + i]);
+  }
 }
 
-/* Polled on the loop thread itself, not libuv's thread pool: after the
- * privilege drop only this thread keeps the right to read the files. */
+/* Polled on the loop thread; after the privilege drop the files are read
+ * by the privileged helper. */
 static void on_cert_timer(uv_timer_t *t) {
   ntsntp_uv_service *svc = t->data;
-  struct stat now[2];
+  ntsntp_file_id now[2 * NTSNTP_KE_MAX_CERTS];
+  size_t i;
+  int changed = 0;
+  memset(now, 0, sizeof(now));
   stat_creds(svc, now);
-  if (same_file(&now[0], &svc->cert_st[0]) &&
-      same_file(&now[1], &svc->cert_st[1]))
+  for (i = 0; i < 2 * NTSNTP_KE_MAX_CERTS; i++) {
+    if (!same_file(&now[i], &svc->cert_id[i]))
+      changed = 1;
+    if ((i % NTSNTP_KE_MAX_CERTS) < svc->n_pairs && now[i].ino == 0)
+      return; /* mid-renewal or gone: look again at the next tick */
+  }
+  if (!changed)
     return;
-  if (now[0].st_ino == 0 || now[1].st_ino == 0)
-    return; /* mid-renewal or gone: look again at the next tick */
   slog(svc, NTSNTP_LOG_INFO, "Certificate or key file changed");
   /* Remember this version even if it fails to load: one error per change. */
-  memcpy(svc->cert_st, now, sizeof(now));
+  memcpy(svc->cert_id, now, sizeof(now));
   ntsntp_uv_service_reload(svc);
+}
+
+/* Reads every pair (through the privileged helper where there is one)
+ * and makes credentials of them; the versions read go to |id|. */
+static int load_creds(ntsntp_uv_service *svc, ntsntp_ke_creds **creds,
+                      ntsntp_file_id *id, char *errbuf, size_t errlen) {
+  ntsntp_ke_pem pem[NTSNTP_KE_MAX_CERTS];
+  size_t i;
+  int rv = 0;
+  memset(pem, 0, sizeof(pem));
+  for (i = 0; i < svc->n_pairs && rv == 0; i++) {
+    ntsntp_file_id *kid = &id[NTSNTP_KE_MAX_CERTS + i];
+    pem[i].cert_name = svc->certs[i];
+    pem[i].key_name = svc->keys[i];
+    rv = ntsntp_privsep_read(svc->s.privsep, svc->certs[i],
+                             (uint8_t **)&pem[i].cert, &pem[i].cert_len,
+                             &id[i], errbuf, errlen);
+    if (rv == 0)
+      rv = ntsntp_privsep_read(svc->s.privsep, svc->keys[i],
+                               (uint8_t **)&pem[i].key, &pem[i].key_len, kid,
+                               errbuf, errlen);
+    pem[i].key_mode = kid->mode;
+  }
+  if (rv == 0)
+    rv = ntsntp_ke_creds_new_pem(creds, pem, svc->n_pairs, errbuf, errlen);
+  for (i = 0; i < svc->n_pairs; i++) {
+    ntsntp_privsep_data_free((uint8_t *)pem[i].cert, pem[i].cert_len);
+    ntsntp_privsep_data_free((uint8_t *)pem[i].key, pem[i].key_len);
+  }
+  return rv;
 }
 
 int ntsntp_uv_service_reload(ntsntp_uv_service *svc) {
@@ -295,8 +406,8 @@ int ntsntp_uv_service_reload(ntsntp_uv_service *svc) {
   int rv;
   if (!svc->ke)
     return 0;
-  stat_creds(svc, svc->cert_st); /* the poll need not load this again */
-  rv = ntsntp_ke_creds_load(&creds, svc->s.cert, svc->s.key, err, sizeof(err));
+  /* The poll need not load this version again. */
+  rv = load_creds(svc, &creds, svc->cert_id, err, sizeof(err));
   if (rv) {
     slog(svc, NTSNTP_LOG_ERR, "Could not reload certificate (keeping the "
          "old one): %s", err);
@@ -305,7 +416,11 @@ int ntsntp_uv_service_reload(ntsntp_uv_service *svc) {
   ntsntp_uv_ke_set_creds(svc->ke, creds);
   ntsntp_ke_creds_unref(creds);
   svc->reloads++;
-  slog(svc, NTSNTP_LOG_INFO, "Reloaded certificate %s", svc->s.cert);
+  if (svc->n_pairs == 1)
+    slog(svc, NTSNTP_LOG_INFO, "Reloaded certificate %s", svc->certs[0]);
+  else
+    slog(svc, NTSNTP_LOG_INFO, "Reloaded %zu certificates (%s, ...)",
+         svc->n_pairs, svc->certs[0]);
   return 0;
 }
 
@@ -313,7 +428,10 @@ static int start_ke(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   ntsntp_uv_ke_settings ks;
   ntsntp_ke_creds *creds;
   int rv;
-  rv = ntsntp_ke_creds_load(&creds, svc->s.cert, svc->s.key, errbuf, errlen);
+  rv = split_pairs(&svc->s, svc->pair_buf, svc->certs, svc->keys,
+                   &svc->n_pairs, errbuf, errlen);
+  if (rv == 0)
+    rv = load_creds(svc, &creds, svc->cert_id, errbuf, errlen);
   if (rv)
     return rv;
   if (ntsntp_ke_creds_warning(creds))
@@ -515,7 +633,10 @@ static int start_upstream(ntsntp_uv_service *svc, char *errbuf,
   us.sync.minpoll = svc->s.minpoll;
   us.sync.maxpoll = svc->s.maxpoll;
   if (svc->s.clock_control) {
-    ntsntp_uv_sysclock_ops(&svc->clock_ops);
+    if (svc->s.privsep) /* CAP_SYS_TIME is the helper's alone */
+      ntsntp_privsep_clock_ops(svc->s.privsep, &svc->clock_ops);
+    else
+      ntsntp_uv_sysclock_ops(&svc->clock_ops);
     us.sync.clock_ops = &svc->clock_ops;
     us.sync.rtcsync = 1;
   }
@@ -669,7 +790,6 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
     rv = start_ke(svc, errbuf, errlen);
     if (rv)
       goto fail;
-    stat_creds(svc, svc->cert_st);
     uv_timer_start(&svc->cert_timer, on_cert_timer,
                    s->cert_poll_ms ? s->cert_poll_ms : 5000,
                    s->cert_poll_ms ? s->cert_poll_ms : 5000);
