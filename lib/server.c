@@ -139,12 +139,19 @@ static int count_encrypted_placeholders(const uint8_t *pt, size_t len,
   return rv < 0 ? -1 : n;
 }
 
+/* The Authenticator's nonce and ciphertext; non-zero if malformed or
+ * with more encrypted fields than we accept. */
+static int auth_parts(const ntsntp_ef *auth, const uint8_t **nonce,
+                      size_t *nonce_len, const uint8_t **ct, size_t *ct_len) {
+  return ntsntp__nts_auth_parse(auth, nonce, nonce_len, ct, ct_len) ||
+         *ct_len - NTSNTP__AEAD_TAG_LEN > MAX_REQ_PLAINTEXT;
+}
+
+/* The cryptographic part of prepare (ntsntp_server_authenticate). */
 static ntsntp_server_verdict prepare_nts(const ntsntp_server *srv,
-                                         const uint8_t *req,
-                                         ntsntp_server_ctx *ctx,
-                                         const ntsntp_ef *cookie,
-                                         const ntsntp_ef *auth,
-                                         unsigned placeholders) {
+                                         ntsntp_server_ctx *ctx) {
+  const uint8_t *req = ctx->req;
+  const ntsntp_ef *cookie = &ctx->cookie_ef, *auth = &ctx->auth_ef;
   uint8_t keys[2][NTSNTP_MAX_KEY_LEN]; /* C2S, S2C */
   uint8_t pt[MAX_REQ_PLAINTEXT];
   const uint8_t *nonce, *ct;
@@ -154,8 +161,7 @@ static ntsntp_server_verdict prepare_nts(const ntsntp_server *srv,
   unsigned n, i;
   int rv, enc_ph;
 
-  if (ntsntp__nts_auth_parse(auth, &nonce, &nonce_len, &ct, &ct_len) ||
-      ct_len - NTSNTP__AEAD_TAG_LEN > sizeof(pt))
+  if (auth_parts(auth, &nonce, &nonce_len, &ct, &ct_len))
     return verdict(ctx, NTSNTP_SERVER_DROP, NTSNTP_REASON_NTS_MALFORMED);
   pt_len = ct_len - NTSNTP__AEAD_TAG_LEN;
 
@@ -203,7 +209,7 @@ static ntsntp_server_verdict prepare_nts(const ntsntp_server *srv,
   /*= https://www.rfc-editor.org/rfc/rfc8915#section-5.7
    *# [...] the server SHOULD include one new cookie [...] plus one for
    *# each Cookie Placeholder [...] */
-  n = 1 + placeholders + (unsigned)enc_ph;
+  n = 1 + ctx->placeholders + (unsigned)enc_ph;
   if (n > NTSNTP_SERVER_MAX_COOKIES)
     n = NTSNTP_SERVER_MAX_COOKIES;
   /* Never answer with more bytes than were sent (no amplification). */
@@ -248,13 +254,15 @@ out:
   return verdict(ctx, NTSNTP_SERVER_DROP, reason);
 }
 
-ntsntp_server_verdict ntsntp_server_prepare(const ntsntp_server *srv,
-                                            const uint8_t *req, size_t len,
-                                            uint64_t rx_ts,
-                                            ntsntp_server_ctx *ctx) {
+ntsntp_server_verdict ntsntp_server_parse(const ntsntp_server *srv,
+                                          const uint8_t *req, size_t len,
+                                          uint64_t rx_ts,
+                                          ntsntp_server_ctx *ctx) {
   ntsntp_pkt_hdr h;
   ntsntp_ef_iter it;
   ntsntp_ef ef, cookie, auth;
+  const uint8_t *nonce, *ct;
+  size_t nonce_len, ct_len;
   int have_cookie = 0, have_auth = 0, rv;
   unsigned placeholders = 0;
 
@@ -269,6 +277,8 @@ ntsntp_server_verdict ntsntp_server_prepare(const ntsntp_server *srv,
   ctx->n_cookies = 0;
   ctx->pt_len = 0;
   ctx->rx_ts = rx_ts;
+  ctx->nts_pending = 0;
+  ctx->req = req;
 
   if (ntsntp_pkt_decode_hdr(&h, req, len))
     return verdict(ctx, NTSNTP_SERVER_DROP, NTSNTP_REASON_TOO_SHORT);
@@ -342,15 +352,40 @@ ntsntp_server_verdict ntsntp_server_prepare(const ntsntp_server *srv,
           ef.body_len != cookie.body_len)
         return verdict(ctx, NTSNTP_SERVER_DROP, NTSNTP_REASON_NTS_MALFORMED);
   }
-  return prepare_nts(srv, req, ctx, &cookie, &auth, placeholders);
+  if (auth_parts(&auth, &nonce, &nonce_len, &ct, &ct_len))
+    return verdict(ctx, NTSNTP_SERVER_DROP, NTSNTP_REASON_NTS_MALFORMED);
+  /* Well-formed: the cryptography is left to ntsntp_server_authenticate,
+   * after the caller's rate limiter. */
+  ctx->cookie_ef = cookie;
+  ctx->auth_ef = auth;
+  ctx->placeholders = placeholders;
+  ctx->nts_pending = 1;
+  return verdict(ctx, NTSNTP_SERVER_RESPOND, NTSNTP_REASON_OK);
+}
+
+ntsntp_server_verdict ntsntp_server_authenticate(const ntsntp_server *srv,
+                                                 ntsntp_server_ctx *ctx) {
+  if (!ctx->nts_pending || ctx->verdict != NTSNTP_SERVER_RESPOND)
+    return ctx->verdict;
+  ctx->nts_pending = 0;
+  return prepare_nts(srv, ctx);
+}
+
+ntsntp_server_verdict ntsntp_server_prepare(const ntsntp_server *srv,
+                                            const uint8_t *req, size_t len,
+                                            uint64_t rx_ts,
+                                            ntsntp_server_ctx *ctx) {
+  ntsntp_server_parse(srv, req, len, rx_ts, ctx);
+  return ntsntp_server_authenticate(srv, ctx);
 }
 
 void ntsntp_server_ctx_ratelimit(ntsntp_server_ctx *ctx) {
   if (ctx->verdict != NTSNTP_SERVER_RESPOND)
     return;
-  if (ctx->nts) {
+  if (ctx->nts || ctx->nts_pending) {
     ntsntp_server_ctx_clear(ctx);
     ctx->nts = 0;
+    ctx->nts_pending = 0;
     ctx->verdict = NTSNTP_SERVER_DROP;
   } else {
     ctx->verdict = NTSNTP_SERVER_RESPOND_KOD;
@@ -375,7 +410,8 @@ ntsntp_ssize ntsntp_server_finish(const ntsntp_server *srv,
   size_t len = NTSNTP_PKT_HDR_LEN;
   int rv = 0;
 
-  if (ctx->verdict == NTSNTP_SERVER_DROP)
+  /* An NTS request is answered only once authenticate has judged it. */
+  if (ctx->verdict == NTSNTP_SERVER_DROP || ctx->nts_pending)
     return NTSNTP_ERR_STATE;
   memset(&h, 0, sizeof(h));
   h.version = ctx->version;
@@ -391,6 +427,14 @@ ntsntp_ssize ntsntp_server_finish(const ntsntp_server *srv,
     h.precision = cs.precision;
     h.refid = cs.refid;
     h.ref_ts = cs.ref_ts;
+    /* The caller read |tx_ts| before this read of the clock state, so an
+     * update published in between (the local clock's timer sets ref_ts to
+     * "now" every second) can be later than |tx_ts|.  The clock cannot
+     * have been set after the response left (clients may reject that as
+     * bogus data): the update is that recent, so say exactly that.
+     * Compared modulo 2^64, as the era may roll over in between. */
+    if (cs.ref_ts != 0 && (int64_t)(cs.ref_ts - tx_ts) > 0)
+      h.ref_ts = tx_ts;
     h.root_delay = cs.root_delay;
     h.root_disp = cs.root_disp;
     if (cs.disp_rate > 0 && cs.ref_ts) {

@@ -6,9 +6,14 @@
 #include "ntsntp/server.h"
 #include "testutil.h"
 
+/* Calls of det_rand: one per cookie the ring seals and one per response
+ * nonce, so a count of the server's AES-SIV work. */
+static unsigned rand_calls;
+
 static int det_rand(void *user, uint8_t *buf, size_t len) {
   unsigned *seed = user;
   size_t i;
+  rand_calls++;
   for (i = 0; i < len; i++)
     buf[i] = (uint8_t)rand_r(seed);
   return 0;
@@ -369,6 +374,158 @@ START_TEST(test_ratelimit_kod) {
 }
 END_TEST
 
+/* The limiter decides between parse and authenticate: a limited NTS
+ * request costs no AES-SIV operation (no cookie opened, no tag checked, no
+ * cookie sealed) and is dropped, whatever its tag. */
+START_TEST(test_ratelimit_before_crypto) {
+  uint8_t req[1024], bad[1024], out[1024];
+  ntsntp_client_exchange ex;
+  ntsntp_client_sample smp;
+  ntsntp_server_ctx ctx;
+  ntsntp_ssize n = nts_request(&ex, req, sizeof(req), 3,
+                               NTSNTP_AEAD_AES_SIV_CMAC_256, kr), r;
+  unsigned before;
+  ck_assert_int_gt(n, 48);
+  memcpy(bad, req, (size_t)n);
+  bad[n - 1] ^= 0x80; /* last tag byte */
+
+  /* parse does no cryptography and leaves the request pending. */
+  before = rand_calls;
+  ck_assert_int_eq(ntsntp_server_parse(srv, req, (size_t)n, RX, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ck_assert_int_eq(ctx.reason, NTSNTP_REASON_OK);
+  ck_assert_int_eq(ctx.nts_pending, 1);
+  ck_assert_int_eq(ctx.nts, 0);
+  ck_assert_int_eq(ctx.aead, 0); /* the cookie is still closed */
+  /* Not answerable before authenticate. */
+  ck_assert_int_eq(ntsntp_server_finish(srv, &ctx, TX, out, sizeof(out)),
+                   NTSNTP_ERR_STATE);
+  /* Limited: dropped, and authenticate has nothing left to do. */
+  ntsntp_server_ctx_ratelimit(&ctx);
+  ck_assert_int_eq(ctx.verdict, NTSNTP_SERVER_DROP);
+  ck_assert_int_eq(ctx.reason, NTSNTP_REASON_RATELIMIT);
+  ck_assert_int_eq(ntsntp_server_authenticate(srv, &ctx), NTSNTP_SERVER_DROP);
+  ck_assert_int_eq(ctx.reason, NTSNTP_REASON_RATELIMIT);
+  ck_assert_int_eq(ctx.aead, 0);
+  ck_assert_uint_eq(rand_calls, before);
+
+  /* A bad tag is not even looked at when limited... */
+  ck_assert_int_eq(ntsntp_server_parse(srv, bad, (size_t)n, RX, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ntsntp_server_ctx_ratelimit(&ctx);
+  ck_assert_int_eq(ntsntp_server_authenticate(srv, &ctx), NTSNTP_SERVER_DROP);
+  ck_assert_int_eq(ctx.reason, NTSNTP_REASON_RATELIMIT);
+  ck_assert_int_eq(ctx.aead, 0);
+  /* ...and gets its NAK when not. */
+  ck_assert_int_eq(ntsntp_server_parse(srv, bad, (size_t)n, RX, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ck_assert_int_eq(ntsntp_server_authenticate(srv, &ctx),
+                   NTSNTP_SERVER_RESPOND_NAK);
+  ck_assert_int_eq(ctx.reason, NTSNTP_REASON_AUTH_FAILED);
+  ck_assert_int_eq(ntsntp_server_finish(srv, &ctx, TX, out, sizeof(out)), 84);
+  ck_assert_uint_eq(rand_calls, before);
+
+  /* Not limited: the same request is served as by prepare, with its four
+   * cookies and one nonce (what the limited one saved). */
+  ck_assert_int_eq(ntsntp_server_parse(srv, req, (size_t)n, RX, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ck_assert_int_eq(ntsntp_server_authenticate(srv, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ck_assert_uint_eq(rand_calls, before + 4 + 1);
+  ck_assert_int_eq(ctx.nts, 1);
+  ck_assert_int_eq(ctx.nts_pending, 0);
+  ck_assert_uint_eq(ctx.n_cookies, 4);
+  /* authenticate twice does not redo the work. */
+  ck_assert_int_eq(ntsntp_server_authenticate(srv, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ck_assert_uint_eq(rand_calls, before + 4 + 1);
+  r = ntsntp_server_finish(srv, &ctx, TX, out, sizeof(out));
+  ck_assert_int_gt(r, 48);
+  ck_assert_int_eq(ntsntp_client_response(&ex, out, (size_t)r, RX, TX, &smp),
+                   0);
+  ck_assert_int_eq(smp.authenticated, 1);
+  ck_assert_uint_eq(smp.n_cookies, 4);
+
+  /* Plain requests: parse decides, authenticate leaves it alone; a limited
+   * one still gets its KoD. */
+  plain_request(req, 4);
+  ck_assert_int_eq(ntsntp_server_parse(srv, req, 48, RX, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ck_assert_int_eq(ctx.nts_pending, 0);
+  ntsntp_server_ctx_ratelimit(&ctx);
+  ck_assert_int_eq(ntsntp_server_authenticate(srv, &ctx),
+                   NTSNTP_SERVER_RESPOND_KOD);
+  ck_assert_int_eq(ntsntp_server_finish(srv, &ctx, TX, out, 48), 48);
+  ck_assert_mem_eq(out + 12, "RATE", 4);
+  /* Malformed NTS fields are found by parse alone. */
+  ck_assert_int_eq(ntsntp_server_parse(srv, bad, 48 + 36, RX, &ctx),
+                   NTSNTP_SERVER_DROP);
+  ck_assert_int_eq(ctx.reason, NTSNTP_REASON_NTS_MALFORMED);
+  ck_assert_int_eq(ntsntp_server_parse(srv_plain, bad, (size_t)n, RX, &ctx),
+                   NTSNTP_SERVER_DROP);
+  ck_assert_int_eq(ctx.reason, NTSNTP_REASON_NTS_OFF);
+  ck_assert_uint_eq(rand_calls, before + 4 + 1);
+}
+END_TEST
+
+/* The reference time is never later than the transmit time, even when the
+ * clock state was updated after the caller read its transmit time (the
+ * local clock's timer sets ref = now every second). */
+static uint64_t served_ref(ntsntp_server *s, uint64_t ref, uint64_t tx,
+                           int nts) {
+  uint8_t req[1024], out[1024];
+  ntsntp_client_exchange ex;
+  ntsntp_client_sample smp;
+  ntsntp_server_ctx ctx;
+  ntsntp_clock_state cs;
+  ntsntp_pkt_hdr h;
+  ntsntp_ssize n = 48, r;
+  ntsntp_clock_state_local(&cs, 10, ref);
+  ntsntp_server_set_clock(s, &cs);
+  if (nts)
+    n = nts_request(&ex, req, sizeof(req), 0, NTSNTP_AEAD_AES_SIV_CMAC_256,
+                    kr);
+  else
+    plain_request(req, 4);
+  ck_assert_int_eq(ntsntp_server_prepare(s, req, (size_t)n, RX, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  r = ntsntp_server_finish(s, &ctx, tx, out, sizeof(out));
+  ck_assert_int_ge(r, 48);
+  if (nts) { /* the header is authenticated: check what the client takes */
+    ck_assert_int_eq(ntsntp_client_response(&ex, out, (size_t)r, RX, tx, &smp),
+                     0);
+    ck_assert_int_eq(smp.authenticated, 1);
+    h = smp.hdr;
+  } else {
+    ck_assert_int_eq(ntsntp_pkt_decode_hdr(&h, out, 48), 0);
+  }
+  ck_assert_uint_eq(h.tx_ts, tx);
+  ck_assert_uint_eq(h.stratum, 10);
+  return h.ref_ts;
+}
+
+START_TEST(test_ref_not_after_tx) {
+  const uint64_t wrap_ref = 0xfffffff000000000ULL, wrap_tx = 0x10ULL << 32;
+  int nts;
+  for (nts = 0; nts <= 1; nts++) {
+    /* Updated after the transmit time was read: capped at it. */
+    ck_assert_uint_eq(served_ref(srv, TX + (1ULL << 32), TX, nts), TX);
+    ck_assert_uint_eq(served_ref(srv, TX + 1, TX, nts), TX);
+    /* Earlier or equal: as published. */
+    ck_assert_uint_eq(served_ref(srv, TX, TX, nts), TX);
+    ck_assert_uint_eq(served_ref(srv, TX - 1, TX, nts), TX - 1);
+    ck_assert_uint_eq(served_ref(srv, RX - (1ULL << 32), TX, nts),
+                      RX - (1ULL << 32));
+    /* Across an era rollover: 2^64 - 16 s is before 16 s of the next era;
+     * and the other way round it is after. */
+    ck_assert_uint_eq(served_ref(srv, wrap_ref, wrap_tx, nts), wrap_ref);
+    ck_assert_uint_eq(served_ref(srv, wrap_tx, wrap_ref, nts), wrap_ref);
+    /* 0 is "never set", not a time: left as it is. */
+    ck_assert_uint_eq(served_ref(srv, 0, TX, nts), 0);
+  }
+}
+END_TEST
+
 START_TEST(test_output_buffer_too_small) {
   uint8_t req[1024], out[1024];
   ntsntp_client_exchange ex;
@@ -438,10 +595,18 @@ START_TEST(test_never_amplifies) {
         for (unsigned f = 0; f < 1 + (unsigned)rand_r(&r) % 3; f++)
           req[(size_t)rand_r(&r) % len] ^= (uint8_t)(1 + rand_r(&r) % 255);
     }
-    if (ntsntp_server_prepare(srv, req, len, RX, &ctx) == NTSNTP_SERVER_DROP)
+    if (i % 3 == 0) { /* the runtime's order: limiter before the crypto */
+      if (ntsntp_server_parse(srv, req, len, RX, &ctx) == NTSNTP_SERVER_DROP)
+        continue;
+      if (i % 5 == 0)
+        ntsntp_server_ctx_ratelimit(&ctx);
+      ntsntp_server_authenticate(srv, &ctx);
+    } else if (ntsntp_server_prepare(srv, req, len, RX, &ctx) ==
+               NTSNTP_SERVER_DROP) {
       continue;
-    if (i % 5 == 0)
+    } else if (i % 5 == 0) {
       ntsntp_server_ctx_ratelimit(&ctx); /* KoD RATE, or an NTS drop */
+    }
     if (ctx.verdict == NTSNTP_SERVER_DROP)
       continue;
     naks += ctx.verdict == NTSNTP_SERVER_RESPOND_NAK;
@@ -474,6 +639,8 @@ int main(void) {
   tcase_add_test(tc, test_nts_unknown_key_and_no_keyring);
   tcase_add_test(tc, test_nts_malformed_requests);
   tcase_add_test(tc, test_ratelimit_kod);
+  tcase_add_test(tc, test_ratelimit_before_crypto);
+  tcase_add_test(tc, test_ref_not_after_tx);
   tcase_add_test(tc, test_output_buffer_too_small);
   tcase_add_test(tc, test_root_dispersion_grows);
   tcase_add_test(tc, test_never_amplifies);

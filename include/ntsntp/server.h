@@ -17,6 +17,16 @@
  * An output buffer as large as the request always suffices: the response is
  * never longer than the request (no amplification).
  *
+ * prepare is ntsntp_server_parse then ntsntp_server_authenticate.  A caller
+ * with a rate limiter calls the two itself and asks its limiter in between,
+ * so that a limited NTS request costs no AES-SIV operation (up to ten per
+ * request otherwise: cookie open, authenticator, eight new cookies):
+ *
+ *   if (ntsntp_server_parse(srv, req, len, rx_ts, &ctx) != DROP) {
+ *     if (limited(peer)) ntsntp_server_ctx_ratelimit(&ctx);
+ *     ntsntp_server_authenticate(srv, &ctx);   // no-op unless still due
+ *   }
+ *
  * |ctx| points into |req|; keep |req| unchanged until finish returns.
  * A server object may be used by several threads at once; the clock state it
  * serves is copied in by ntsntp_server_set_clock (see there).
@@ -98,6 +108,13 @@ typedef struct ntsntp_server_ctx {
   unsigned n_cookies; /* new cookies in |pt| */
   size_t pt_len;      /* plaintext: the new cookie fields */
   uint8_t nonce[NTSNTP_SERVER_NONCE_LEN];
+  /* Set by ntsntp_server_parse for an NTS request whose cookie and
+   * authenticator are still to be checked (by ntsntp_server_authenticate);
+   * finish refuses the context while it is set. */
+  int nts_pending;
+  const uint8_t *req; /* the request; the fields below point into it */
+  ntsntp_ef cookie_ef, auth_ef;
+  unsigned placeholders; /* Cookie Placeholders outside the encryption */
   /* The S2C AEAD with its key schedule done in prepare (opaque). */
   union {
     uint64_t align;
@@ -141,25 +158,60 @@ NTSNTP_EXTERN void ntsntp_server_get_clock(const ntsntp_server *srv,
 
 /*
  * Judges |req| received at |rx_ts| (NTP-64) and prepares the response in
- * |ctx|.  Returns ctx->verdict.  ctx->reason says why; a DROP is never an
- * error of the server, and nothing is answered for it.
+ * |ctx|: ntsntp_server_parse, then ntsntp_server_authenticate.  Returns
+ * ctx->verdict.  ctx->reason says why; a DROP is never an error of the
+ * server, and nothing is answered for it.
  */
 NTSNTP_EXTERN ntsntp_server_verdict
 ntsntp_server_prepare(const ntsntp_server *srv, const uint8_t *req,
                       size_t len, uint64_t rx_ts, ntsntp_server_ctx *ctx);
 
 /*
+ * The cheap half of prepare: checks the header and the extension fields
+ * and finds the NTS fields, without any cryptography.  Returns
+ * ctx->verdict: DROP (with its reason), or RESPOND.  For an NTS request
+ * RESPOND means "well-formed so far" and ctx->nts_pending is set: call
+ * ntsntp_server_authenticate before finish (finish refuses it until then).
+ * Drops for reasons found here (TOO_SHORT, BAD_VERSION, BAD_MODE, BAD_EF,
+ * NTS_MALFORMED, NTS_OFF) are the same as prepare's.
+ */
+NTSNTP_EXTERN ntsntp_server_verdict
+ntsntp_server_parse(const ntsntp_server *srv, const uint8_t *req, size_t len,
+                    uint64_t rx_ts, ntsntp_server_ctx *ctx);
+
+/*
+ * The expensive half of prepare, for a context from ntsntp_server_parse:
+ * if ctx->nts_pending is set and the verdict is still RESPOND, opens the
+ * cookie, verifies the authenticator, seals the new cookies and picks the
+ * response nonce; the verdict becomes RESPOND (ctx->nts set), RESPOND_NAK
+ * (BAD_COOKIE, UNKNOWN_KEY, AUTH_FAILED) or DROP (NTS_MALFORMED, INTERNAL,
+ * or AUTH_FAILED without a Unique Identifier).  Otherwise (plain request,
+ * or a verdict already changed by the caller, e.g. by
+ * ntsntp_server_ctx_ratelimit) it does nothing.  Returns ctx->verdict.
+ */
+NTSNTP_EXTERN ntsntp_server_verdict
+ntsntp_server_authenticate(const ntsntp_server *srv, ntsntp_server_ctx *ctx);
+
+/*
  * Turns a RESPOND verdict into a RATE KoD (rate limiter's decision, made
- * between prepare and finish).  NTS requests get no KoD: they are dropped
- * (the verdict becomes DROP), since an unauthenticated KoD is ignored by NTS
- * clients and would only help spoofers.
+ * after parse, or after prepare, and before finish).  NTS requests get no
+ * KoD: they are dropped (the verdict becomes DROP), since an NTS client
+ * ignores unauthenticated responses (an NTS NAK aside), a KoD RATE would
+ * only help spoofers, and an authenticated one would cost the AES-SIV work
+ * that limiting is meant to save.  Called after parse it leaves nothing for
+ * ntsntp_server_authenticate to do.
  */
 NTSNTP_EXTERN void ntsntp_server_ctx_ratelimit(ntsntp_server_ctx *ctx);
 
 /*
- * Writes the response with transmit timestamp |tx_ts| into |out|.
- * Returns its length (<= ctx->req_len), or NOBUF, STATE (verdict DROP),
- * CRYPTO.  Wipes the keys in |ctx|.
+ * Writes the response with transmit timestamp |tx_ts| into |out|.  The
+ * clock state is read here; its reference time is capped at |tx_ts|, so a
+ * clock update published after the caller read its transmit time never
+ * yields a reference time later than the transmit time (impossible data,
+ * which clients may reject).
+ * Returns its length (<= ctx->req_len), or NOBUF, STATE (verdict DROP, or
+ * an NTS request parsed but not authenticated), CRYPTO.  Wipes the keys in
+ * |ctx|.
  */
 NTSNTP_EXTERN ntsntp_ssize ntsntp_server_finish(const ntsntp_server *srv,
                                                 ntsntp_server_ctx *ctx,
