@@ -864,6 +864,30 @@ START_TEST(t_keyfile) {
     ck_assert_int_eq(symlink(path, link), 0);
     ck_assert_int_eq(ntsntp_keyfile_load(b, link, 1200, err, sizeof(err)),
                      NTSNTP_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(err, "symbolic link"));
+  }
+  /* A FIFO planted at the key file (its directory may belong to the
+   * unprivileged user): refused at once, never waited on; one at the
+   * temporary name is replaced, never written to. */
+  {
+    char fifo[160];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", tmpdir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(ntsntp_keyfile_load(b, fifo, 1200, err, sizeof(err)),
+                     NTSNTP_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(err, fifo));
+    ck_assert_ptr_nonnull(strstr(err, "not a regular file (a FIFO;"));
+    ck_assert_ptr_nonnull(strstr(err, "remove it"));
+    ck_assert_int_eq(mkfifo(tmp, 0600), 0);
+    ck_assert_int_eq(ntsntp_keyfile_save(b, path, err, sizeof(err)), 0);
+    ck_assert_int_eq(lstat(tmp, &st), -1);
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    /* Saving over the FIFO itself replaces it (rename follows nothing). */
+    ck_assert_int_eq(ntsntp_keyfile_save(b, fifo, err, sizeof(err)), 0);
+    ck_assert_int_eq(lstat(fifo, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    ck_assert_int_eq(ntsntp_keyfile_load(b, fifo, 1200, err, sizeof(err)), 0);
   }
   if (geteuid() != 0) {
     ck_assert_int_eq(chmod(path, 0), 0);

@@ -1,12 +1,12 @@
 /* libntsntp runtime: polling upstream servers (plain NTP and NTS). */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +16,7 @@
 #include "sock.h"
 
 #define DRIFT_NAME "ntsd.drift"
+#define DRIFT_MAX 256 /* bytes; chrony's "<freq> <skew>\n" is ~20 */
 #define DRIFT_SAVE_MS (3600 * 1000)
 #define CLOCK_REFRESH_MS 1000
 #define KE_BACKOFF_MIN 8
@@ -188,16 +189,39 @@ static void save_drift(ntsntp_uv_upstream *up) {
 
 static void on_drift_timer(uv_timer_t *t) { save_drift(t->data); }
 
+/* STATE_DIR belongs to NTSD_USER and this runs as root at start: a link or
+ * FIFO planted at the drift file is not followed and cannot block start-up
+ * (ntsntp__file_read).  A drift file that cannot be used is only logged:
+ * the clock starts without a prior frequency, and the next save replaces
+ * whatever is there. */
 static void load_drift(ntsntp_uv_upstream *up) {
-  char buf[256];
-  ssize_t n = -1;
-  int fd = open(up->drift, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd >= 0) {
-    n = read(fd, buf, sizeof(buf));
-    close(fd);
-  }
-  if (n <= 0 || ntsntp_sync_drift_load(up->sync, buf, (size_t)n) != 0)
-    ulog(up, NTSNTP_LOG_INFO,
+  char buf[DRIFT_MAX];
+  struct stat st;
+  size_t len;
+  int rv = ntsntp__file_read(up->drift, buf, sizeof(buf), &len, &st);
+  int e = errno;
+  if (rv == NTSNTP_ERR_UNSUPPORTED)
+    ulog(up, NTSNTP_LOG_WARN,
+         "drift file %s is not a regular file (%s): not read; fix: remove "
+         "it (ntsd writes a new drift file)",
+         up->drift, ntsntp__file_type(st.st_mode));
+  else if (rv == NTSNTP_ERR_IO && e == ELOOP)
+    ulog(up, NTSNTP_LOG_WARN,
+         "drift file %s is a symbolic link, which is not followed in "
+         "STATE_DIR: not read; fix: remove it (ntsd writes a new drift file)",
+         up->drift);
+  else if (rv == NTSNTP_ERR_IO)
+    ulog(up, NTSNTP_LOG_WARN,
+         "cannot read drift file %s: %s; fix: make it readable by the user "
+         "ntsd runs as, or remove it",
+         up->drift, strerror(e));
+  else if (rv == NTSNTP_ERR_TOO_LARGE)
+    ulog(up, NTSNTP_LOG_WARN,
+         "drift file %s is larger than %d bytes: not read; fix: remove it "
+         "(ntsd writes a new drift file)",
+         up->drift, DRIFT_MAX);
+  else if (rv || ntsntp_sync_drift_load(up->sync, buf, len) != 0)
+    ulog(up, NTSNTP_LOG_INFO, /* chrony's words: also on a first start */
          "Could not read valid frequency and skew from driftfile %s",
          up->drift);
 }
