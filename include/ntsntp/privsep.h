@@ -37,6 +37,10 @@ typedef struct ntsntp_privsep_settings {
   size_t n_files;
   /* The helper keeps CAP_SYS_TIME and adjusts the clock on request. */
   int clock_control;
+  /* What the helper runs for those requests: NULL (default) the system
+   * clock (ntsntp_uv_sysclock_ops).  Tests inject their own; the helper
+   * calls them with their |user|, in its own process. */
+  const ntsntp_clock_ops *clock;
   /* The helper enters its seccomp filter (NTSNTP_SANDBOX_PRIVSEP) when the
    * library is built with libseccomp.  Default 1. */
   int seccomp;

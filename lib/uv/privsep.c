@@ -369,11 +369,13 @@ static void serve_clock(helper *h, const req *q) {
   if (!h->clock_control)
     rv = -1;
   else if (q->op == OP_SLEW)
-    rv = h->clock.slew(NULL, q->a, q->b);
+    rv = h->clock.slew(h->clock.user, q->a, q->b);
   else if (q->op == OP_STEP)
-    rv = h->clock.step(NULL, q->a);
+    rv = h->clock.step(h->clock.user, q->a);
+  else if (h->clock.set_rtc)
+    rv = h->clock.set_rtc(h->clock.user);
   else
-    rv = h->clock.set_rtc(NULL);
+    rv = 0;
   r.status = rv < 0 ? NTSNTP_ERR_IO : 0;
   r.err = rv < 0 ? errno : 0;
   if (write_all(h->fd, &r, sizeof(r)))
@@ -460,7 +462,10 @@ static __attribute__((noreturn)) void helper_main(
   memset(&h, 0, sizeof(h));
   h.fd = HELPER_FD;
   h.clock_control = s->clock_control;
-  ntsntp_uv_sysclock_ops(&h.clock);
+  if (s->clock)
+    h.clock = *s->clock;
+  else
+    ntsntp_uv_sysclock_ops(&h.clock);
   if (!getcwd(cwd, sizeof(cwd)))
     snprintf(cwd, sizeof(cwd), "/");
   for (i = 0; i < s->n_files; i++) {
