@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ntsntp/control.h"
@@ -26,6 +27,30 @@
 extern char **environ;
 
 static const char *ntsctl_path;
+
+/* ------------------------------------------------------------------------ */
+/* Test seam: a symbolic link swapped in for the control socket              */
+/* ------------------------------------------------------------------------ */
+
+/* Right after the control server lstat()s its new socket (the moment the
+ * old code went on to chmod it by path), the socket is moved away and a
+ * symbolic link put in its place, as the user who owns STATE_DIR could.
+ * This lstat replaces libc's for the whole test binary; it stats with
+ * fstatat and acts only while armed, on |swap_path|. */
+static char swap_path[192], swap_target[192];
+static int swap_armed, swapped;
+
+int lstat(const char *restrict path, struct stat *restrict st) {
+  int rv = fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+  if (swap_armed && rv == 0 && S_ISSOCK(st->st_mode) &&
+      !strcmp(path, swap_path)) {
+    char moved[256];
+    swap_armed = 0;
+    snprintf(moved, sizeof(moved), "%s.moved", path);
+    swapped = rename(path, moved) == 0 && symlink(swap_target, path) == 0;
+  }
+  return rv;
+}
 
 /* ------------------------------------------------------------------------ */
 /* A loop on a thread                                                        */
@@ -206,6 +231,27 @@ static ssize_t ask_raw(const char *path, const char *req, size_t reqlen,
   send(fd, req, reqlen, MSG_NOSIGNAL);
   n = read_all(fd, buf, len);
   close(fd);
+  return n;
+}
+
+static int tcp_connect(uint16_t port) {
+  struct sockaddr_in sa = {0};
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct timeval tv = {10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  return fd;
+}
+
+static ssize_t http(uint16_t port, const char *req, char *buf, size_t len) {
+  int t = tcp_connect(port);
+  ssize_t n;
+  send(t, req, strlen(req), MSG_NOSIGNAL);
+  n = read_all(t, buf, len);
+  close(t);
   return n;
 }
 
@@ -500,36 +546,80 @@ START_TEST(protocol) {
 }
 END_TEST
 
-/* At most 4 connections; idle ones time out after 2 s. */
-START_TEST(limits) {
-  static char buf[65536];
+/* 1 if the server closed |fd| (EOF or reset) within |ms|. */
+static int server_closed(int fd, int ms) {
+  struct pollfd pfd = {fd, POLLIN, 0};
+  char c;
+  if (poll(&pfd, 1, ms) != 1)
+    return 0;
+  return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+static double mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Idle clients, more than max_clients (16) on the socket and on /metrics,
+ * keep out neither `ntsctl health` nor a scrape: the oldest idle ones are
+ * closed to make room; the others time out after 2 s. */
+START_TEST(idle_clients) {
+  enum { N = 40, MAX = 16 };
+  static char buf[65536], out[4096], err[4096];
   env e;
-  int idle[4], i, fd;
+  int idle[N], tidle[N], i, closed = 0, tclosed = 0;
+  const char *argv[5] = {NULL, "-s", NULL, "health", NULL};
+  double t_first, t0, dt;
   char *body;
-  struct pollfd pfd;
 
   start_service(&e);
-  for (i = 0; i < 4; i++) {
+  t_first = mono_now();
+  for (i = 0; i < N; i++) {
     idle[i] = unix_connect(e.sock);
     ck_assert_int_ge(idle[i], 0);
+    tidle[i] = tcp_connect(e.metrics_port);
+    if (i % 8 == 7)
+      usleep(20000); /* listen backlogs are 8 and 16 */
   }
   usleep(100000); /* let the loop accept them */
-  fd = unix_connect(e.sock);
-  ck_assert_int_ge(fd, 0);
-  pfd.fd = fd;
-  pfd.events = POLLIN;
-  ck_assert_int_eq(poll(&pfd, 1, 1000), 1); /* closed at once */
-  ck_assert_int_le(read_all(fd, buf, sizeof(buf)), 0);
-  close(fd);
-  for (i = 0; i < 4; i++) {
-    pfd.fd = idle[i];
-    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
-    ck_assert_int_le(read_all(idle[i], buf, sizeof(buf)), 0);
+
+  t0 = mono_now();
+  argv[2] = e.sock;
+  ck_assert_int_eq(run_ntsctl(&e, argv, out, sizeof(out), err, sizeof(err)),
+                   0);
+  ck_assert_ptr_nonnull(strstr(out, ": OK, synchronised\n"));
+  ck_assert_int_gt(
+      http(e.metrics_port, "GET /metrics HTTP/1.0\r\n\r\n", buf, sizeof(buf)),
+      0);
+  ck_assert(!strncmp(buf, "HTTP/1.0 200 OK\r\n", 17));
+  ck_assert_ptr_nonnull(strstr(buf, "\nntsd_stratum 10\n"));
+  dt = mono_now() - t0;
+  ck_assert_msg(dt < 1.0, "health and scrape took %.3f s", dt);
+
+  for (i = 0; i < N; i++) {
+    closed += server_closed(idle[i], 0);
+    tclosed += server_closed(tidle[i], 0);
+  }
+  /* The oldest went first: N - MAX to make room for the last idle ones,
+   * one more for each request (unless the 2 s timeout came first). */
+  ck_assert(server_closed(idle[0], 0) && server_closed(tidle[0], 0));
+  if (mono_now() - t_first < 1.5) {
+    ck_assert_int_eq(closed, N - MAX + 1);
+    ck_assert_int_eq(tclosed, N - MAX + 1);
+    ck_assert(!server_closed(idle[N - 1], 0));
+    ck_assert(!server_closed(tidle[N - 1], 0));
+  }
+  /* The rest time out. */
+  for (i = 0; i < N; i++) {
+    ck_assert(server_closed(idle[i], 5000));
+    ck_assert(server_closed(tidle[i], 5000));
     close(idle[i]);
+    close(tidle[i]);
   }
   body = ask(e.sock, "NTSCTL/1 serverstats json\n", buf, sizeof(buf));
-  ck_assert_uint_eq(json_u64(body, "command_packets_dropped"), 5);
-  ck_assert_uint_eq(json_u64(body, "command_packets_received"), 1);
+  ck_assert_uint_eq(json_u64(body, "command_packets_dropped"), 2 * N);
+  ck_assert_uint_eq(json_u64(body, "command_packets_received"), 3);
   env_end(&e);
   remove_dir(&e);
 }
@@ -692,20 +782,6 @@ static int fake_start(env *e) {
 
 static void fake_stop(env *e, void (*done)(void *), void *user) {
   ntsntp_uv_ctl_stop(e->ctl, done, user);
-}
-
-static ssize_t http(uint16_t port, const char *req, char *buf, size_t len) {
-  struct sockaddr_in sa = {0};
-  int t = socket(AF_INET, SOCK_STREAM, 0);
-  ssize_t n;
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(connect(t, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  send(t, req, strlen(req), MSG_NOSIGNAL);
-  n = read_all(t, buf, len);
-  close(t);
-  return n;
 }
 
 START_TEST(layouts) {
@@ -876,6 +952,95 @@ START_TEST(stale_socket) {
 }
 END_TEST
 
+/* Mode 0660 whatever the umask (set at bind, nothing by path afterwards);
+ * the umask is the caller's again after start. */
+START_TEST(socket_mode) {
+  static const mode_t masks[] = {022, 077, 0, 0777};
+  char dir[] = "/tmp/ntsctl-mode-XXXXXX", path[64], err[512];
+  ntsntp_uv_ctl_settings s;
+  ntsntp_uv_ctl *c = NULL;
+  uv_loop_t loop;
+  struct stat st;
+  size_t i;
+
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/ntsd.sock", dir);
+  uv_loop_init(&loop);
+  ntsntp_uv_ctl_settings_default(&s);
+  s.socket_path = path;
+  s.provider.stats = fake_stats;
+  s.provider.tracking = fake_tracking;
+  for (i = 0; i < sizeof(masks) / sizeof(masks[0]); i++) {
+    umask(masks[i]);
+    ck_assert_int_eq(ntsntp_uv_ctl_start(&loop, &s, &c, err, sizeof(err)), 0);
+    ck_assert_uint_eq(umask(022), masks[i]);
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISSOCK(st.st_mode));
+    ck_assert_msg((st.st_mode & 07777) == 0660, "umask %03o: mode %04o",
+                  (unsigned)masks[i], (unsigned)(st.st_mode & 07777));
+    ntsntp_uv_ctl_stop(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+  ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* A symbolic link swapped in for the new socket (by the user who owns the
+ * directory) is never followed: its target keeps its mode, and stop leaves
+ * the link alone. */
+START_TEST(symlink_swap) {
+  char dir[] = "/tmp/ntsctl-swap-XXXXXX", victim[64], moved[256], err[512];
+  ntsntp_uv_ctl_settings s;
+  ntsntp_uv_ctl *c = NULL;
+  uv_loop_t loop;
+  struct stat st;
+  FILE *f;
+  int rv;
+
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(swap_path, sizeof(swap_path), "%s/ntsd.sock", dir);
+  snprintf(victim, sizeof(victim), "%s/victim", dir);
+  snprintf(swap_target, sizeof(swap_target), "%s", victim);
+  snprintf(moved, sizeof(moved), "%s.moved", swap_path);
+  f = fopen(victim, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("keep", f);
+  fclose(f);
+  ck_assert_int_eq(chmod(victim, 0600), 0);
+
+  uv_loop_init(&loop);
+  ntsntp_uv_ctl_settings_default(&s);
+  s.socket_path = swap_path;
+  s.provider.stats = fake_stats;
+  s.provider.tracking = fake_tracking;
+  umask(077); /* the old code had to chmod after bind */
+  swap_armed = 1;
+  rv = ntsntp_uv_ctl_start(&loop, &s, &c, err, sizeof(err));
+  umask(022);
+  ck_assert_int_eq(swapped, 1);
+  ck_assert_int_eq(lstat(victim, &st), 0);
+  ck_assert_msg((st.st_mode & 07777) == 0600, "target's mode now %04o",
+                (unsigned)(st.st_mode & 07777));
+  ck_assert_int_eq(st.st_size, 4);
+  ck_assert_uint_eq(st.st_uid, geteuid());
+  if (rv == 0)
+    ntsntp_uv_ctl_stop(c, NULL, NULL);
+  else
+    ck_assert_ptr_nonnull(strstr(err, swap_path));
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+  ck_assert_int_eq(lstat(swap_path, &st), 0); /* not ours: left alone */
+  ck_assert(S_ISLNK(st.st_mode));
+  ck_assert_int_eq(lstat(victim, &st), 0);
+  ck_assert_uint_eq(st.st_mode & 07777, 0600);
+  unlink(swap_path);
+  unlink(moved);
+  unlink(victim);
+  ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 START_TEST(tracking_from_clock) {
   ntsntp_clock_state cs;
   ntsntp_ctl_tracking t;
@@ -916,10 +1081,12 @@ int main(int argc, char **argv) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, serverstats_exact);
   tcase_add_test(tc, protocol);
-  tcase_add_test(tc, limits);
+  tcase_add_test(tc, idle_clients);
   tcase_add_test(tc, ntsctl_exit_codes);
   tcase_add_test(tc, layouts);
   tcase_add_test(tc, stale_socket);
+  tcase_add_test(tc, socket_mode);
+  tcase_add_test(tc, symlink_swap);
   tcase_add_test(tc, tracking_from_clock);
   suite_add_tcase(s, tc);
   return tu_run(s);

@@ -19,15 +19,20 @@
  *
  * The server closes the connection after the response.  A request longer
  * than NTSNTP_CTL_MAX_REQUEST bytes, or not complete within the timeout,
- * gets no response: the connection is closed.  A client that finds
- * max_clients connections open is closed at once.  Both count as
+ * gets no response: the connection is closed.  When a new client finds
+ * max_clients connections open, it is served and the oldest connection
+ * still waiting for its request is closed instead (or, if every one has
+ * sent it, the oldest being answered): idle or slow clients cannot keep
+ * `ntsctl health` out.  Connections closed without a response count as
  * "command packets dropped".  A later version changes the "NTSCTL/1"
  * prefix; a server answers an unknown version with ERR version.
  *
  * Metrics listener: HTTP/1.0 on a numeric "address:port" ("127.0.0.1:9123",
  * "[::1]:9123"); GET (or HEAD) /metrics gets the text exposition format
  * 0.0.4, anything else 404/405/400.  Requests are bounded (2 KiB, headers
- * included) and answered with Connection: close.  Off unless configured.
+ * included) and answered with Connection: close; max_clients and the
+ * timeout apply as on the socket (a scrape evicts the oldest idle
+ * connection).  Off unless configured.
  *
  * The data comes from a provider (callbacks run on the loop's thread).
  * Nothing here reads a clock except the timeout timers (uv_now).
@@ -135,29 +140,37 @@ typedef struct ntsntp_uv_ctl_settings {
   /* "address:port" (numeric; IPv6 in brackets) for HTTP /metrics; NULL or
    * "": none.  Port 0 picks one (tests; see ntsntp_uv_ctl_metrics_port). */
   const char *metrics_listen;
-  unsigned max_clients; /* connections at once, per listener; default 4 */
+  unsigned max_clients; /* connections at once, per listener; default 16;
+                           when full the oldest idle one is closed */
   unsigned timeout_ms;  /* per connection, from accept; default 2000 */
   ntsntp_ctl_provider provider;
   ntsntp_log_fn log; /* loop thread only */
   void *log_user;
 } ntsntp_uv_ctl_settings;
 
-/* Defaults: no socket, no metrics, 4 clients, 2000 ms.  version-added: 0.1.0 */
+/* Defaults: no socket, no metrics, 16 clients, 2000 ms.
+ * version-added: 0.1.0 */
 NTSNTP_EXTERN void ntsntp_uv_ctl_settings_default(ntsntp_uv_ctl_settings *s);
 
 typedef struct ntsntp_uv_ctl ntsntp_uv_ctl;
 
 /*
- * Creates the control socket (mode 0660: fchmod before bind, chmod after,
- * so it is never wider and the umask cannot narrow it) and the metrics
- * listener, and starts serving them on |loop|.  An existing socket file is
- * replaced only when nothing answers on it; any other file is left alone.
+ * Creates the control socket and the metrics listener, and starts serving
+ * them on |loop|.  The socket gets mode 0660 as bind creates it, whatever
+ * the umask: nothing changes its mode by path afterwards, so a symbolic
+ * link put in its place (its directory may belong to a less privileged
+ * user) is never followed.  To do so the process umask is 0117 for the
+ * duration of bind(): a file that another thread creates in that instant
+ * gets at most mode 0660.  An existing socket file is replaced only when
+ * nothing answers on it; any other file (a symbolic link too) is left
+ * alone.
  * Returns 0.  Errors (|errbuf| gets one line saying what to change):
  *   INVALID_ARG  NULL argument, provider without stats/tracking, socket
  *                path too long, metrics_listen not numeric address:port;
  *   STATE        another process answers on the socket path (a running
- *                ntsd), or a non-socket file is in the way;
- *   IO           socket, bind, chmod or listen failed (errno kept);
+ *                ntsd), a non-socket file is in the way, or the socket was
+ *                replaced by another file as soon as it was created;
+ *   IO           socket, fchmod, bind or listen failed (errno kept);
  *   NOMEM.
  * Nothing is left bound on failure; memory of a failed start is released
  * once |loop| runs again (libuv handle rule).

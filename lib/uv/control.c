@@ -20,6 +20,8 @@
 
 #define MAX_REPORT (256 * 1024)
 #define HTTP_MAX_REQUEST 2048
+#define DEFAULT_MAX_CLIENTS 16 /* per listener; ~2.5 KiB each */
+#define DEFAULT_TIMEOUT_MS 2000
 #define SUN_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 
 /* ------------------------------------------------------------------------ */
@@ -994,6 +996,23 @@ static void on_timeout(uv_timer_t *t) {
   conn_close(t->data);
 }
 
+/* Full: a new client is always served, and the oldest connection of the
+ * same listener that has not sent its request is closed (if every one has,
+ * the oldest being answered).  Idle or slow clients therefore cannot keep
+ * out `ntsctl health` (a Docker health check) or a Prometheus scrape. */
+static void evict_oldest(ntsntp_uv_ctl *c, int http, conn *keep) {
+  conn *k, *waiting = NULL, *any = NULL;
+  for (k = c->conns; k; k = k->next) { /* newest first */
+    if (k == keep || k->http != http)
+      continue;
+    any = k;
+    if (!k->answered)
+      waiting = k;
+  }
+  if (waiting || any)
+    conn_close(waiting ? waiting : any);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   ntsntp_uv_ctl *c = server->data;
   int http = server == (uv_stream_t *)&c->tcp;
@@ -1024,10 +1043,12 @@ static void on_connection(uv_stream_t *server, int status) {
     c->conns->pprev = &k->next;
   c->conns = k;
   ++*count;
-  if (uv_accept(server, &k->h.stream) < 0 || *count > c->s.max_clients) {
+  if (uv_accept(server, &k->h.stream) < 0) {
     conn_close(k);
     return;
   }
+  if (*count > c->s.max_clients)
+    evict_oldest(c, http, k);
   uv_timer_start(&k->timer, on_timeout, c->s.timeout_ms, 0);
   if (uv_read_start(&k->h.stream, on_alloc, on_read) < 0)
     conn_close(k);
@@ -1099,6 +1120,7 @@ static int start_socket(ntsntp_uv_ctl *c, const char *path, char *errbuf,
   struct sockaddr_un sa;
   struct stat st;
   const char *step;
+  mode_t old_mask;
   int fd, rv;
   if (strlen(path) >= sizeof(sa.sun_path)) {
     snprintf(errbuf, errlen,
@@ -1119,23 +1141,40 @@ static int start_socket(ntsntp_uv_ctl *c, const char *path, char *errbuf,
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     goto fail;
-  /* The node bind creates takes the socket inode's mode, less the umask:
-   * never wider than 0660.  chmod then restores bits the umask removed. */
+  /* The node that bind creates gets its mode there and then, and nothing
+   * changes it by path afterwards: the directory may belong to NTSD_USER,
+   * who could put a symbolic link in the socket's place for a chmod by
+   * root to follow.  Linux gives the node the socket inode's mode (fchmod)
+   * less the umask; other systems 0777 less the umask.  umask 0117 during
+   * bind makes that exactly 0660 either way.  The umask is per process: a
+   * file another thread creates meanwhile gets at most 0660 (ntsd creates
+   * none then: its threads only serve sockets). */
   step = "fchmod";
   if (fchmod(fd, 0660) < 0)
     goto fail_fd;
   step = "bind";
-  if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
+  old_mask = umask(0117);
+  rv = bind(fd, (const struct sockaddr *)&sa, sizeof(sa));
+  umask(old_mask);
+  if (rv < 0)
     goto fail_fd;
   c->own_path = 1;
+  /* Only to recognise the node at stop (remove_socket): lstat follows
+   * nothing. */
   step = "stat";
-  if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+  if (lstat(path, &st) < 0)
     goto fail_fd;
+  if (!S_ISSOCK(st.st_mode)) {
+    close(fd);
+    snprintf(errbuf, errlen,
+             "control socket %s was replaced by %s right after it was "
+             "created: another user writes to its directory; fix: make the "
+             "directory writable by root and NTSD_USER only",
+             path, S_ISLNK(st.st_mode) ? "a symbolic link" : "another file");
+    return NTSNTP_ERR_STATE;
+  }
   c->dev = st.st_dev;
   c->ino = st.st_ino;
-  step = "chmod";
-  if (chmod(path, 0660) < 0)
-    goto fail_fd;
   uv_pipe_init(c->loop, &c->pipe, 0);
   c->pipe.data = c;
   c->have_pipe = 1;
@@ -1232,8 +1271,8 @@ static int start_metrics(ntsntp_uv_ctl *c, const char *listen, char *errbuf,
 
 void ntsntp_uv_ctl_settings_default(ntsntp_uv_ctl_settings *s) {
   memset(s, 0, sizeof(*s));
-  s->max_clients = 4;
-  s->timeout_ms = 2000;
+  s->max_clients = DEFAULT_MAX_CLIENTS;
+  s->timeout_ms = DEFAULT_TIMEOUT_MS;
 }
 
 int ntsntp_uv_ctl_start(uv_loop_t *loop, const ntsntp_uv_ctl_settings *s,
@@ -1258,9 +1297,9 @@ int ntsntp_uv_ctl_start(uv_loop_t *loop, const ntsntp_uv_ctl_settings *s,
   c->s = *s;
   c->s.socket_path = c->s.metrics_listen = NULL; /* not kept */
   if (!c->s.max_clients)
-    c->s.max_clients = 4;
+    c->s.max_clients = DEFAULT_MAX_CLIENTS;
   if (!c->s.timeout_ms)
-    c->s.timeout_ms = 2000;
+    c->s.timeout_ms = DEFAULT_TIMEOUT_MS;
   c->loop = loop;
   if (sock && *sock)
     rv = start_socket(c, sock, errbuf, errlen);
