@@ -1,13 +1,19 @@
 /* libntsntp: table-driven configuration (file, environment, flags). */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ntsntp/conf.h"
+
+/* Bytes; a config file of every setting with comments is a few KiB. */
+#define CONF_FILE_MAX (1024 * 1024)
 
 static const ntsntp_conf_opt *find(const ntsntp_conf_opt *opts, size_t n,
                                    const char *name, size_t len) {
@@ -101,23 +107,75 @@ static char *trim(char *s) {
   return s;
 }
 
+/* Opens the config file for reading: a regular file only, so that a FIFO
+ * (or a device) cannot block start-up or a SIGHUP reload, which runs on
+ * the loop that serves time.  Links are followed: the path is the
+ * operator's (Kubernetes mounts ConfigMaps through links). */
+static FILE *open_config(const char *path, char *err, size_t errlen) {
+  struct stat st;
+  FILE *f;
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    fail(err, errlen,
+         "cannot read config file %s: %s; fix: check the path and its "
+         "permissions, or unset the CONFIG setting",
+         path, strerror(errno));
+    return NULL;
+  }
+  if (fstat(fd, &st) != 0) {
+    fail(err, errlen, "cannot read config file %s: %s", path,
+         strerror(errno));
+    close(fd);
+    return NULL;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fail(err, errlen,
+         "config file %s is not a regular file%s; fix: point the CONFIG "
+         "setting at a regular file",
+         path, S_ISFIFO(st.st_mode)  ? " (a FIFO)"
+               : S_ISDIR(st.st_mode) ? " (a directory)"
+                                     : "");
+    close(fd);
+    return NULL;
+  }
+  if (st.st_size > CONF_FILE_MAX) {
+    fail(err, errlen,
+         "config file %s is larger than %d bytes; fix: point the CONFIG "
+         "setting at the real config file",
+         path, CONF_FILE_MAX);
+    close(fd);
+    return NULL;
+  }
+  f = fdopen(fd, "r");
+  if (!f) {
+    fail(err, errlen, "cannot read config file %s: %s", path,
+         strerror(errno));
+    close(fd);
+  }
+  return f;
+}
+
 static int load_file(const ntsntp_conf_opt *opts, size_t n, void *target,
                      const char *path, char *err, size_t errlen) {
   char line[NTSNTP_CONF_STR_MAX + 128], where[512];
   unsigned lineno = 0;
-  FILE *f = fopen(path, "r");
+  size_t total = 0;
+  FILE *f = open_config(path, err, errlen);
   int rv = 0;
   if (!f)
-    return fail(err, errlen,
-                "cannot read config file %s: %s; fix: check the path and its "
-                "permissions, or unset the CONFIG setting",
-                path, strerror(errno));
+    return NTSNTP_ERR_BAD_CONFIG;
   while (rv == 0 && fgets(line, sizeof(line), f)) {
     char *s, *key, *val, *hash;
     const ntsntp_conf_opt *o;
     size_t klen;
     lineno++;
     snprintf(where, sizeof(where), "%s:%u", path, lineno);
+    total += strlen(line);
+    if (total > CONF_FILE_MAX) { /* it grew since open_config */
+      rv = fail(err, errlen, "%s: config file larger than %d bytes", where,
+                CONF_FILE_MAX);
+      break;
+    }
     if (!strchr(line, '\n') && !feof(f)) {
       rv = fail(err, errlen, "%s: line too long", where);
       break;

@@ -2,8 +2,9 @@
 # ntsd and the files in STATE_DIR, a directory that the unprivileged
 # NTSD_USER owns, so anything may be planted there while ntsd runs as root:
 # a FIFO or a symbolic link at the drift file, the key file and the control
-# socket must neither hang ntsd nor be followed.  Also SIGHUP with
-# unchanged multi-item LISTEN and NTP_SERVERS (nothing reported changed).
+# socket must neither hang ntsd nor be followed; nor may a FIFO as the
+# config file, at start or on SIGHUP.  Also SIGHUP with unchanged
+# multi-item LISTEN and NTP_SERVERS (nothing reported changed).
 # Loopback only; every ntsd is stopped by PID (SIGKILL if SIGTERM fails, so
 # that a hang fails the test instead of blocking it).  Bounded: ~30 s.
 # Usage: ntsd_files.sh PATH/TO/ntsd
@@ -118,7 +119,20 @@ t_check "unchanged NTP_SERVERS is not reported changed" \
   bash -c "! grep -q 'NTP_SERVERS changed' '$H_LOG'"
 t_check "exactly one change reported over three SIGHUPs" \
   [ "$(grep -c ' changed: ' "$H_LOG")" -eq 1 ]
+# The config file replaced by a FIFO: the reload (on the loop that serves
+# time) must not wait for a writer.
+rm -f "$T_DIR/h.conf" && mkfifo "$T_DIR/h.conf"
+kill -HUP "$H_PID"
+t_check "SIGHUP with a FIFO as CONFIG: not reloaded, with the reason" \
+  t_wait 5 grep -q "Configuration not reloaded: config file $T_DIR/h.conf is not a regular file (a FIFO)" "$H_LOG"
 t_check "SIGTERM stops it within 2 s" t_gone "$H_PID" 2
+
+# --- a FIFO as the config file at start ------------------------------------
+mkfifo "$T_DIR/fifo.conf"
+t_start_ntsd C CONFIG="$T_DIR/fifo.conf"
+t_check "CONFIG is a FIFO: ntsd exits at once by itself" t_exits "$C_PID" 3
+t_check "the error names the file and the fix" \
+  grep -q "config file $T_DIR/fifo.conf is not a regular file (a FIFO); fix: point the CONFIG setting at a regular file" "$C_LOG"
 
 [ "$T_FAIL" -eq 0 ] || for f in "$T_DIR"/*.log; do echo "== $f"; sed 's/^/  | /' "$f"; done
 t_done
