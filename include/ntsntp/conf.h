@@ -42,7 +42,9 @@ typedef struct ntsntp_conf_opt {
  * Fills |target| from the defaults, then the config file, environment and
  * |argv|.  The file is the one named by --config/NTSD_CONFIG-style option
  * |file_opt| (an option of type STR in |opts|, e.g. "CONFIG"), if set; a
- * file that was named but cannot be read is an error.
+ * file that was named but cannot be read, is not a regular file (a FIFO
+ * must not block start-up or a reload) or is larger than 1 MiB is an
+ * error.  Symbolic links to the file are followed.
  * Returns 0, 1 when --help or --version was handled (usage printed to
  * stdout with |prog| and |version|), or BAD_CONFIG with |err| set.
  */
@@ -73,8 +75,10 @@ NTSNTP_EXTERN int ntsntp_conf_reload(const ntsntp_conf_opt *opts, size_t n,
 
 /*
  * Splits a comma-separated list in place (no spaces allowed, as the
- * cturra/ntp image's NTP_SERVERS).  Returns the count, or BAD_CONFIG when
- * an item is empty or holds whitespace, or there are more than |max|.
+ * cturra/ntp image's NTP_SERVERS): commas become NULs and |items| point
+ * into |list|.  Split a copy when the setting is compared later (as
+ * ntsntp_conf_reload does).  Returns the count, or BAD_CONFIG when an item
+ * is empty or holds whitespace, or there are more than |max|.
  */
 NTSNTP_EXTERN int ntsntp_conf_split(char *list, char **items, size_t max);
 
