@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,7 +56,9 @@ int ntsntp__cred_file_read(const char *path, const ntsntp_mem *mem,
   fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     e = errno;
-    unsigned uid = (unsigned)geteuid();
+    /* The file-system uid: privsep reads as the server's user while the
+     * effective one is still root. */
+    unsigned uid = (unsigned)setfsuid((uid_t)-1);
     if ((e == EACCES || e == EPERM) && stat(path, &st) == 0)
       ntsntp__errf(
           errbuf, errlen,

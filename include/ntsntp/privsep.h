@@ -67,7 +67,10 @@ NTSNTP_EXTERN void ntsntp_privsep_settings_default(ntsntp_privsep_settings *s);
  * sockets: the helper closes every descriptor but its end of the
  * socketpair and standard output and error.  The helper keeps its user
  * (root when ntsd starts as root) and drops every capability but
- * CAP_SYS_TIME with |clock_control|.
+ * CAP_SYS_TIME with |clock_control|.  The calling thread's capability
+ * bounding set is emptied (where it may be): threads started afterwards
+ * can never gain a capability; what it holds now, it keeps until
+ * ntsntp_drop_privileges.
  * Errors: INVALID_ARG, IO (fork or socketpair failed, or the helper could
  * not set itself up: |errbuf| says why), BAD_CONFIG (clock_control without
  * CAP_SYS_TIME: |errbuf| says how to grant it), NOMEM.

@@ -601,6 +601,7 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
   int sv[2];
   pid_t parent = getpid(), pid;
   rep r;
+  int i;
 
   if (!s || !out || s->n_files > MAX_FILES || (s->n_files && !s->files))
     return NTSNTP_ERR_INVALID_ARG;
@@ -661,6 +662,11 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
     ntsntp_privsep_del(ps);
     return rv;
   }
+  /* The bounding set is per thread and inherited: emptied here, before the
+   * server starts its threads, none of them can ever gain a capability
+   * back.  What this thread holds now stays until the privilege drop. */
+  for (i = 0; i <= 63 && prctl(PR_CAPBSET_READ, i) >= 0; i++)
+    prctl(PR_CAPBSET_DROP, i);
   *out = ps;
   return 0;
 }
