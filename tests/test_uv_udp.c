@@ -4,18 +4,26 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "ntsntp/client.h"
 #include "ntsntp/uv.h"
 #include "testutil.h"
+#include "uv/access_svc.h"
 
 static ntsntp_server *srv;
 static uv_loop_t loop;
@@ -613,6 +621,527 @@ START_TEST(test_hooks) {
 }
 END_TEST
 
+/* ---- one client, one worker (steer_by_client) ---- */
+
+/* The limiter of these tests: a bucket of RL_BURST that does not refill
+ * while they run (one response per 4096 s); 1 in 16 limited requests
+ * leaks.  RL_SENT requests from one address: a single table answers
+ * RL_BURST + Binomial(RL_SENT - RL_BURST, 1/16), 47.5 on average and more
+ * than RL_LEAK_MAX = 22 leaks with probability under 1e-5; one table per
+ * worker would answer about twice RL_BURST. */
+enum { RL_BURST = 40, RL_SENT = 160, RL_LEAK_MAX = 22 };
+
+static ntsntp__access_svc *limiter(unsigned workers) {
+  ntsntp__access_svc_settings as;
+  ntsntp__access_svc *a = NULL;
+  char err[256];
+  memset(&as, 0, sizeof(as));
+  ntsntp_ratelimit_settings_default(&as.ntp, NTSNTP_RL_SERVICE_NTP);
+  as.ntp.interval = 12;
+  as.ntp.burst = RL_BURST;
+  as.ntp.leak = 4;
+  as.ntp.kod = 0;
+  as.ntp_workers = workers;
+  as.want_ntp = 1;
+  ck_assert_msg(ntsntp__access_svc_new(&a, &as, err, sizeof(err)) == 0, "%s",
+                err);
+  return a;
+}
+
+/* Sends one request from each of |count| new sockets on |ip| (so from
+ * |count| source ports) to |port|, waits until the service has judged
+ * them (|before| requests were judged earlier), and returns how many got
+ * a normal answer. */
+static unsigned from_many_ports(ntsntp_uv_ntp *n, const char *ip,
+                                uint16_t port, unsigned count,
+                                uint64_t before) {
+  struct sockaddr_storage to, from;
+  socklen_t tolen = make_addr(&to, ip, port);
+  uint8_t req[48], resp[64];
+  ntsntp_server_stats st;
+  ntsntp_pkt_hdr h;
+  unsigned i, answered = 0;
+  int fds[RL_SENT];
+  ck_assert_uint_le(count, RL_SENT);
+  for (i = 0; i < count; i++) {
+    fds[i] = client_socket(to.ss_family);
+    make_req(req, 4, 3, 1000 + i);
+    send_to(fds[i], req, 48, &to, tolen);
+  }
+  /* Responses are queued before the counters are published. */
+  wait_received(n, before + count, &st);
+  for (i = 0; i < count; i++) {
+    socklen_t fl = sizeof(from);
+    ssize_t r = recvfrom(fds[i], resp, sizeof(resp), MSG_DONTWAIT,
+                         (struct sockaddr *)&from, &fl);
+    if (r >= 0) {
+      ck_assert_int_eq(r, 48);
+      ck_assert_int_eq(ntsntp_pkt_decode_hdr(&h, resp, 48), 0);
+      ck_assert_uint_eq(h.org_ts, 1000 + i);
+      ck_assert_uint_eq(h.stratum, 10); /* no KoD (kod 0) */
+      answered++;
+    }
+    close(fds[i]);
+  }
+  return answered;
+}
+
+/* Requests judged by each of two workers. */
+static void per_worker(ntsntp_uv_ntp *n, uint64_t got[2]) {
+  ntsntp_server_stats w;
+  unsigned i;
+  for (i = 0; i < 2; i++) {
+    ntsntp_uv_ntp_worker_stats(n, i, &w);
+    got[i] = w.received;
+  }
+}
+
+/* One address sending from many source ports, faster than its limit, to
+ * two workers: it gets one table's allowance, not two (the kernel would
+ * spread its flows over both workers and their tables). */
+START_TEST(test_ratelimit_per_client_not_per_worker) {
+  static const char *const addrs[] = {"127.0.0.1", "::1"};
+  ntsntp__access_svc *a = limiter(2);
+  ntsntp_uv_ntp_settings s;
+  ntsntp_uv_ntp *n;
+  ntsntp_server_stats st;
+  uint64_t w[2], w4[2];
+  unsigned v4, v6;
+
+  settings_on(&s, addrs, 2, 2);
+  ntsntp__access_svc_wire_ntp(a, &s);
+  ck_assert_int_eq(s.steer_by_client, 1);
+  ck_assert_uint_eq(s.steer_v4_prefix, 32);
+  ck_assert_uint_eq(s.steer_v6_prefix, 64);
+  n = start_with(&s);
+  ck_assert_int_eq(ntsntp_uv_ntp_steered(n), 1);
+
+  v4 = from_many_ports(n, "127.0.0.1", ntsntp_uv_ntp_port(n, 0), RL_SENT, 0);
+  per_worker(n, w4);
+  v6 = from_many_ports(n, "::1", ntsntp_uv_ntp_port(n, 1), RL_SENT, RL_SENT);
+  per_worker(n, w);
+  fprintf(stderr,
+          "one address, %u ports, burst %u: answered %u (IPv4), %u (IPv6); "
+          "workers %llu/%llu, then %llu/%llu\n",
+          RL_SENT, RL_BURST, v4, v6, (unsigned long long)w4[0],
+          (unsigned long long)w4[1], (unsigned long long)w[0],
+          (unsigned long long)w[1]);
+  /* One table's allowance... */
+  ck_assert_uint_ge(v4, RL_BURST);
+  ck_assert_uint_le(v4, RL_BURST + RL_LEAK_MAX);
+  ck_assert_uint_ge(v6, RL_BURST);
+  ck_assert_uint_le(v6, RL_BURST + RL_LEAK_MAX);
+  /* ...as each address met one worker only. */
+  ck_assert_msg(w4[0] == 0 || w4[1] == 0, "127.0.0.1 met both workers");
+  ck_assert_msg(w[0] - w4[0] == 0 || w[1] - w4[1] == 0, "::1 met both workers");
+  ntsntp_uv_ntp_stats(n, &st);
+  ck_assert_uint_eq(st.responded, v4 + v6);
+  ck_assert_uint_eq(st.reasons[NTSNTP_REASON_RATELIMIT],
+                    2 * RL_SENT - v4 - v6);
+  stop_svc(n);
+  ntsntp__access_svc_del(a);
+}
+END_TEST
+
+/* Which worker each source address 127.0.0.x met (worker + 1; 0: none);
+ * set if one address met two workers. */
+static _Atomic unsigned char addr_worker[256];
+static atomic_int addr_split;
+
+static int record_worker(void *user, unsigned worker,
+                         const struct sockaddr *peer) {
+  const struct sockaddr_in *sin = (const struct sockaddr_in *)peer;
+  unsigned char want = (unsigned char)(worker + 1), old = 0;
+  unsigned x = ntohl(sin->sin_addr.s_addr) & 0xff;
+  (void)user;
+  if (peer->sa_family != AF_INET || worker > 1 ||
+      (!atomic_compare_exchange_strong(&addr_worker[x], &old, want) &&
+       old != want))
+    atomic_store(&addr_split, 1);
+  return 1;
+}
+
+/* From 127.0.0.1 .. 127.0.0.|addrs|, |ports| source ports each; returns
+ * how many addresses met each worker. */
+static void from_many_addresses(ntsntp_uv_ntp *n, unsigned addrs,
+                                unsigned ports, unsigned met[2]) {
+  struct sockaddr_storage to, local;
+  socklen_t tolen = make_addr(&to, "127.0.0.1", ntsntp_uv_ntp_port(n, 0));
+  uint8_t req[48], resp[64];
+  ntsntp_server_stats st;
+  unsigned i, j;
+  char ip[32];
+  memset(addr_worker, 0, sizeof(addr_worker));
+  atomic_store(&addr_split, 0);
+  for (i = 1; i <= addrs; i++)
+    for (j = 0; j < ports; j++) {
+      int fd = client_socket(AF_INET);
+      snprintf(ip, sizeof(ip), "127.0.0.%u", i);
+      make_addr(&local, ip, 0);
+      ck_assert_int_eq(
+          bind(fd, (struct sockaddr *)&local, sizeof(struct sockaddr_in)), 0);
+      make_req(req, 4, 3, i);
+      send_to(fd, req, 48, &to, tolen);
+      ck_assert_int_eq(recv_wait(fd, resp, sizeof(resp), 2000, &local), 48);
+      close(fd);
+    }
+  wait_received(n, (uint64_t)addrs * ports, &st);
+  ck_assert_int_eq(atomic_load(&addr_split), 0);
+  met[0] = met[1] = 0;
+  for (i = 1; i <= addrs; i++) {
+    ck_assert_uint_ne(addr_worker[i], 0);
+    met[addr_worker[i] - 1]++;
+  }
+}
+
+/* Steering keeps each address on one worker but spreads addresses over
+ * the workers; with a /24 prefix, 127.0.0.0/24 is one client. */
+START_TEST(test_steer_by_address) {
+  static const char *const addrs[] = {"127.0.0.1"};
+  ntsntp_uv_ntp_settings s;
+  ntsntp_uv_ntp *n;
+  unsigned met[2];
+
+  settings_on(&s, addrs, 1, 2);
+  s.accept = record_worker;
+  s.steer_by_client = 1;
+  n = start_with(&s);
+  ck_assert_int_eq(ntsntp_uv_ntp_steered(n), 1);
+  from_many_addresses(n, 64, 3, met);
+  fprintf(stderr, "64 addresses over 2 workers: %u and %u\n", met[0], met[1]);
+  /* All 64 on one worker: probability 2^-63 with a working hash. */
+  ck_assert_uint_gt(met[0], 0);
+  ck_assert_uint_gt(met[1], 0);
+  stop_svc(n);
+
+  s.steer_v4_prefix = 24;
+  n = start_with(&s);
+  from_many_addresses(n, 64, 2, met);
+  ck_assert_msg(met[0] == 64 || met[1] == 64, "a /24 split: %u and %u",
+                met[0], met[1]);
+  stop_svc(n);
+
+  /* Prefixes out of range. */
+  {
+    ntsntp_uv_ntp *bad = NULL;
+    char err[256];
+    s.steer_v4_prefix = 33;
+    ck_assert_int_eq(ntsntp_uv_ntp_start(&loop, &s, &bad, err, sizeof(err)),
+                     NTSNTP_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(err, "steering prefixes 33 and 64"));
+    s.steer_v4_prefix = 32;
+    s.steer_v6_prefix = 0;
+    ck_assert_int_eq(ntsntp_uv_ntp_start(&loop, &s, &bad, err, sizeof(err)),
+                     NTSNTP_ERR_INVALID_ARG);
+    ck_assert_ptr_null(bad);
+    /* Off, they are not looked at. */
+    s.steer_by_client = 0;
+    n = start_with(&s);
+    ck_assert_int_eq(ntsntp_uv_ntp_steered(n), 0);
+    stop_svc(n);
+  }
+}
+END_TEST
+
+/* A kernel without SO_ATTACH_REUSEPORT_CBPF (before 4.5), simulated with
+ * seccomp in a child process: start warns, and the hooks get worker 0
+ * from both workers, so one table still counts the client's every request.
+ * The child reports through its exit status: 0 is a pass. */
+static atomic_int warned;
+
+static void warn_log(void *user, int level, const char *m) {
+  (void)user;
+  if (level == NTSNTP_LOG_WARN && strstr(m, "cannot steer UDP 127.0.0.1:") &&
+      strstr(m, "one lock for all"))
+    atomic_store(&warned, 1);
+  fprintf(stderr, "[child log %d] %s\n", level, m);
+}
+
+static int refuse_reuseport_bpf(void) {
+  /* setsockopt(_, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, ...) fails with
+   * ENOPROTOOPT, as on a kernel that does not know the option. */
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setsockopt, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+               offsetof(struct seccomp_data, args[2]) +
+                   (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? 0 : 4)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SO_ATTACH_REUSEPORT_CBPF, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOPROTOOPT),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return -1;
+  return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+static int fallback_child(void) {
+  static const char *const addrs[] = {"127.0.0.1"};
+  ntsntp__access_svc *a;
+  ntsntp_uv_ntp_settings s;
+  ntsntp_uv_ntp *n = NULL;
+  char err[256];
+  unsigned answered, met[2];
+  if (refuse_reuseport_bpf() != 0)
+    return 2;
+  a = limiter(2);
+  settings_on(&s, addrs, 1, 2);
+  ntsntp__access_svc_wire_ntp(a, &s);
+  s.server = srv;
+  s.log = warn_log;
+  if (ntsntp_uv_ntp_start(&loop, &s, &n, err, sizeof(err)) != 0)
+    return 3;
+  if (ntsntp_uv_ntp_steered(n) != 0 || !atomic_load(&warned))
+    return 4;
+  answered =
+      from_many_ports(n, "127.0.0.1", ntsntp_uv_ntp_port(n, 0), RL_SENT, 0);
+  fprintf(stderr, "without steering, one shared table: answered %u of %u\n",
+          answered, RL_SENT);
+  if (answered < RL_BURST || answered > RL_BURST + RL_LEAK_MAX)
+    return 5;
+  stop_svc(n);
+  ntsntp__access_svc_del(a);
+  /* Both workers call the hooks as worker 0. */
+  settings_on(&s, addrs, 1, 2);
+  s.server = srv;
+  s.log = warn_log;
+  s.steer_by_client = 1;
+  s.accept = record_worker;
+  if (ntsntp_uv_ntp_start(&loop, &s, &n, err, sizeof(err)) != 0)
+    return 6;
+  from_many_addresses(n, 16, 4, met);
+  if (met[0] != 16)
+    return 7;
+  stop_svc(n);
+  return 0;
+}
+
+START_TEST(test_steer_refused_falls_back) {
+  int status = -1;
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0)
+    _exit(fallback_child());
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "fallback child failed (status 0x%x)", status);
+}
+END_TEST
+
+/* ---- NTS: the rate limiter decides before any AES-SIV work ---- */
+
+/* Calls of the server's and the ring's rand: one per cookie sealed and
+ * one per response nonce. */
+static atomic_uint nts_rand_calls;
+
+static int counting_rand(void *user, uint8_t *buf, size_t len) {
+  atomic_fetch_add(&nts_rand_calls, 1);
+  return ntsntp_rand_default(user, buf, len);
+}
+
+/* What the filter saw of the last request (before the fix, prepare had
+ * opened the cookie, checked the tag and sealed new cookies by then). */
+static atomic_int nts_limit, seen_verdict, seen_pending, seen_aead,
+    seen_nts;
+
+static int nts_filter(void *user, unsigned worker, const struct sockaddr *peer,
+                      ntsntp_server_ctx *ctx) {
+  (void)user;
+  (void)worker;
+  (void)peer;
+  atomic_store(&seen_verdict, (int)ctx->verdict);
+  atomic_store(&seen_pending, ctx->nts_pending);
+  atomic_store(&seen_aead, ctx->aead);
+  atomic_store(&seen_nts, ctx->nts);
+  if (atomic_load(&nts_limit))
+    ntsntp_server_ctx_ratelimit(ctx);
+  return 0;
+}
+
+/* An NTS request with 3 placeholders and a cookie from |kr|; |bad_tag|
+ * flips the last byte of the authenticator's tag. */
+static ssize_t nts_req(ntsntp_keyring *kr, ntsntp_client_exchange *ex,
+                       uint8_t *buf, size_t len, int bad_tag) {
+  uint8_t c2s[32], s2c[32], cookie[NTSNTP_COOKIE_MAX_LEN];
+  ntsntp_client_params p;
+  ntsntp_ssize clen, n;
+  memset(c2s, 0x11, sizeof(c2s));
+  memset(s2c, 0x22, sizeof(s2c));
+  clen = ntsntp_cookie_seal(kr, NTSNTP_AEAD_AES_SIV_CMAC_256, c2s, s2c,
+                            cookie, sizeof(cookie));
+  ck_assert_int_gt(clen, 0);
+  memset(&p, 0, sizeof(p));
+  p.aead = NTSNTP_AEAD_AES_SIV_CMAC_256;
+  p.c2s = c2s;
+  p.s2c = s2c;
+  p.cookie = cookie;
+  p.cookie_len = (size_t)clen;
+  p.placeholders = 3;
+  n = ntsntp_client_request(ex, &p, buf, len);
+  ck_assert_int_gt(n, 48);
+  if (bad_tag)
+    buf[n - 1] ^= 0x80;
+  return n;
+}
+
+START_TEST(test_nts_limited_before_crypto) {
+  static const char *const addrs[] = {"127.0.0.1"};
+  ntsntp_keyring_settings ks;
+  ntsntp_server_settings ss;
+  ntsntp_keyring *kr;
+  ntsntp_server *nts_srv, *plain_srv = srv;
+  ntsntp_clock_state cs;
+  ntsntp_uv_ntp_settings s;
+  ntsntp_uv_ntp *n;
+  ntsntp_client_exchange ex;
+  ntsntp_client_sample smp;
+  ntsntp_server_stats st;
+  struct sockaddr_storage to, from;
+  socklen_t tolen;
+  uint8_t req[1024], bad[1024], resp[1024];
+  unsigned before;
+  ssize_t len, bad_len, r;
+  int fd;
+
+  ntsntp_keyring_settings_default(&ks);
+  ks.rand = counting_rand;
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &ks, 1700000000), 0);
+  ntsntp_server_settings_default(&ss);
+  ss.keyring = kr;
+  ss.rand = counting_rand;
+  ck_assert_int_eq(ntsntp_server_new(&nts_srv, &ss), 0);
+  ntsntp_clock_state_local(&cs, 10, now_ntp());
+  ntsntp_server_set_clock(nts_srv, &cs);
+  srv = nts_srv; /* start_with serves |srv| */
+  settings_on(&s, addrs, 1, 2);
+  s.filter = nts_filter;
+  n = start_with(&s);
+  srv = plain_srv;
+  tolen = make_addr(&to, "127.0.0.1", ntsntp_uv_ntp_port(n, 0));
+  fd = client_socket(AF_INET);
+
+  /* Not limited: served, with four new cookies; the filter ran before
+   * the cookie was opened. */
+  atomic_store(&nts_limit, 0);
+  len = nts_req(kr, &ex, req, sizeof(req), 0);
+  before = atomic_load(&nts_rand_calls);
+  send_to(fd, req, (size_t)len, &to, tolen);
+  r = recv_wait(fd, resp, sizeof(resp), 2000, &from);
+  ck_assert_int_eq(r, len);
+  ck_assert_int_eq(ntsntp_client_response(&ex, resp, (size_t)r, now_ntp(),
+                                          now_ntp(), &smp),
+                   0);
+  ck_assert_int_eq(smp.authenticated, 1);
+  ck_assert_uint_eq(smp.n_cookies, 4);
+  ck_assert_uint_eq(atomic_load(&nts_rand_calls), before + 4 + 1);
+  ck_assert_int_eq(atomic_load(&seen_verdict), NTSNTP_SERVER_RESPOND);
+  ck_assert_int_eq(atomic_load(&seen_pending), 1);
+  ck_assert_int_eq(atomic_load(&seen_aead), 0);
+  ck_assert_int_eq(atomic_load(&seen_nts), 0);
+
+  /* Limited: dropped without a single AES-SIV operation. */
+  atomic_store(&nts_limit, 1);
+  len = nts_req(kr, &ex, req, sizeof(req), 0);
+  /* A limited bad tag is not even checked: dropped as limited, no NAK. */
+  bad_len = nts_req(kr, &ex, bad, sizeof(bad), 1);
+  before = atomic_load(&nts_rand_calls); /* the cookies above are sealed */
+  send_to(fd, req, (size_t)len, &to, tolen);
+  send_to(fd, bad, (size_t)bad_len, &to, tolen);
+  ck_assert_int_eq(recv_wait(fd, resp, sizeof(resp), 300, &from), -1);
+  wait_received(n, 3, &st);
+  ck_assert_uint_eq(atomic_load(&nts_rand_calls), before);
+  ck_assert_int_eq(atomic_load(&seen_verdict), NTSNTP_SERVER_RESPOND);
+  ck_assert_int_eq(atomic_load(&seen_aead), 0);
+  ck_assert_uint_eq(st.reasons[NTSNTP_REASON_RATELIMIT], 2);
+  ck_assert_uint_eq(st.reasons[NTSNTP_REASON_AUTH_FAILED], 0);
+  ck_assert_uint_eq(st.nts_authenticated, 1);
+  ck_assert_uint_eq(st.cookies_issued, 4);
+
+  /* Not limited, bad tag: the NAK as before. */
+  atomic_store(&nts_limit, 0);
+  len = nts_req(kr, &ex, req, sizeof(req), 1);
+  send_to(fd, req, (size_t)len, &to, tolen);
+  r = recv_wait(fd, resp, sizeof(resp), 2000, &from);
+  ck_assert_int_eq(r, 48 + 36);
+  ck_assert_mem_eq(resp + 12, "NTSN", 4);
+  wait_received(n, 4, &st);
+  ck_assert_uint_eq(st.reasons[NTSNTP_REASON_AUTH_FAILED], 1);
+  ck_assert_uint_eq(st.naks, 1);
+  close(fd);
+  stop_svc(n);
+  ntsntp_server_del(nts_srv);
+  ntsntp_keyring_del(kr);
+}
+END_TEST
+
+/* ---- reference time against transmit time ---- */
+
+/* Publishes the local clock state with ref = now, as fast as it can (the
+ * daemon's timer does it once a second), until told to stop. */
+static atomic_int clock_stop;
+static atomic_ulong clock_updates;
+
+static void *clock_updater(void *arg) {
+  ntsntp_server *s = arg;
+  while (!atomic_load(&clock_stop)) {
+    ntsntp_clock_state cs;
+    ntsntp_clock_state_local(&cs, 10, now_ntp());
+    ntsntp_server_set_clock(s, &cs);
+    atomic_fetch_add(&clock_updates, 1);
+  }
+  return NULL;
+}
+
+/* Clock updates racing the workers: no response carries a reference time
+ * later than its transmit time.  Requests go in bursts of 1 to 24, so both
+ * the one-at-a-time and the chunked (predicted transmit time) paths run. */
+START_TEST(test_ref_never_after_tx_under_updates) {
+  static const char *const addrs[] = {"127.0.0.1"};
+  enum { ROUNDS = 150 };
+  ntsntp_uv_ntp *n = start_on(addrs, 1, 1);
+  struct sockaddr_storage to, from;
+  socklen_t tolen = make_addr(&to, "127.0.0.1", ntsntp_uv_ntp_port(n, 0));
+  uint8_t req[48], resp[64];
+  ntsntp_pkt_hdr h;
+  unsigned round, i, got = 0, bad = 0, later = 0;
+  pthread_t th;
+  int fd = client_socket(AF_INET);
+  double worst = 0;
+
+  atomic_store(&clock_stop, 0);
+  atomic_store(&clock_updates, 0);
+  ck_assert_int_eq(pthread_create(&th, NULL, clock_updater, srv), 0);
+  for (round = 0; round < ROUNDS; round++) {
+    unsigned burst = 1 + round % 24;
+    for (i = 0; i < burst; i++) {
+      make_req(req, 4, 3, (uint64_t)round << 8 | i);
+      send_to(fd, req, 48, &to, tolen);
+    }
+    for (i = 0; i < burst; i++) {
+      ck_assert_int_eq(recv_wait(fd, resp, sizeof(resp), 2000, &from), 48);
+      ck_assert_int_eq(ntsntp_pkt_decode_hdr(&h, resp, 48), 0);
+      got++;
+      if (ntsntp_ts_diff(h.ref_ts, h.tx_ts) > 0) {
+        bad++;
+        if (ntsntp_ts_diff(h.ref_ts, h.tx_ts) > worst)
+          worst = ntsntp_ts_diff(h.ref_ts, h.tx_ts);
+      }
+      later += h.ref_ts == h.tx_ts; /* capped */
+    }
+  }
+  atomic_store(&clock_stop, 1);
+  pthread_join(th, NULL);
+  close(fd);
+  fprintf(stderr,
+          "%u responses, %lu clock updates: %u with ref == tx (capped), %u "
+          "with ref > tx (worst %.0f ns)\n",
+          got, atomic_load(&clock_updates), later, bad, worst * 1e9);
+  ck_assert_uint_eq(bad, 0);
+  stop_svc(n);
+}
+END_TEST
+
 /* ---- failures at start ---- */
 
 static void run_until_idle(void) {
@@ -805,6 +1334,11 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_malformed_dropped);
   tcase_add_test(tc, test_load_spread);
   tcase_add_test(tc, test_hooks);
+  tcase_add_test(tc, test_ratelimit_per_client_not_per_worker);
+  tcase_add_test(tc, test_steer_by_address);
+  tcase_add_test(tc, test_steer_refused_falls_back);
+  tcase_add_test(tc, test_nts_limited_before_crypto);
+  tcase_add_test(tc, test_ref_never_after_tx_under_updates);
   tcase_add_test(tc, test_start_errors);
   tcase_add_test(tc, test_start_stop_cycles);
   tcase_add_test(tc, test_chrony_client);

@@ -28,16 +28,19 @@ extern "C" {
  * receive timestamps.  It runs |workers| threads, each with its own libuv
  * loop and its own socket per listen address; the sockets of one address
  * share the port with SO_REUSEPORT, so the kernel spreads clients over the
- * workers by flow (source address and port).  A single worker still gets
- * its own thread: one design for all counts, and the caller's loop never
- * carries the packet path.
+ * workers by flow (source address and port), or, with |steer_by_client|,
+ * by source address only.  A single worker still gets its own thread: one
+ * design for all counts, and the caller's loop never carries the packet
+ * path.
  *
  * Per worker, for each batch of up to 32 datagrams read with recvmmsg:
  *   1. the receive timestamp comes from the kernel (SO_TIMESTAMPING
  *      software, else SO_TIMESTAMPNS); if neither is delivered, the worker
  *      reads CLOCK_REALTIME after the batch arrives (a "daemon" timestamp);
  *   2. |adjust| maps it to the served time;
- *   3. |accept|, ntsntp_server_prepare, then |filter| judge the request;
+ *   3. |accept|, ntsntp_server_parse, |filter|, then
+ *      ntsntp_server_authenticate judge the request (so the rate limiter
+ *      in |filter| decides before any NTS cryptography);
  *   4. CLOCK_REALTIME is read once per response, adjusted, and
  *      ntsntp_server_finish seals the response with it;
  *   5. responses leave from the local address the request was sent to
@@ -78,6 +81,28 @@ typedef struct ntsntp_uv_ntp_settings {
   uint16_t port;
   /* Worker threads; 0 means the number of online CPUs. */
   unsigned workers;
+  /*
+   * Client affinity.  0 (the default): the kernel spreads requests over
+   * the workers by flow, so one client sending from many source ports
+   * meets every worker.  Non-zero: every request from one client reaches
+   * the same worker whatever its source port, so per-worker state that the
+   * hooks keep (a rate-limit table per worker) sees all of that client's
+   * requests.  A client is an IPv4 source address cut to |steer_v4_prefix|
+   * bits (1..32, default 32) or an IPv6 one cut to |steer_v6_prefix| bits
+   * (1..128, default 64): give the rate limiter's prefixes.  start attaches
+   * a classic BPF program to each address's SO_REUSEPORT group
+   * (SO_ATTACH_REUSEPORT_CBPF, Linux 4.5) that hashes the source address
+   * with a secret seed.  If the kernel refuses it, start logs a warning and
+   * goes on with the kernel's spreading, but calls the hooks with |worker|
+   * 0 from every worker, so that state kept per |worker| stays per client
+   * (one table for all workers, behind the hook's own lock);
+   * ntsntp_uv_ntp_steered tells which.  One client's requests all go to
+   * one worker: a single address sending more than a worker can serve is
+   * not spread any more.
+   */
+  int steer_by_client;
+  unsigned steer_v4_prefix;
+  unsigned steer_v6_prefix;
   /* The server core, shared by all workers (required). */
   const ntsntp_server *server;
   /*
@@ -89,8 +114,9 @@ typedef struct ntsntp_uv_ntp_settings {
   uint64_t (*adjust)(void *user, uint64_t sys_ntp64);
   void *adjust_user;
   /*
-   * Early, cheap check called before ntsntp_server_prepare, from worker
-   * |worker| (0 .. workers-1), with the client's address.  Return non-zero
+   * Early, cheap check called before ntsntp_server_parse, from worker
+   * |worker| (0 .. workers-1; 0 from every worker when steer_by_client
+   * failed), with the client's address.  Return non-zero
    * to go on, 0 to drop the request silently (counted as reason DENIED).
    * Also called for datagrams that are not valid requests.  NULL accepts
    * everything.  Called concurrently: must be thread-safe and must not
@@ -99,14 +125,19 @@ typedef struct ntsntp_uv_ntp_settings {
   int (*accept)(void *user, unsigned worker, const struct sockaddr *peer);
   void *accept_user;
   /*
-   * Called after ntsntp_server_prepare for requests it would answer
-   * (verdict not DROP), before the transmit timestamp is read; for access
-   * control and rate limiting.  Return 0 to go on with ctx->verdict as the
-   * hook leaves it: unchanged, turned into a RATE KoD (or an NTS drop) by
-   * ntsntp_server_ctx_ratelimit, or set to NTSNTP_SERVER_DROP with a reason
-   * of the hook's choice.  Return non-zero to drop; the reason becomes
-   * DENIED unless the hook set another one.  The runtime wipes |ctx| for
-   * every drop.  NULL means return 0.  Called from worker threads,
+   * Called after ntsntp_server_parse for requests it would answer
+   * (verdict RESPOND), before ntsntp_server_authenticate and before the
+   * transmit timestamp is read; for access control and rate limiting.
+   * For an NTS request ctx->nts_pending is set: nothing in it is
+   * authenticated yet, and deciding here spares a refused request the
+   * AES-SIV work (cookie, authenticator, new cookies).  Return 0 to go on
+   * with ctx->verdict as the hook leaves it: unchanged, turned into a RATE
+   * KoD (or, for NTS, a drop) by ntsntp_server_ctx_ratelimit, or set to
+   * NTSNTP_SERVER_DROP with a reason of the hook's choice; any other
+   * answer to a pending NTS request is dropped (reason DENIED unless set).
+   * Return non-zero to drop; the reason becomes DENIED unless the hook set
+   * another one.  The runtime wipes |ctx| for every drop.  NULL means
+   * return 0.  |worker| as for |accept|.  Called from worker threads,
    * concurrently: must be thread-safe and must not block.
    */
   int (*filter)(void *user, unsigned worker, const struct sockaddr *peer,
@@ -123,7 +154,8 @@ typedef struct ntsntp_uv_ntp_settings {
 
 /*
  * Fills |s| with the defaults: both wildcards, port 123, one worker per
- * online CPU, no server (the caller must set one), no hooks, no log.
+ * online CPU, spread by flow (steering prefixes 32 and 64 if turned on),
+ * no server (the caller must set one), no hooks, no log.
  *
  * version-added: 0.1.0
  */
@@ -141,8 +173,9 @@ NTSNTP_EXTERN void ntsntp_uv_ntp_settings_default(ntsntp_uv_ntp_settings *s);
  * Returns 0.
  * Errors:
  *   INVALID_ARG  NULL |loop|, |s|, |out| or s->server; n_listen > 0 with a
- *                NULL list; an address that is not numeric IPv4/IPv6 (fix
- *                the configuration);
+ *                NULL list; an address that is not numeric IPv4/IPv6;
+ *                steer_by_client with a prefix out of range (fix the
+ *                configuration);
  *   IO           a socket, bind, thread or libuv call failed (errno kept;
  *                |errbuf| names the address and the step);
  *   NOMEM        out of memory.
@@ -172,6 +205,14 @@ NTSNTP_EXTERN void ntsntp_uv_ntp_stats(ntsntp_uv_ntp *n,
 
 /* The number of worker threads. */
 NTSNTP_EXTERN unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n);
+
+/*
+ * 1 if steer_by_client was asked for and is in place (always with one
+ * worker), 0 otherwise (not asked for, the kernel refused it, or |n| NULL).
+ *
+ * version-added: 0.1.0
+ */
+NTSNTP_EXTERN int ntsntp_uv_ntp_steered(ntsntp_uv_ntp *n);
 
 /*
  * The counters of worker |worker| alone (zeroes if out of range); same

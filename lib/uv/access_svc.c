@@ -33,6 +33,8 @@ struct ntsntp__access_svc {
   ntsntp_acl *acl;
   ntp_table *ntp;
   unsigned n_ntp, n_ntp_init;
+  int ntp_steer;                     /* NTP limiting on: steer by client */
+  unsigned ntp_v4_prefix, ntp_v6_prefix; /* the NTP limiter's prefixes */
   uv_mutex_t ke_lock; /* guards ke_rl and cap */
   int ke_lock_init;
   ntsntp_ratelimit *ke_rl;
@@ -201,8 +203,9 @@ static int ntp_filter(void *user, unsigned worker, const struct sockaddr *peer,
   uv_mutex_unlock(&t->lock);
   if (v == NTSNTP_RL_PASS)
     return 0;
-  /* A KoD only replaces a normal answer: a NAK is for NTS clients, which
-   * ignore unauthenticated KoDs, so a limited NAK is dropped too. */
+  /* Called before the NTS cryptography: an NTS request is still pending
+   * here and ntsntp_server_ctx_ratelimit drops it (NTS clients ignore
+   * unauthenticated KoDs); only a plain request gets the KoD. */
   if (v == NTSNTP_RL_KOD && ctx->verdict == NTSNTP_SERVER_RESPOND) {
     ntsntp_server_ctx_ratelimit(ctx);
     return 0;
@@ -236,6 +239,11 @@ void ntsntp__access_svc_wire_ntp(ntsntp__access_svc *a,
   ns->accept_user = a;
   ns->filter = ntp_filter;
   ns->filter_user = a;
+  /* One table per worker counts a client's every request only if the
+   * kernel sends them all to one worker, whatever the source port. */
+  ns->steer_by_client = a->ntp_steer;
+  ns->steer_v4_prefix = a->ntp_v4_prefix;
+  ns->steer_v6_prefix = a->ntp_v6_prefix;
 }
 
 void ntsntp__access_svc_wire_ke(ntsntp__access_svc *a,
@@ -420,6 +428,9 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
       rv = NTSNTP_ERR_NOMEM;
       goto fail;
     }
+    a->ntp_steer = s->ntp.enabled != 0;
+    a->ntp_v4_prefix = s->ntp.v4_prefix;
+    a->ntp_v6_prefix = s->ntp.v6_prefix;
   }
   for (i = 0; i < a->n_ntp; i++) {
     rv = new_table(&a->ntp[i].rl, &s->ntp, per, "NTP", errbuf, errlen);

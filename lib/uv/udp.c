@@ -12,6 +12,7 @@
 #include <time.h> /* before linux/errqueue.h, which needs struct timespec */
 
 #include <linux/errqueue.h>
+#include <linux/filter.h>
 #include <linux/net_tstamp.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -42,6 +43,12 @@
  * failures are ignored). */
 #define SOCK_BUF (4 * 1024 * 1024)
 #define MAX_WORKERS 1024
+/* Room for the IPv6 steering program: 16 instructions per address word,
+ * and two. */
+#define STEER_MAX_INSNS 72
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51 /* Linux 4.5 */
+#endif
 
 #define STATS_WORDS (sizeof(ntsntp_server_stats) / sizeof(uint64_t))
 _Static_assert(sizeof(ntsntp_server_stats) % sizeof(uint64_t) == 0,
@@ -98,6 +105,7 @@ typedef struct sock {
 typedef struct worker {
   ntsntp_uv_ntp *n;
   unsigned idx;
+  unsigned shard; /* |worker| for the hooks: idx, or 0 (see steer_all) */
   int loop_init, stop_init, thread_started;
   uv_loop_t loop;
   uv_async_t stop;
@@ -122,6 +130,7 @@ struct ntsntp_uv_ntp {
   listen_addr *addrs;
   unsigned n_workers;
   worker *workers;
+  int steered; /* steer_by_client asked for and in place (or 1 worker) */
   uv_async_t exited;
   atomic_uint n_exited;
   int stopping, closing;
@@ -148,10 +157,16 @@ static void logf_(const ntsntp_uv_ntp *n, int level, const char *fmt, ...) {
 void ntsntp_uv_ntp_settings_default(ntsntp_uv_ntp_settings *s) {
   memset(s, 0, sizeof(*s));
   s->port = 123;
+  s->steer_v4_prefix = 32;
+  s->steer_v6_prefix = 64;
 }
 
 unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n) {
   return n->n_workers;
+}
+
+int ntsntp_uv_ntp_steered(ntsntp_uv_ntp *n) {
+  return n != NULL && n->steered;
 }
 
 uint16_t ntsntp_uv_ntp_port(ntsntp_uv_ntp *n, unsigned idx) {
@@ -373,13 +388,23 @@ static void judge(sock *sk, unsigned k, struct timespec *now, int *have_now) {
      * lost, so it cannot be parsed. */
     drop(ctx, NTSNTP_REASON_BAD_EF);
   } else if (n->s.accept != NULL &&
-             !n->s.accept(n->s.accept_user, w->idx, peer)) {
+             !n->s.accept(n->s.accept_user, w->shard, peer)) {
     drop(ctx, NTSNTP_REASON_DENIED);
   } else {
-    ntsntp_server_prepare(n->s.server, sl->in, w->rmsg[k].msg_len,
-                          served_time(n, &ts), ctx);
+    /* Parse, then the filter (rate limiter), then the cryptography: a
+     * limited NTS request costs no AES-SIV operation. */
+    ntsntp_server_parse(n->s.server, sl->in, w->rmsg[k].msg_len,
+                        served_time(n, &ts), ctx);
     if (ctx->verdict != NTSNTP_SERVER_DROP && n->s.filter != NULL &&
-        n->s.filter(n->s.filter_user, w->idx, peer, ctx) != 0) {
+        n->s.filter(n->s.filter_user, w->shard, peer, ctx) != 0) {
+      ctx->verdict = NTSNTP_SERVER_DROP;
+      if (ctx->reason == NTSNTP_REASON_OK)
+        ctx->reason = NTSNTP_REASON_DENIED;
+    }
+    ntsntp_server_authenticate(n->s.server, ctx);
+    if (ctx->verdict != NTSNTP_SERVER_DROP && ctx->nts_pending) {
+      /* A hook answered an NTS request without ntsntp_server_ctx_ratelimit
+       * (a KoD, say): finish would refuse it. */
       ctx->verdict = NTSNTP_SERVER_DROP;
       if (ctx->reason == NTSNTP_REASON_OK)
         ctx->reason = NTSNTP_REASON_DENIED;
@@ -825,6 +850,109 @@ uv_fail:
   return NTSNTP_ERR_IO;
 }
 
+/* ---- steering by client (caller's thread, before the workers run) ---- */
+
+typedef struct steer_prog {
+  struct sock_filter f[STEER_MAX_INSNS];
+  unsigned short len;
+} steer_prog;
+
+static void op(steer_prog *p, uint16_t code, uint32_t k) {
+  assert(p->len < STEER_MAX_INSNS);
+  p->f[p->len].code = code;
+  p->f[p->len].jt = 0;
+  p->f[p->len].jf = 0;
+  p->f[p->len].k = k;
+  p->len++;
+}
+
+/* A ^= A >> |s|; X is overwritten. */
+static void xor_shift(steer_prog *p, uint32_t s) {
+  op(p, BPF_MISC | BPF_TAX, 0);
+  op(p, BPF_ALU | BPF_RSH | BPF_K, s);
+  op(p, BPF_ALU | BPF_XOR | BPF_X, 0);
+}
+
+/*
+ * The SO_REUSEPORT program for one address family: the source address cut
+ * to |prefix| bits, hashed word by word (each word xor the hash so far,
+ * then murmur3's 32-bit finaliser; the first word xor a secret seed),
+ * modulo |n|.  The kernel runs it with the UDP payload as packet data;
+ * negative SKF_NET_OFF offsets reach the IP header, where the IPv4 source
+ * is the word at 12 and the IPv6 source the four words at 8 to 20 (no
+ * IPv4-mapped sources: the IPv6 sockets are IPV6_V6ONLY).  Its result
+ * indexes the group's sockets, which are in bind order: worker 0's first.
+ */
+static void build_steer_prog(steer_prog *p, int family, unsigned prefix,
+                             uint32_t seed, unsigned n) {
+  unsigned words = family == AF_INET ? 1 : 4;
+  unsigned off = family == AF_INET ? 12 : 8, i;
+  p->len = 0;
+  for (i = 0; i < words && prefix > 32 * i; i++) {
+    unsigned bits = prefix - 32 * i;
+    op(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_NET_OFF + (int)(off + 4 * i)));
+    if (bits < 32)
+      op(p, BPF_ALU | BPF_AND | BPF_K, ~(0xffffffffu >> bits));
+    if (i == 0) {
+      op(p, BPF_ALU | BPF_XOR | BPF_K, seed);
+    } else {
+      op(p, BPF_LDX | BPF_W | BPF_MEM, 0);
+      op(p, BPF_ALU | BPF_XOR | BPF_X, 0);
+    }
+    xor_shift(p, 16);
+    op(p, BPF_ALU | BPF_MUL | BPF_K, 0x85ebca6bu);
+    xor_shift(p, 13);
+    op(p, BPF_ALU | BPF_MUL | BPF_K, 0xc2b2ae35u);
+    xor_shift(p, 16);
+    if (i + 1 < words && prefix > 32 * (i + 1))
+      op(p, BPF_ST, 0);
+  }
+  op(p, BPF_ALU | BPF_MOD | BPF_K, n);
+  op(p, BPF_RET | BPF_A, 0);
+}
+
+/*
+ * Attaches the steering program to each listen address's SO_REUSEPORT
+ * group (through worker 0's socket; every socket of the group is bound by
+ * now).  Returns 1 if every group steers by client, 0 (logged) if the
+ * kernel refused.
+ */
+static int steer_by_client(ntsntp_uv_ntp *n) {
+  uint32_t seed;
+  size_t ai;
+  if (n->n_workers == 1)
+    return 1;
+  /* The seed only keeps the spread of many addresses over the workers
+   * unpredictable; a failure costs no correctness. */
+  if (ntsntp_rand_default(NULL, (uint8_t *)&seed, sizeof(seed)) != 0)
+    seed = 0x9e3779b9u;
+  for (ai = 0; ai < n->n_addrs; ai++) {
+    const listen_addr *a = &n->addrs[ai];
+    char where[sizeof(a->text) + 16];
+    struct sock_fprog fp;
+    steer_prog p;
+    if (a->skip)
+      continue;
+    build_steer_prog(&p, a->ss.ss_family,
+                     a->ss.ss_family == AF_INET ? n->s.steer_v4_prefix
+                                                : n->s.steer_v6_prefix,
+                     seed, n->n_workers);
+    fp.len = p.len;
+    fp.filter = p.f;
+    if (setsockopt(n->workers[0].socks[ai].fd, SOL_SOCKET,
+                   SO_ATTACH_REUSEPORT_CBPF, &fp, sizeof(fp)) != 0) {
+      addr_port_text(a, a->port, where, sizeof(where));
+      logf_(n, NTSNTP_LOG_WARN,
+            "cannot steer UDP %s by client address (SO_ATTACH_REUSEPORT_CBPF: "
+            "%s; Linux 4.5 or later has it): the %u workers share one "
+            "per-client table (rate limits stay per client, one lock for all)",
+            where, strerror(errno), n->n_workers);
+      return 0;
+    }
+  }
+  return 1;
+}
+
 /* Undoes a failed start.  Workers whose thread runs are stopped and joined
  * (blocking briefly: this is the error path); the others' loops are run
  * here once to close their handles. */
@@ -893,6 +1021,16 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
     free_all(n);
     return NTSNTP_ERR_INVALID_ARG;
   }
+  if (s->steer_by_client &&
+      (s->steer_v4_prefix < 1 || s->steer_v4_prefix > 32 ||
+       s->steer_v6_prefix < 1 || s->steer_v6_prefix > 128)) {
+    ntsntp__errf(errbuf, errlen,
+                 "UDP NTP service: steering prefixes %u and %u (want 1..32 "
+                 "and 1..128)",
+                 s->steer_v4_prefix, s->steer_v6_prefix);
+    free_all(n);
+    return NTSNTP_ERR_INVALID_ARG;
+  }
   n->addrs = calloc(n->n_addrs, sizeof(*n->addrs));
   n->workers = calloc(n->n_workers, sizeof(*n->workers));
   if (n->addrs == NULL || n->workers == NULL) {
@@ -931,6 +1069,12 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
       return rv;
     }
   }
+  /* Before the threads start: they read |shard| only. */
+  if (n->s.steer_by_client)
+    n->steered = steer_by_client(n);
+  for (i = 0; i < n->n_workers; i++)
+    n->workers[i].shard =
+        n->s.steer_by_client && !n->steered ? 0 : n->workers[i].idx;
 
   /* Workers take no signals: the embedder's loop handles them. */
   sigfillset(&all);
