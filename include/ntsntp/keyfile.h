@@ -35,14 +35,16 @@ NTSNTP_EXTERN int ntsntp_keyfile_save(const ntsntp_keyring *kr,
 
 /*
  * Loads |path| into |kr| (see ntsntp_keyring_load) and rotates for |now|.
- * Symbolic links are not followed: the file holds the master keys.
+ * Symbolic links are not followed: the file holds the master keys, and
+ * its directory may belong to a less privileged user.
  * Returns 0 on success; |errbuf| is then "" or a warning to log (the file is
  * accessible by group or others).
  * Errors (the ring is unchanged):
  * - NOT_FOUND: |path| does not exist; keep the fresh keys and save them.
- * - IO: it exists but cannot be read (permissions, a directory, a symbolic
- *   link, a read error); |errbuf| names the path, the reason, the file's
- *   owner and mode and the uid we run as.  Do not overwrite it silently.
+ * - IO: it exists but cannot be read (permissions, a symbolic link, not a
+ *   regular file: a FIFO is never waited on, a read error); |errbuf| names
+ *   the path, the reason, the file's owner and mode and the uid we run as.
+ *   Do not overwrite it silently.
  * - BAD_KEYFILE: it is corrupt or from another version; |errbuf| names the
  *   file and what is wrong.  Replacing it with fresh keys invalidates every
  *   client's cookies, so do that only when the operator asks (ntsd:
