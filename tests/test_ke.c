@@ -464,6 +464,104 @@ START_TEST(test_creds_errors) {
 }
 END_TEST
 
+/* Reads |path| whole (a test file: small). */
+static size_t slurp(const char *path, uint8_t *buf, size_t len) {
+  FILE *f = fopen(path, "rb");
+  size_t n;
+  ck_assert_ptr_nonnull(f);
+  n = fread(buf, 1, len, f);
+  fclose(f);
+  ck_assert_uint_lt(n, len);
+  return n;
+}
+
+/* Several pairs from PEM bytes (NTS_CERT/NTS_KEY lists; a privileged
+ * helper hands bytes, not paths); each pair's problem names its files. */
+START_TEST(test_creds_pem_pairs) {
+  static uint8_t c1[8192], k1[8192], c2[8192], k2[8192];
+  ntsntp_ke_pem p[NTSNTP_KE_MAX_CERTS + 1];
+  ntsntp_ke_creds *c = NULL;
+  char err[512];
+  size_t i;
+  memset(p, 0, sizeof(p));
+  p[0].cert_len = slurp(cert_pem, c1, sizeof(c1));
+  p[0].key_len = slurp(key_pem, k1, sizeof(k1));
+  p[1].cert_len = slurp(cert2_pem, c2, sizeof(c2));
+  p[1].key_len = slurp(key2_pem, k2, sizeof(k2));
+  p[0].cert = c1, p[0].key = k1, p[1].cert = c2, p[1].key = k2;
+  p[0].cert_name = "one.pem", p[0].key_name = "one.key";
+  p[1].cert_name = "two.pem", p[1].key_name = "two.key";
+  ck_assert_int_eq(ntsntp_ke_creds_new_pem(&c, p, 2, err, sizeof(err)), 0);
+  ck_assert_uint_eq(ntsntp_ke_creds_count(c), 2);
+  ck_assert_ptr_null(ntsntp_ke_creds_warning(c));
+  ntsntp_ke_creds_unref(c);
+  ck_assert_uint_eq(ntsntp_ke_creds_count(NULL), 0);
+
+  /* The second key is group-readable: the warning names it. */
+  p[1].key_mode = 0100640;
+  ck_assert_int_eq(ntsntp_ke_creds_new_pem(&c, p, 2, err, sizeof(err)), 0);
+  ck_assert_ptr_nonnull(strstr(ntsntp_ke_creds_warning(c), "two.key"));
+  ntsntp_ke_creds_unref(c);
+  p[1].key_mode = 0;
+
+  /* Keys swapped between the pairs: the second pair is named. */
+  p[1].key = k1, p[1].key_len = p[0].key_len;
+  p[0].key = k2, p[0].key_len = p[1].key_len;
+  ck_assert_int_eq(ntsntp_ke_creds_new_pem(&c, p, 2, err, sizeof(err)),
+                   NTSNTP_ERR_BAD_CONFIG);
+  ck_assert_msg(strstr(err, "one.key") && strstr(err, "one.pem"), "%s", err);
+  ck_assert_ptr_null(c);
+  p[0].key = k1, p[0].key_len = slurp(key_pem, k1, sizeof(k1));
+  p[1].key = k2, p[1].key_len = slurp(key2_pem, k2, sizeof(k2));
+
+  /* A certificate that does not parse, truncated in the middle. */
+  p[1].cert_len /= 2;
+  ck_assert_int_eq(ntsntp_ke_creds_new_pem(&c, p, 2, err, sizeof(err)),
+                   NTSNTP_ERR_BAD_CONFIG);
+  ck_assert_msg(strstr(err, "two.pem"), "%s", err);
+  p[1].cert_len = slurp(cert2_pem, c2, sizeof(c2));
+
+  /* No pairs, too many, empty, missing names. */
+  ck_assert_int_eq(ntsntp_ke_creds_new_pem(&c, p, 0, err, sizeof(err)),
+                   NTSNTP_ERR_INVALID_ARG);
+  for (i = 2; i <= NTSNTP_KE_MAX_CERTS; i++)
+    p[i] = p[i % 2];
+  ck_assert_int_eq(ntsntp_ke_creds_new_pem(&c, p, NTSNTP_KE_MAX_CERTS, err,
+                                           sizeof(err)),
+                   0);
+  ck_assert_uint_eq(ntsntp_ke_creds_count(c), NTSNTP_KE_MAX_CERTS);
+  ntsntp_ke_creds_unref(c);
+  ck_assert_int_eq(ntsntp_ke_creds_new_pem(&c, p, NTSNTP_KE_MAX_CERTS + 1,
+                                           err, sizeof(err)),
+                   NTSNTP_ERR_INVALID_ARG);
+  p[0].key_len = 0;
+  ck_assert_int_eq(ntsntp_ke_creds_new_pem(&c, p, 1, err, sizeof(err)),
+                   NTSNTP_ERR_INVALID_ARG);
+  p[0].key_len = slurp(key_pem, k1, sizeof(k1));
+  p[0].cert_name = NULL;
+  ck_assert_int_eq(ntsntp_ke_creds_new_pem(&c, p, 1, err, sizeof(err)),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_ke_creds_new_pem(NULL, p, 1, err, sizeof(err)),
+                   NTSNTP_ERR_INVALID_ARG);
+}
+END_TEST
+
+/* A FIFO at a credential path is refused at once, never waited on. */
+START_TEST(test_creds_fifo) {
+  ntsntp_ke_creds *c = NULL;
+  char err[512], path[300];
+  snprintf(path, sizeof(path), "%s/fifo.pem", tmpdir);
+  unlink(path);
+  ck_assert_int_eq(mkfifo(path, 0600), 0);
+  ck_assert_int_eq(ntsntp_ke_creds_load(&c, path, key_pem, err, sizeof(err)),
+                   NTSNTP_ERR_BAD_CONFIG);
+  ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+  ck_assert_int_eq(ntsntp_ke_creds_load(&c, cert_pem, path, err, sizeof(err)),
+                   NTSNTP_ERR_BAD_CONFIG);
+  unlink(path);
+}
+END_TEST
+
 START_TEST(test_creds_warning) {
   ntsntp_ke_creds *c = NULL;
   char err[512], path[300];
@@ -1323,6 +1421,8 @@ static Suite *ke_suite(void) {
   tcase_add_test(tk, test_creds_load);
   tcase_add_test(tk, test_creds_errors);
   tcase_add_test(tk, test_creds_warning);
+  tcase_add_test(tk, test_creds_pem_pairs);
+  tcase_add_test(tk, test_creds_fifo);
   tcase_add_test(tk, test_creds_permission);
   tcase_add_test(tk, test_server_settings);
   tcase_add_test(tk, test_handshake_default_port);
