@@ -195,6 +195,9 @@ static void on_drift_timer(uv_timer_t *t) { save_drift(t->data); }
  * the clock starts without a prior frequency, and the next save replaces
  * whatever is there. */
 static void load_drift(ntsntp_uv_upstream *up) {
+#define REMOVE_IT                                                              \
+  "not read; fix: remove it (ntsd writes a new one once it has measured "      \
+  "the frequency)"
   char buf[DRIFT_MAX];
   struct stat st;
   size_t len;
@@ -202,28 +205,27 @@ static void load_drift(ntsntp_uv_upstream *up) {
   int e = errno;
   if (rv == NTSNTP_ERR_UNSUPPORTED)
     ulog(up, NTSNTP_LOG_WARN,
-         "drift file %s is not a regular file (%s): not read; fix: remove "
-         "it (ntsd writes a new drift file)",
-         up->drift, ntsntp__file_type(st.st_mode));
+         "drift file %s is not a regular file (%s): " REMOVE_IT, up->drift,
+         ntsntp__file_type(st.st_mode));
   else if (rv == NTSNTP_ERR_IO && e == ELOOP)
     ulog(up, NTSNTP_LOG_WARN,
          "drift file %s is a symbolic link, which is not followed in "
-         "STATE_DIR: not read; fix: remove it (ntsd writes a new drift file)",
+         "STATE_DIR: " REMOVE_IT,
          up->drift);
+  else if (rv == NTSNTP_ERR_TOO_LARGE)
+    ulog(up, NTSNTP_LOG_WARN,
+         "drift file %s is larger than %d bytes: " REMOVE_IT, up->drift,
+         DRIFT_MAX);
   else if (rv == NTSNTP_ERR_IO)
     ulog(up, NTSNTP_LOG_WARN,
          "cannot read drift file %s: %s; fix: make it readable by the user "
          "ntsd runs as, or remove it",
          up->drift, strerror(e));
-  else if (rv == NTSNTP_ERR_TOO_LARGE)
-    ulog(up, NTSNTP_LOG_WARN,
-         "drift file %s is larger than %d bytes: not read; fix: remove it "
-         "(ntsd writes a new drift file)",
-         up->drift, DRIFT_MAX);
   else if (rv || ntsntp_sync_drift_load(up->sync, buf, len) != 0)
     ulog(up, NTSNTP_LOG_INFO, /* chrony's words: also on a first start */
          "Could not read valid frequency and skew from driftfile %s",
          up->drift);
+#undef REMOVE_IT
 }
 
 static void arm(up_source *src);

@@ -43,6 +43,13 @@ fmode() { stat -c '%a %s %F' "$1"; }
 # finds nothing; the drift file is read at start and written at stop).
 UP1=127.0.0.1:$(t_port) UP2=127.0.0.1:$(t_port)
 
+# --- a good drift file is still read ---------------------------------------
+mkdir -m 755 "$T_DIR/G.state" && printf '1.500000 0.100000\n' > "$T_DIR/G.state/ntsd.drift"
+t_start_ntsd G NTP_SERVERS="$UP1"
+t_check "a regular drift file is read (no message about it)" \
+  bash -c "grep -q 'Control socket' '$G_LOG' && ! grep -qi 'drift' '$G_LOG'"
+t_check "SIGTERM stops it within 2 s" t_gone "$G_PID" 2
+
 # --- a FIFO at the drift file ----------------------------------------------
 mkdir -m 755 "$T_DIR/F.state" && mkfifo "$T_DIR/F.state/ntsd.drift"
 t_start_ntsd F NTP_SERVERS="$UP1"
