@@ -39,6 +39,7 @@ typedef struct config {
   long rl_interval, nts_rl_interval;
   unsigned long rl_burst, rl_leak, rl_kod, nts_rl_burst, nts_rl_leak;
   unsigned long client_log_limit, nts_max_per_client;
+  unsigned long nts_max_per_network, nts_first_byte_ms, nts_request_ms;
 } config;
 
 #define OPT(name, type, field, def, min, max, help)                            \
@@ -112,12 +113,18 @@ static const ntsntp_conf_opt options[] = {
         (unsigned long)-19L, 12, "log2 seconds between NTS-KE sessions"),
     OPT("NTS_RATELIMIT_BURST", UINT, nts_rl_burst, "8", 1, 255,
         "NTS-KE sessions one client may get in a burst"),
-    OPT("NTS_RATELIMIT_LEAK", UINT, nts_rl_leak, "2", 1, 4,
-        "limited NTS-KE connections still served: 1 in 2^LEAK"),
+    OPT("NTS_RATELIMIT_LEAK", UINT, nts_rl_leak, "0", 0, 4,
+        "ignored (old configs): limited NTS-KE connections are always closed"),
     OPT("CLIENT_LOG_LIMIT", UINT, client_log_limit, "524288", 1024,
         1073741824, "bytes for all client rate-limit tables (clientloglimit)"),
     OPT("NTS_MAX_CONNECTIONS_PER_CLIENT", UINT, nts_max_per_client, "8", 0,
         100000, "NTS-KE sessions at once per address (IPv6: /64); 0: any"),
+    OPT("NTS_MAX_CONNECTIONS_PER_NETWORK", UINT, nts_max_per_network, "32",
+        0, 100000, "NTS-KE sessions at once per /24 (IPv6: /56); 0: any"),
+    OPT("NTS_FIRST_BYTE_TIMEOUT_MS", UINT, nts_first_byte_ms, "1000", 0,
+        60000, "close NTS-KE connections silent this long (0: no such limit)"),
+    OPT("NTS_REQUEST_TIMEOUT_MS", UINT, nts_request_ms, "2000", 100, 60000,
+        "the whole NTS-KE request must arrive within this"),
     OPT("NTSD_USER", STR, ntsd_user, "ntsd", 0, 0,
         "user to run as after binding ports and reading keys (root: stay)"),
     OPT("SECCOMP", BOOL, seccomp, "yes", 0, 0,
@@ -286,6 +293,9 @@ int main(int argc, char **argv) {
   s.nts_ratelimit.leak = (unsigned)c.nts_rl_leak;
   s.client_log_limit = (size_t)c.client_log_limit;
   s.max_connections_per_client = (unsigned)c.nts_max_per_client;
+  s.max_connections_per_network = (unsigned)c.nts_max_per_network;
+  s.nts_first_byte_timeout_ms = (uint32_t)c.nts_first_byte_ms;
+  s.nts_request_timeout_ms = (uint32_t)c.nts_request_ms;
   s.log = log_line;
   /* Before any thread or socket: the helper that keeps what the server
    * gives up (reading root-only certificate keys, setting the clock). */

@@ -30,7 +30,7 @@ _Static_assert(sizeof(rl_rec) == 40, "record size is documented");
 
 struct ntsntp_ratelimit {
   const ntsntp_mem *mem;
-  int enabled;
+  int enabled, no_leak;
   unsigned leak, kod, v4_prefix, v6_prefix;
   uint64_t t;   /* ns per response: 2^interval s */
   uint64_t tau; /* debt allowed before limiting: (burst - 1) * t */
@@ -114,6 +114,7 @@ void ntsntp_ratelimit_settings_default(ntsntp_ratelimit_settings *s,
   s->burst = 8;
   s->leak = 2;
   s->kod = 0;
+  s->no_leak = service == NTSNTP_RL_SERVICE_NTSKE;
   s->max_bytes = NTSNTP_RL_DEFAULT_MAX_BYTES;
   s->v4_prefix = 32;
   s->v6_prefix = 64;
@@ -137,8 +138,10 @@ int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
   }
   if (s->interval < NTSNTP_RL_MIN_INTERVAL ||
       s->interval > NTSNTP_RL_MAX_INTERVAL || s->burst < 1 ||
-      s->burst > NTSNTP_RL_MAX_BURST || s->leak < NTSNTP_RL_MIN_LEAK ||
-      s->leak > NTSNTP_RL_MAX_LEAK || s->kod > NTSNTP_RL_MAX_KOD ||
+      s->burst > NTSNTP_RL_MAX_BURST ||
+      (!s->no_leak &&
+       (s->leak < NTSNTP_RL_MIN_LEAK || s->leak > NTSNTP_RL_MAX_LEAK)) ||
+      s->kod > NTSNTP_RL_MAX_KOD ||
       s->v4_prefix < 1 || s->v4_prefix > 32 || s->v6_prefix < 1 ||
       s->v6_prefix > 128 || s->max_bytes < 1024 || !s->rand)
     return NTSNTP_ERR_INVALID_ARG;
@@ -169,6 +172,7 @@ int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
     t = 1000000000ULL >> -s->interval; /* >= 1907 ns */
   rl->mem = mem;
   rl->enabled = s->enabled != 0;
+  rl->no_leak = s->no_leak != 0;
   rl->leak = s->leak;
   rl->kod = s->kod;
   rl->v4_prefix = s->v4_prefix;
@@ -289,7 +293,7 @@ int ntsntp_ratelimit_check(ntsntp_ratelimit *rl, const struct sockaddr *peer,
   }
   rl->st.limited++;
   /* chrony: answered (normally) once in 2^leak on average. */
-  if (rand_bits(rl, rl->leak) == 0) {
+  if (!rl->no_leak && rand_bits(rl, rl->leak) == 0) {
     rl->st.leaked++;
     return NTSNTP_RL_PASS;
   }

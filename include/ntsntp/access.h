@@ -112,7 +112,8 @@ NTSNTP_EXTERN int ntsntp_acl_check(const ntsntp_acl *acl,
  * - Each client has a bucket of |burst| responses that refills at one
  *   response per 2^|interval| seconds.  A request finding a response in
  *   the bucket passes and takes it.
- * - A request finding the bucket empty is "limited".  With probability
+ * - A request finding the bucket empty is "limited".  Unless |no_leak|
+ *   (NTS-KE: TCP sources are not spoofed), with probability
  *   1/2^|leak| it still passes and gets a NORMAL response (chrony's leak:
  *   it keeps an attacker who spoofs a victim's address from cutting the
  *   victim off entirely; the victim's own requests are answered at least
@@ -195,12 +196,18 @@ typedef struct ntsntp_ratelimit_settings {
   /* Responses in a burst, 1..255.  Default 8. */
   unsigned burst;
   /* A limited request is answered with probability 1/2^leak, 1..4.
-   * Default 2. */
+   * Default 2.  Not used (nor checked) with |no_leak|. */
   unsigned leak;
   /* 0: limited requests that do not leak are dropped.  1..4: of those,
    * 1 in 2^kod gets a KoD RATE instead.  Default 0 (as chrony); must be 0
    * for NTS-KE, which has no KoD. */
   unsigned kod;
+  /* 1: a limited request never passes (no leak).  For connections (NTS-KE
+   * over TCP): their source addresses cannot be spoofed, so there is no
+   * spoofed victim for the leak to protect, and a leak would only let one
+   * in 2^leak of a flood's connections through.  Default 1 for NTS-KE,
+   * 0 for NTP. */
+  int no_leak;
   /* Bytes for the whole table, header included; fixes the number of
    * records (40 bytes each, in buckets of 8).  Default 524288 bytes
    * (about 13000 records).  At least 1024. */

@@ -98,6 +98,11 @@ typedef struct ntsntp_uv_service_settings {
   /* NTS-KE connections open at once per client (/32, IPv6 /64); default
    * 8; 0: no cap beyond max_connections. */
   unsigned max_connections_per_client;
+  /* The same per network (IPv4 /24, IPv6 /56); default 32; 0: none. */
+  unsigned max_connections_per_network;
+  /* NTS-KE deadlines from accept (uv_ke.h): first byte (default 1000 ms;
+   * 0: none) and whole request (default 2000 ms). */
+  uint32_t nts_first_byte_timeout_ms, nts_request_timeout_ms;
   /* access: end */
   ntsntp_log_fn log;     /* must be thread-safe */
   void *log_user;

@@ -3,9 +3,28 @@
  *
  * TLS work runs on |threads| worker threads, each with its own libuv loop,
  * its own ntsntp_ke_server and its own SO_REUSEPORT listening socket per
- * address, so a KE storm never touches the NTP workers' loops.  At most
- * |max_connections| sessions are open at once across all threads; excess
- * connections are accepted and closed at once, and counted as dropped.
+ * address, so a KE storm never touches the NTP workers' loops.
+ *
+ * Admission, for each new connection, before any TLS work:
+ *   1. |accept| (access control, rate limit, per-client and per-network
+ *      caps) may refuse it: closed at once, counted by reason.
+ *   2. At most |max_connections| connections are open at once across all
+ *      threads.  When all are taken, the newcomer does not wait: the thread
+ *      that accepted it closes one of its own connections to make room,
+ *      the first it finds in this order (oldest first within each group):
+ *        - idle: nothing received yet;
+ *        - partial: some bytes, but no complete TLS ClientHello yet;
+ *        - draining: answered, waiting for the client to close;
+ *        - handshaking: TLS under way, request not complete yet.
+ *      A connection whose request is complete and whose response is being
+ *      written is never closed for room.  When that thread has nothing
+ *      to close, the newcomer is refused (counted as refused_full).
+ * Deadlines, all from accept: the first byte within |first_byte_ms|, the
+ * whole request within |ke.timeout_ms| (the session deadline; an
+ * incomplete request is then answered with Error 1 if TLS is up), and
+ * after the response the connection is drained for at most one second.
+ * A TLS session is only created when the first byte arrives, so idle
+ * connections cost a socket and no TLS state.
  */
 #ifndef NTSNTP_UV_KE_H
 #define NTSNTP_UV_KE_H
@@ -20,34 +39,63 @@ extern "C" {
 
 typedef struct ntsntp_uv_ke ntsntp_uv_ke;
 
+/* What |accept| says of a new connection.  Anything other than
+ * NTSNTP_UV_KE_ADMIT closes it at once and is counted under that reason
+ * (values outside this list as NTSNTP_UV_KE_REFUSE). */
+typedef enum ntsntp_uv_ke_verdict {
+  NTSNTP_UV_KE_REFUSE = 0,      /* access control (ALLOW / DENY), other */
+  NTSNTP_UV_KE_ADMIT = 1,       /* let it through */
+  NTSNTP_UV_KE_RATELIMITED = 2, /* the client's NTS-KE rate limit */
+  NTSNTP_UV_KE_CLIENT_FULL = 3, /* the client (/32, /64) holds its cap */
+  NTSNTP_UV_KE_NETWORK_FULL = 4 /* its network (/24, /56) holds its cap */
+} ntsntp_uv_ke_verdict;
+
 typedef struct ntsntp_uv_ke_settings {
   const char *const *listen; /* addresses; none: "::" (v6 only) + "0.0.0.0" */
   size_t n_listen;
   uint16_t port;            /* 0 picks one (tests) */
   unsigned threads;         /* NTS_PROCESSES; default 1 */
   unsigned max_connections; /* NTS_MAX_CONNECTIONS; default 512 */
+  /* Close a connection that has sent nothing this long after accept
+   * (NTS_FIRST_BYTE_TIMEOUT_MS); default 1000.  0, or a value at or above
+   * |ke.timeout_ms|: the request deadline alone. */
+  uint32_t first_byte_ms;
   /* Template for each thread's ntsntp_ke_server (creds, keyring, ports,
-   * deadline).  The creds reference is taken by each thread's server. */
+   * and |timeout_ms|: the whole request must arrive this long after
+   * accept).  The creds reference is taken by each thread's server. */
   ntsntp_ke_server_settings ke;
-  /* Optional: refuse a peer before any TLS work (access control, KE rate
-   * limiting).  Called on worker threads; must be thread-safe.  Return 0
-   * to close the connection at once (counted as dropped). */
+  /* Optional: judge a peer before any TLS work (access control, KE rate
+   * limiting, connection caps).  Called on worker threads; must be
+   * thread-safe.  Returns an ntsntp_uv_ke_verdict: NTSNTP_UV_KE_ADMIT, or
+   * the reason to close the connection at once (counted as dropped). */
   int (*accept)(void *user, const struct sockaddr *peer);
   void *accept_user;
   /* Optional: called once for every connection |accept| let through, when
-   * it is closed (on the thread that accepted it, or on the caller's during
-   * stop), with the same |accept_user| and address; lets |accept| count
-   * open connections per client.  NULL: no call. */
+   * it is closed or chosen to be closed (on the thread that accepted it,
+   * or on the caller's during stop), with the same |accept_user| and
+   * address; lets |accept| count open connections per client.  Always
+   * before the next |accept| call on that thread.  NULL: no call. */
   void (*release)(void *user, const struct sockaddr *peer);
   ntsntp_log_fn log; /* called from worker threads */
   void *log_user;
 } ntsntp_uv_ke_settings;
 
 typedef struct ntsntp_uv_ke_stats {
-  uint64_t accepted; /* connections given a session */
-  uint64_t dropped;  /* refused: over the limit or by |accept| */
-  uint64_t active;   /* sessions open now */
+  uint64_t accepted; /* connections let in (given one of the slots) */
+  uint64_t dropped;  /* refused at once: the refused_* counters summed */
+  uint64_t active;   /* connections open now */
   ntsntp_ke_server_stats ke; /* summed over threads */
+  /* Refusals by reason. */
+  uint64_t refused_denied;      /* |accept|: ALLOW / DENY (or other) */
+  uint64_t refused_ratelimit;   /* |accept|: NTS-KE rate limit */
+  uint64_t refused_client_cap;  /* |accept|: per-client cap */
+  uint64_t refused_network_cap; /* |accept|: per-network cap */
+  uint64_t refused_full; /* all slots taken, none of this thread's closable */
+  /* Connections closed by the server before their request was complete. */
+  uint64_t evicted;             /* to make room for a newcomer */
+  uint64_t first_byte_timeouts; /* nothing received by first_byte_ms */
+  /* (ke.timeouts counts those that missed the request deadline.) */
+  uint64_t accept_errors; /* accept failed (uv_accept, no memory) */
 } ntsntp_uv_ke_stats;
 
 NTSNTP_EXTERN void ntsntp_uv_ke_settings_default(ntsntp_uv_ke_settings *s);

@@ -22,12 +22,16 @@ typedef struct ntp_table {
   char pad[64];
 } ntp_table;
 
-/* Open NTS-KE connections of one client (/32 or /64); open addressing. */
+/* Open NTS-KE connections of one client (/32 or /64) or one network
+ * (/24 or /56); open addressing. */
 typedef struct cap_ent {
   uint8_t key[16];
-  uint8_t fam; /* 0: free, 4 or 6 */
+  uint8_t fam; /* 0: free; KEY_* */
   uint32_t count;
 } cap_ent;
+
+/* cap_ent.fam: what the key is. */
+enum { KEY_V4 = 4, KEY_V4_NET = 5, KEY_V6 = 6, KEY_V6_NET = 7 };
 
 struct ntsntp__access_svc {
   ntsntp_acl *acl;
@@ -39,8 +43,8 @@ struct ntsntp__access_svc {
   int ke_lock_init;
   ntsntp_ratelimit *ke_rl;
   cap_ent *cap;
-  size_t cap_mask;
-  unsigned max_per_client;
+  size_t cap_mask, cap_used;
+  unsigned max_per_client, max_per_network; /* 0: no such cap */
   uint64_t seed[2];
 };
 
@@ -92,22 +96,23 @@ static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
   return x ^ (x >> 31);
 }
 
-/* The client an address counts for: IPv4 /32 (mapped IPv6 included) or
- * IPv6 /64, as the rate limiter's defaults.  0: not an IP address. */
-static uint8_t client_key(const struct sockaddr *sa, uint8_t key[16]) {
+/* The client (|net| 0: IPv4 /32, IPv6 /64, as the rate limiter's
+ * defaults) or the network (|net| 1: IPv4 /24, IPv6 /56) an address
+ * counts for; IPv4-mapped IPv6 counts as IPv4.  0: not an IP address. */
+static uint8_t cap_key(const struct sockaddr *sa, int net, uint8_t key[16]) {
   memset(key, 0, 16);
   if (sa->sa_family == AF_INET) {
-    memcpy(key, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    return 4;
+    memcpy(key, &((const struct sockaddr_in *)sa)->sin_addr, net ? 3 : 4);
+    return net ? KEY_V4_NET : KEY_V4;
   }
   if (sa->sa_family == AF_INET6) {
     const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
     if (IN6_IS_ADDR_V4MAPPED(a6)) {
-      memcpy(key, a6->s6_addr + 12, 4);
-      return 4;
+      memcpy(key, a6->s6_addr + 12, net ? 3 : 4);
+      return net ? KEY_V4_NET : KEY_V4;
     }
-    memcpy(key, a6->s6_addr, 8);
-    return 6;
+    memcpy(key, a6->s6_addr, net ? 7 : 8);
+    return net ? KEY_V6_NET : KEY_V6;
   }
   return 0;
 }
@@ -133,6 +138,7 @@ static size_t cap_find(const ntsntp__access_svc *a, const cap_ent *e) {
 /* Backward-shift deletion: no tombstones, so probes stay short. */
 static void cap_remove(ntsntp__access_svc *a, size_t i) {
   size_t j = i;
+  a->cap_used--;
   for (;;) {
     a->cap[i].fam = 0;
     for (;;) {
@@ -151,37 +157,60 @@ static void cap_remove(ntsntp__access_svc *a, size_t i) {
   }
 }
 
-/* Both under ke_lock. */
-static int cap_acquire(ntsntp__access_svc *a, const struct sockaddr *peer) {
-  cap_ent e;
-  size_t i;
-  if (!a->cap)
-    return 1;
-  e.fam = client_key(peer, e.key);
-  if (!e.fam)
-    return 0;
-  i = cap_find(a, &e);
+/* Open connections counted for |e|'s key (0 if none). */
+static uint32_t cap_count(const ntsntp__access_svc *a, const cap_ent *e) {
+  size_t i = cap_find(a, e);
+  return a->cap[i].fam ? a->cap[i].count : 0;
+}
+
+static void cap_inc(ntsntp__access_svc *a, const cap_ent *e) {
+  size_t i = cap_find(a, e);
   if (!a->cap[i].fam) {
-    e.count = 0;
-    a->cap[i] = e;
+    a->cap[i] = *e;
+    a->cap[i].count = 0;
+    a->cap_used++;
   }
-  if (a->cap[i].count >= a->max_per_client)
-    return 0; /* an existing entry: count >= 1 */
   a->cap[i].count++;
-  return 1;
+}
+
+static void cap_dec(ntsntp__access_svc *a, const cap_ent *e) {
+  size_t i = cap_find(a, e);
+  if (a->cap[i].fam && --a->cap[i].count == 0)
+    cap_remove(a, i);
+}
+
+/* Takes one connection for the peer's client and network, or none: an
+ * ntsntp_uv_ke_verdict.  Under ke_lock. */
+static int cap_acquire(ntsntp__access_svc *a, const struct sockaddr *peer) {
+  cap_ent c, n;
+  if (!a->cap)
+    return NTSNTP_UV_KE_ADMIT;
+  if (!(c.fam = cap_key(peer, 0, c.key)))
+    return NTSNTP_UV_KE_REFUSE;
+  n.fam = cap_key(peer, 1, n.key);
+  if (a->max_per_client && cap_count(a, &c) >= a->max_per_client)
+    return NTSNTP_UV_KE_CLIENT_FULL;
+  if (a->max_per_network && cap_count(a, &n) >= a->max_per_network)
+    return NTSNTP_UV_KE_NETWORK_FULL;
+  /* Sized so this never happens (see _new); kept safe if it does. */
+  if (a->cap_used + 2 > (a->cap_mask + 1) / 2)
+    return NTSNTP_UV_KE_REFUSE;
+  if (a->max_per_client)
+    cap_inc(a, &c);
+  if (a->max_per_network)
+    cap_inc(a, &n);
+  return NTSNTP_UV_KE_ADMIT;
 }
 
 static void cap_release(ntsntp__access_svc *a, const struct sockaddr *peer) {
   cap_ent e;
-  size_t i;
-  if (!a->cap)
+  if (!a->cap || !(e.fam = cap_key(peer, 0, e.key)))
     return;
-  e.fam = client_key(peer, e.key);
-  if (!e.fam)
-    return;
-  i = cap_find(a, &e);
-  if (a->cap[i].fam && --a->cap[i].count == 0)
-    cap_remove(a, i);
+  if (a->max_per_client)
+    cap_dec(a, &e);
+  e.fam = cap_key(peer, 1, e.key);
+  if (a->max_per_network)
+    cap_dec(a, &e);
 }
 
 /* ---- hooks ---- */
@@ -214,16 +243,19 @@ static int ntp_filter(void *user, unsigned worker, const struct sockaddr *peer,
   return 1;
 }
 
+/* An ntsntp_uv_ke_verdict.  The rate limit never leaks for NTS-KE (the
+ * table has no_leak): a limited connection is always refused. */
 static int ke_accept(void *user, const struct sockaddr *peer) {
   ntsntp__access_svc *a = user;
-  int ok;
+  int v;
   if (!ntsntp_acl_check(a->acl, peer))
-    return 0;
+    return NTSNTP_UV_KE_REFUSE;
   uv_mutex_lock(&a->ke_lock);
-  ok = ntsntp_ratelimit_check(a->ke_rl, peer, uv_hrtime()) == NTSNTP_RL_PASS &&
-       cap_acquire(a, peer);
+  v = ntsntp_ratelimit_check(a->ke_rl, peer, uv_hrtime()) == NTSNTP_RL_PASS
+          ? cap_acquire(a, peer)
+          : NTSNTP_UV_KE_RATELIMITED;
   uv_mutex_unlock(&a->ke_lock);
-  return ok;
+  return v;
 }
 
 static void ke_release(void *user, const struct sockaddr *peer) {
@@ -389,12 +421,18 @@ static void log_start(const ntsntp__access_svc *a,
   if (a->ke_rl && k > 0 && (size_t)k < sizeof(msg)) {
     ntsntp_ratelimit_get_stats(a->ke_rl, &st);
     k += snprintf(msg + k, sizeof(msg) - (size_t)k,
-                  "; NTS-KE rate limit %s (interval %d, burst %u, leak %u), "
-                  "%zu clients, %u connections per client",
+                  "; NTS-KE rate limit %s (interval %d, burst %u, no leak), "
+                  "%zu clients; NTS-KE connections at most %u per client, "
+                  "%u per network (0: no cap)",
                   s->ke.enabled ? "on" : "off", s->ke.interval, s->ke.burst,
-                  s->ke.leak, st.capacity, s->max_per_client);
+                  st.capacity, a->max_per_client, a->max_per_network);
   }
   s->log(s->log_user, NTSNTP_LOG_INFO, msg);
+  if (a->ke_rl && s->ke.leak)
+    s->log(s->log_user, NTSNTP_LOG_WARN,
+           "NTS_RATELIMIT_LEAK is ignored: a rate-limited NTS-KE connection "
+           "is always closed (TCP sources cannot be spoofed, so a leak would "
+           "only let part of a flood through); fix: remove the setting");
 }
 
 int ntsntp__access_svc_new(ntsntp__access_svc **out,
@@ -404,6 +442,7 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
   size_t total = s->client_log_limit ? s->client_log_limit
                                      : NTSNTP_RL_DEFAULT_MAX_BYTES;
   size_t ke_bytes = 0, per = 0, used = 0;
+  ntsntp_ratelimit_settings ke_rs;
   int rv;
   unsigned i;
   if (!a)
@@ -450,17 +489,24 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
       goto fail;
     }
     a->ke_lock_init = 1;
-    rv = new_table(&a->ke_rl, &s->ke, ke_bytes, "NTS-KE", errbuf, errlen);
+    ke_rs = s->ke;
+    ke_rs.no_leak = 1; /* TCP: never let a limited connection through */
+    rv = new_table(&a->ke_rl, &ke_rs, ke_bytes, "NTS-KE", errbuf, errlen);
     if (rv)
       goto fail;
     used += ntsntp_ratelimit_memory(a->ke_rl);
-    a->max_per_client = s->max_per_client;
-    if (s->max_per_client && s->max_per_client < s->max_connections) {
-      /* At most max_connections clients are open at once (ke_tcp.c checks
-       * the total before asking us): a table twice that size never fills
-       * beyond half. */
+    /* A cap at or above max_connections never binds: none. */
+    if (s->max_per_client < s->max_connections)
+      a->max_per_client = s->max_per_client;
+    if (s->max_per_network < s->max_connections)
+      a->max_per_network = s->max_per_network;
+    if (a->max_per_client || a->max_per_network) {
+      /* ke_tcp.c releases a connection's entries as it decides to close
+       * it, before the next accept on that thread: at most max_connections
+       * plus one per thread (8 at most) hold entries, two each.  A table
+       * twice that size never fills beyond half. */
       size_t cap = 16;
-      while (cap < 2 * (size_t)s->max_connections)
+      while (cap < 4 * ((size_t)s->max_connections + 8))
         cap *= 2;
       a->cap = calloc(cap, sizeof(*a->cap));
       if (!a->cap) {

@@ -7,8 +7,9 @@
  *   - one NTP rate-limit table per NTP worker, each behind its own mutex
  *     (only its worker takes it on the packet path, so it is uncontended
  *     except while ntsctl reads the table);
- *   - one NTS-KE rate-limit table and the per-client count of open NTS-KE
- *     connections, behind one mutex shared by the KE threads.
+ *   - one NTS-KE rate-limit table (which never leaks: TCP sources cannot
+ *     be spoofed) and the count of open NTS-KE connections per client and
+ *     per network, behind one mutex shared by the KE threads.
  */
 #ifndef NTSNTP_UV_ACCESS_SVC_H
 #define NTSNTP_UV_ACCESS_SVC_H
@@ -27,6 +28,7 @@ typedef struct ntsntp__access_svc_settings {
   unsigned ntp_workers;     /* 0: one per online CPU (as udp.c); */
   int want_ntp, want_ke;    /* which tables to make */
   unsigned max_per_client;  /* NTS-KE connections per /32 or /64; 0: any */
+  unsigned max_per_network; /* NTS-KE connections per /24 or /56; 0: any */
   unsigned max_connections; /* NTS-KE connections in all (sizes a table) */
   ntsntp_log_fn log;
   void *log_user;

@@ -11,8 +11,41 @@
 
 #define MAX_LISTEN 64
 #define READ_BUF 4096
+/* listen(2) backlog; the kernel caps it at net.core.somaxconn.  Large, so
+ * a burst of flooding connections does not fill the accept queue (the
+ * kernel then drops new SYNs, a legitimate client's too, and the client
+ * retries only a second later). */
+#define LISTEN_BACKLOG 4096
+#define DRAIN_MS 1000
+#define FIRST_BYTE_MS 1000
 
 struct ntsntp_uv_ke;
+struct ke_worker;
+
+/* What a connection has done so far, which decides who is closed first
+ * when every slot is taken (see uv_ke.h); T_NONE: not closable for room
+ * (its response is being written, or it is closing). */
+enum { T_IDLE, T_PARTIAL, T_DRAINING, T_HANDSHAKE, N_TIERS, T_NONE = N_TIERS };
+
+typedef struct ke_conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  struct ke_worker *w;
+  ntsntp_ke_session *sess; /* NULL until the first byte */
+  uv_shutdown_t shut;
+  struct ke_conn *prev, *next; /* in w->tiers[tier], oldest first */
+  uint64_t accepted_ms;
+  unsigned pending_writes;
+  int tier;
+  int closing, draining, open_handles;
+  int counted;  /* holds one of ke->active: given back by conn_close */
+  int admitted; /* |accept| let it through: |release| is owed */
+  struct sockaddr_storage peer;
+} ke_conn;
+
+typedef struct conn_list {
+  ke_conn *head, *tail;
+} conn_list;
 
 typedef struct ke_worker {
   struct ntsntp_uv_ke *ke;
@@ -23,11 +56,18 @@ typedef struct ke_worker {
   size_t n_listeners;
   ntsntp_ke_server *srv;
   uint8_t rbuf[READ_BUF];
+  conn_list tiers[N_TIERS];
+  /* Used when calloc fails, so a connection can still be taken off the
+   * accept queue (libuv stops watching a listener until uv_accept takes
+   * the pending one); |stalled|: a listener waiting for it to be free. */
+  ke_conn spare;
+  int spare_busy;
+  uv_stream_t *stalled;
   uv_mutex_t lock; /* guards the fields below */
   ntsntp_ke_creds *new_creds;
   int stop;
   ntsntp_ke_server_stats snap;
-  uint64_t accepted, dropped;
+  ntsntp_uv_ke_stats cnt; /* this thread's counters (not |ke|, |active|) */
 } ke_worker;
 
 struct ntsntp_uv_ke {
@@ -39,18 +79,6 @@ struct ntsntp_uv_ke {
   unsigned n_workers;
   ke_worker *workers;
 };
-
-typedef struct ke_conn {
-  uv_tcp_t tcp;
-  uv_timer_t timer;
-  ke_worker *w;
-  ntsntp_ke_session *sess;
-  uv_shutdown_t shut;
-  unsigned pending_writes;
-  int closing, draining, open_handles;
-  int admitted; /* |accept| let it through: |release| is owed */
-  struct sockaddr_storage peer;
-} ke_conn;
 
 typedef struct ke_write {
   uv_write_t req;
@@ -76,8 +104,17 @@ void ntsntp_uv_ke_settings_default(ntsntp_uv_ke_settings *s) {
   s->port = NTSNTP_KE_PORT;
   s->threads = 1;
   s->max_connections = 512;
+  s->first_byte_ms = FIRST_BYTE_MS;
   ntsntp_ke_server_settings_default(&s->ke);
 }
+
+/* Adds one to a counter of |w| (the lock makes get_stats consistent). */
+#define COUNT(w, field)                                                        \
+  do {                                                                         \
+    uv_mutex_lock(&(w)->lock);                                                 \
+    (w)->cnt.field++;                                                          \
+    uv_mutex_unlock(&(w)->lock);                                               \
+  } while (0)
 
 static void snapshot(ke_worker *w) {
   uv_mutex_lock(&w->lock);
@@ -85,32 +122,93 @@ static void snapshot(ke_worker *w) {
   uv_mutex_unlock(&w->lock);
 }
 
-static void conn_closed(uv_handle_t *h) {
-  ke_conn *c = h->data;
-  if (--c->open_handles)
+/* ---- closable connections, by tier ---- */
+
+static void tier_set(ke_conn *c, int tier) {
+  conn_list *l;
+  if (c->tier == tier)
     return;
-  if (c->admitted && c->w->ke->s.release)
-    c->w->ke->s.release(c->w->ke->s.accept_user,
-                        (const struct sockaddr *)&c->peer);
-  ntsntp_ke_session_del(c->sess);
-  atomic_fetch_sub(&c->w->ke->active, 1);
-  snapshot(c->w);
-  free(c);
+  if (c->tier != T_NONE) {
+    l = &c->w->tiers[c->tier];
+    if (c->prev)
+      c->prev->next = c->next;
+    else
+      l->head = c->next;
+    if (c->next)
+      c->next->prev = c->prev;
+    else
+      l->tail = c->prev;
+    c->prev = c->next = NULL;
+  }
+  c->tier = tier;
+  if (tier == T_NONE)
+    return;
+  l = &c->w->tiers[tier];
+  c->prev = l->tail;
+  if (l->tail)
+    l->tail->next = c;
+  else
+    l->head = c;
+  l->tail = c;
 }
 
 static void conn_close(ke_conn *c);
 
-static void on_drain_timer(uv_timer_t *t) { conn_close(t->data); }
+/* Closes this thread's first closable connection (see uv_ke.h);
+ * 0: none. */
+static int evict_one(ke_worker *w) {
+  int t;
+  for (t = 0; t < N_TIERS; t++)
+    if (w->tiers[t].head) {
+      COUNT(w, evicted);
+      conn_close(w->tiers[t].head);
+      return 1;
+    }
+  return 0;
+}
 
+/* ---- connection life cycle ---- */
+
+static void on_connection(uv_stream_t *server, int status);
+
+static void conn_closed(uv_handle_t *h) {
+  ke_conn *c = h->data;
+  ke_worker *w = c->w;
+  if (--c->open_handles)
+    return;
+  ntsntp_ke_session_del(c->sess);
+  snapshot(w);
+  if (c != &w->spare) {
+    free(c);
+    return;
+  }
+  w->spare_busy = 0;
+  if (w->stalled) {
+    uv_stream_t *l = w->stalled;
+    w->stalled = NULL;
+    if (!uv_is_closing((uv_handle_t *)l))
+      on_connection(l, 0);
+  }
+}
+
+/* Gives the slot and the client's cap back at once (so a newcomer can
+ * take them in the same loop iteration); the handles close later. */
 static void conn_close(ke_conn *c) {
+  ntsntp_uv_ke *ke = c->w->ke;
   if (c->closing)
     return;
   c->closing = 1;
+  tier_set(c, T_NONE);
+  if (c->counted)
+    atomic_fetch_sub(&ke->active, 1);
+  if (c->admitted && ke->s.release)
+    ke->s.release(ke->s.accept_user, (const struct sockaddr *)&c->peer);
+  c->counted = c->admitted = 0;
   uv_close((uv_handle_t *)&c->tcp, conn_closed);
   uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
 
-#define DRAIN_MS 1000
+static void on_drain_timer(uv_timer_t *t) { conn_close(t->data); }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   if (status < 0)
@@ -129,6 +227,8 @@ static void drain(ke_conn *c) {
     conn_close(c);
     return;
   }
+  /* Everything is written: closing it now loses the client nothing. */
+  tier_set(c, T_DRAINING);
   uv_timer_start(&c->timer, on_drain_timer, DRAIN_MS, 0);
 }
 
@@ -149,6 +249,7 @@ static void pump(ke_conn *c) {
   uint8_t buf[NTSNTP_KE_MAX_MESSAGE + 1024];
   ntsntp_ssize n;
   unsigned want;
+  int wrote = 0;
   while ((n = ntsntp_ke_session_write(c->sess, buf, sizeof(buf))) > 0) {
     ke_write *wr = malloc(sizeof(*wr) + (size_t)n);
     uv_buf_t b;
@@ -165,16 +266,32 @@ static void pump(ke_conn *c) {
       return;
     }
     c->pending_writes++;
+    wrote = 1;
   }
   want = ntsntp_ke_session_want(c->sess);
-  if ((want & (NTSNTP_KE_CLOSE | NTSNTP_KE_DONE)) && c->pending_writes == 0)
-    drain(c);
+  if (want & (NTSNTP_KE_CLOSE | NTSNTP_KE_DONE)) {
+    /* The request is complete (or failed): writing the response. */
+    if (!c->draining) {
+      if (c->tier != T_NONE)
+        snapshot(c->w); /* its outcome, counted now */
+      tier_set(c, T_NONE);
+    }
+    if (c->pending_writes == 0)
+      drain(c);
+  } else if (wrote && c->tier == T_PARTIAL) {
+    tier_set(c, T_HANDSHAKE); /* the ClientHello was whole: answered */
+  }
 }
 
 static void arm_timer(ke_conn *c);
 
 static void on_timer(uv_timer_t *t) {
   ke_conn *c = t->data;
+  if (!c->sess) { /* nothing received by the first-byte deadline */
+    COUNT(c->w, first_byte_timeouts);
+    conn_close(c);
+    return;
+  }
   ntsntp_ke_session_handle_expiry(c->sess, uv_now(&c->w->loop));
   pump(c);
   if (!c->closing && !c->draining)
@@ -182,7 +299,16 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static void arm_timer(ke_conn *c) {
-  uint64_t exp = ntsntp_ke_session_expiry(c->sess), now = uv_now(&c->w->loop);
+  const ntsntp_uv_ke_settings *s = &c->w->ke->s;
+  uint64_t exp, now = uv_now(&c->w->loop);
+  if (c->sess) {
+    exp = ntsntp_ke_session_expiry(c->sess);
+  } else {
+    uint32_t ms = s->first_byte_ms && s->first_byte_ms < s->ke.timeout_ms
+                      ? s->first_byte_ms
+                      : s->ke.timeout_ms;
+    exp = c->accepted_ms + ms;
+  }
   if (exp == UINT64_MAX) {
     conn_close(c);
     return;
@@ -197,70 +323,127 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)c->w->rbuf, sizeof(c->w->rbuf));
 }
 
+/* The first bytes: only now is TLS state made, with the session's
+ * deadline counted from accept. */
+static int start_session(ke_conn *c) {
+  if (ntsntp_ke_session_new(&c->sess, c->w->srv, c->accepted_ms) < 0) {
+    conn_close(c);
+    return -1;
+  }
+  tier_set(c, T_PARTIAL);
+  arm_timer(c);
+  return c->closing ? -1 : 0;
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ke_conn *c = st->data;
-  if (nread == 0)
+  if (nread == 0 || c->closing)
     return;
   if (c->draining) {
     if (nread < 0)
       conn_close(c);
     return;
   }
+  if (nread < 0 && (nread != UV_EOF || !c->sess)) {
+    conn_close(c); /* an error, or EOF before any byte */
+    return;
+  }
+  if (!c->sess && start_session(c) < 0)
+    return;
   if (nread == UV_EOF)
     ntsntp_ke_session_read(c->sess, NULL, 0);
-  else if (nread < 0) {
-    conn_close(c);
-    return;
-  } else
+  else
     ntsntp_ke_session_read(c->sess, (const uint8_t *)buf->base, (size_t)nread);
   pump(c);
+}
+
+/* A connection refused by |accept|, counted under its reason. */
+static void count_refusal(ke_worker *w, int verdict) {
+  uv_mutex_lock(&w->lock);
+  w->cnt.dropped++;
+  switch (verdict) {
+  case NTSNTP_UV_KE_RATELIMITED:
+    w->cnt.refused_ratelimit++;
+    break;
+  case NTSNTP_UV_KE_CLIENT_FULL:
+    w->cnt.refused_client_cap++;
+    break;
+  case NTSNTP_UV_KE_NETWORK_FULL:
+    w->cnt.refused_network_cap++;
+    break;
+  default:
+    w->cnt.refused_denied++;
+  }
+  uv_mutex_unlock(&w->lock);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
   ke_worker *w = server->data;
   ntsntp_uv_ke *ke = w->ke;
-  struct sockaddr_storage peer;
-  int plen = sizeof(peer);
   ke_conn *c;
-  if (status < 0)
+  int plen, v;
+  if (status < 0) { /* accept(2) failed (EMFILE...): libuv copes */
+    COUNT(w, accept_errors);
     return;
+  }
   c = calloc(1, sizeof(*c));
-  if (!c)
+  if (!c && w->spare_busy) {
+    w->stalled = server; /* taken when the spare is free again */
+    COUNT(w, accept_errors);
     return;
+  }
+  if (!c) {
+    c = &w->spare;
+    memset(c, 0, sizeof(*c));
+    w->spare_busy = 1;
+  }
   c->w = w;
+  c->tier = T_NONE;
   uv_tcp_init(&w->loop, &c->tcp);
   uv_timer_init(&w->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->open_handles = 2;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+  /* Nothing is counted before uv_accept succeeds: conn_close gives back
+   * only what was taken. */
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || c == &w->spare) {
+    COUNT(w, accept_errors);
     conn_close(c);
     return;
   }
-  atomic_fetch_add(&ke->active, 1);
-  /* Refuse before any TLS work: over the limit, or not allowed. */
-  if (atomic_load(&ke->active) > ke->s.max_connections ||
-      (ke->s.accept &&
-       (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) < 0 ||
-        !ke->s.accept(ke->s.accept_user, (const struct sockaddr *)&peer)))) {
+  /* Judged before any TLS work: access control, rate limit, caps. */
+  if (ke->s.accept) {
+    plen = sizeof(c->peer);
+    v = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen) < 0
+            ? NTSNTP_UV_KE_REFUSE
+            : ke->s.accept(ke->s.accept_user,
+                           (const struct sockaddr *)&c->peer);
+    if (v != NTSNTP_UV_KE_ADMIT) {
+      count_refusal(w, v);
+      conn_close(c);
+      return;
+    }
+    c->admitted = 1;
+  }
+  /* A slot: every one taken means closing the least promising
+   * connection of this thread (uv_ke.h), or refusing. */
+  c->counted = 1;
+  if (atomic_fetch_add(&ke->active, 1) >= ke->s.max_connections &&
+      !evict_one(w)) {
     uv_mutex_lock(&w->lock);
-    w->dropped++;
+    w->cnt.dropped++;
+    w->cnt.refused_full++;
     uv_mutex_unlock(&w->lock);
     conn_close(c);
     return;
   }
-  if (ke->s.accept) {
-    c->admitted = 1;
-    c->peer = peer;
-  }
-  if (ntsntp_ke_session_new(&c->sess, w->srv, uv_now(&w->loop)) < 0) {
+  c->accepted_ms = uv_now(&w->loop);
+  COUNT(w, accepted);
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
     conn_close(c);
     return;
   }
-  uv_mutex_lock(&w->lock);
-  w->accepted++;
-  uv_mutex_unlock(&w->lock);
-  uv_tcp_nodelay(&c->tcp, 1);
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  tier_set(c, T_IDLE);
   arm_timer(c);
 }
 
@@ -318,11 +501,20 @@ void ntsntp_uv_ke_get_stats(ntsntp_uv_ke *ke, ntsntp_uv_ke_stats *st) {
   memset(st, 0, sizeof(*st));
   for (i = 0; i < ke->n_workers; i++) {
     ke_worker *w = &ke->workers[i];
+    const ntsntp_uv_ke_stats *c = &w->cnt;
     const uint64_t *src = (const uint64_t *)&w->snap;
     uint64_t *dst = (uint64_t *)&st->ke;
     uv_mutex_lock(&w->lock);
-    st->accepted += w->accepted;
-    st->dropped += w->dropped;
+    st->accepted += c->accepted;
+    st->dropped += c->dropped;
+    st->refused_denied += c->refused_denied;
+    st->refused_ratelimit += c->refused_ratelimit;
+    st->refused_client_cap += c->refused_client_cap;
+    st->refused_network_cap += c->refused_network_cap;
+    st->refused_full += c->refused_full;
+    st->evicted += c->evicted;
+    st->first_byte_timeouts += c->first_byte_timeouts;
+    st->accept_errors += c->accept_errors;
     for (k = 0; k < sizeof(st->ke) / sizeof(uint64_t); k++)
       dst[k] += src[k];
     uv_mutex_unlock(&w->lock);
@@ -416,7 +608,7 @@ static int worker_init(ntsntp_uv_ke *ke, ke_worker *w, unsigned t) {
     l->data = w;
     if (uv_tcp_open(l, ke->fds[k]) == 0)
       ke->fds[k] = -1; /* owned by the handle now */
-    if (uv_listen((uv_stream_t *)l, 256, on_connection) < 0)
+    if (uv_listen((uv_stream_t *)l, LISTEN_BACKLOG, on_connection) < 0)
       return NTSNTP_ERR_IO;
   }
   return 0;
@@ -465,8 +657,13 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
     return rv;
   }
   logf_(ke, NTSNTP_LOG_INFO,
-        "NTS-KE server on TCP port %u (%u threads, at most %u connections)",
-        ke->ports[0], ke->n_workers, s->max_connections);
+        "NTS-KE server on TCP port %u (%u threads, at most %u connections; "
+        "first byte within %u ms, request within %u ms)",
+        ke->ports[0], ke->n_workers, s->max_connections,
+        s->first_byte_ms && s->first_byte_ms < s->ke.timeout_ms
+            ? s->first_byte_ms
+            : s->ke.timeout_ms,
+        s->ke.timeout_ms);
   *out = ke;
   return 0;
 }

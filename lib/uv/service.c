@@ -83,6 +83,10 @@ void ntsntp_uv_service_settings_default(ntsntp_uv_service_settings *s) {
                                     NTSNTP_RL_SERVICE_NTSKE);
   s->client_log_limit = NTSNTP_RL_DEFAULT_MAX_BYTES;
   s->max_connections_per_client = 8;
+  s->max_connections_per_network = 32;
+  s->nts_ratelimit.leak = 0; /* never leaks (TCP): 0 says "not set" */
+  s->nts_first_byte_timeout_ms = 1000;
+  s->nts_request_timeout_ms = 2000;
   /* access: end */
 }
 
@@ -456,6 +460,9 @@ static int start_ke(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   ks.log = svc->s.log;
   ks.log_user = svc->s.log_user;
   ntsntp__access_svc_wire_ke(svc->access, &ks); /* access */
+  ks.first_byte_ms = svc->s.nts_first_byte_timeout_ms; /* access */
+  if (svc->s.nts_request_timeout_ms) /* access */
+    ks.ke.timeout_ms = svc->s.nts_request_timeout_ms;
   rv = ntsntp_uv_ke_start(svc->loop, &ks, &svc->ke, errbuf, errlen);
   ntsntp_ke_creds_unref(creds);
   return rv;
@@ -476,6 +483,7 @@ static int start_access(ntsntp_uv_service *svc, int want_ntp, int want_ke,
   as.want_ntp = want_ntp;
   as.want_ke = want_ke;
   as.max_per_client = svc->s.max_connections_per_client;
+  as.max_per_network = svc->s.max_connections_per_network;
   as.max_connections = svc->s.max_connections ? svc->s.max_connections : 512;
   as.log = svc->s.log;
   as.log_user = svc->s.log_user;
