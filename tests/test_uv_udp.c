@@ -652,9 +652,8 @@ static ntsntp__access_svc *limiter(unsigned workers) {
  * |count| source ports) to |port|, waits until the service has judged
  * them (|before| requests were judged earlier), and returns how many got
  * a normal answer. */
-static unsigned from_many_ports(ntsntp_uv_ntp *n, const char *ip,
-                                uint16_t port, unsigned count,
-                                uint64_t before) {
+static unsigned from_many_ports(ntsntp_uv_ntp *n, const char *ip, uint16_t port,
+                                unsigned count, uint64_t before) {
   struct sockaddr_storage to, from;
   socklen_t tolen = make_addr(&to, ip, port);
   uint8_t req[48], resp[64];
@@ -736,8 +735,7 @@ START_TEST(test_ratelimit_per_client_not_per_worker) {
   ck_assert_msg(w[0] - w4[0] == 0 || w[1] - w4[1] == 0, "::1 met both workers");
   ntsntp_uv_ntp_stats(n, &st);
   ck_assert_uint_eq(st.responded, v4 + v6);
-  ck_assert_uint_eq(st.reasons[NTSNTP_REASON_RATELIMIT],
-                    2 * RL_SENT - v4 - v6);
+  ck_assert_uint_eq(st.reasons[NTSNTP_REASON_RATELIMIT], 2 * RL_SENT - v4 - v6);
   stop_svc(n);
   ntsntp__access_svc_del(a);
 }
@@ -817,8 +815,8 @@ START_TEST(test_steer_by_address) {
   s.steer_v4_prefix = 24;
   n = start_with(&s);
   from_many_addresses(n, 64, 2, met);
-  ck_assert_msg(met[0] == 64 || met[1] == 64, "a /24 split: %u and %u",
-                met[0], met[1]);
+  ck_assert_msg(met[0] == 64 || met[1] == 64, "a /24 split: %u and %u", met[0],
+                met[1]);
   stop_svc(n);
 
   /* Prefixes out of range. */
@@ -942,8 +940,7 @@ static int counting_rand(void *user, uint8_t *buf, size_t len) {
 
 /* What the filter saw of the last request (before the fix, prepare had
  * opened the cookie, checked the tag and sealed new cookies by then). */
-static atomic_int nts_limit, seen_verdict, seen_pending, seen_aead,
-    seen_nts;
+static atomic_int nts_limit, seen_verdict, seen_pending, seen_aead, seen_nts;
 
 static int nts_filter(void *user, unsigned worker, const struct sockaddr *peer,
                       ntsntp_server_ctx *ctx) {
@@ -968,8 +965,8 @@ static ssize_t nts_req(ntsntp_keyring *kr, ntsntp_client_exchange *ex,
   ntsntp_ssize clen, n;
   memset(c2s, 0x11, sizeof(c2s));
   memset(s2c, 0x22, sizeof(s2c));
-  clen = ntsntp_cookie_seal(kr, NTSNTP_AEAD_AES_SIV_CMAC_256, c2s, s2c,
-                            cookie, sizeof(cookie));
+  clen = ntsntp_cookie_seal(kr, NTSNTP_AEAD_AES_SIV_CMAC_256, c2s, s2c, cookie,
+                            sizeof(cookie));
   ck_assert_int_gt(clen, 0);
   memset(&p, 0, sizeof(p));
   p.aead = NTSNTP_AEAD_AES_SIV_CMAC_256;
@@ -1029,9 +1026,9 @@ START_TEST(test_nts_limited_before_crypto) {
   send_to(fd, req, (size_t)len, &to, tolen);
   r = recv_wait(fd, resp, sizeof(resp), 2000, &from);
   ck_assert_int_eq(r, len);
-  ck_assert_int_eq(ntsntp_client_response(&ex, resp, (size_t)r, now_ntp(),
-                                          now_ntp(), &smp),
-                   0);
+  ck_assert_int_eq(
+      ntsntp_client_response(&ex, resp, (size_t)r, now_ntp(), now_ntp(), &smp),
+      0);
   ck_assert_int_eq(smp.authenticated, 1);
   ck_assert_uint_eq(smp.n_cookies, 4);
   ck_assert_uint_eq(atomic_load(&nts_rand_calls), before + 4 + 1);

@@ -890,7 +890,8 @@ static void build_steer_prog(steer_prog *p, int family, unsigned prefix,
   p->len = 0;
   for (i = 0; i < words && prefix > 32 * i; i++) {
     unsigned bits = prefix - 32 * i;
-    op(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_NET_OFF + (int)(off + 4 * i)));
+    op(p, BPF_LD | BPF_W | BPF_ABS,
+       (uint32_t)(SKF_NET_OFF + (int)(off + 4 * i)));
     if (bits < 32)
       op(p, BPF_ALU | BPF_AND | BPF_K, ~(0xffffffffu >> bits));
     if (i == 0) {
@@ -1099,8 +1100,9 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
     if (n->addrs[ai].skip)
       continue;
     addr_port_text(&n->addrs[ai], n->addrs[ai].port, where, sizeof(where));
-    logf_(n, NTSNTP_LOG_INFO, "serving NTP on UDP %s (%u worker%s)", where,
-          n->n_workers, n->n_workers == 1 ? "" : "s");
+    logf_(n, NTSNTP_LOG_INFO, "serving NTP on UDP %s (%u worker%s%s)", where,
+          n->n_workers, n->n_workers == 1 ? "" : "s",
+          n->n_workers > 1 && n->steered ? ", each client address on one" : "");
   }
   *out = n;
   return 0;
