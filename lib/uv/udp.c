@@ -43,8 +43,8 @@
  * failures are ignored). */
 #define SOCK_BUF (4 * 1024 * 1024)
 #define MAX_WORKERS 1024
-/* Room for the IPv6 steering program: 16 instructions per address word,
- * and two. */
+/* Room for the IPv6 steering program: at most 17 instructions for each
+ * of the four address words, and two. */
 #define STEER_MAX_INSNS 72
 #ifndef SO_ATTACH_REUSEPORT_CBPF
 #define SO_ATTACH_REUSEPORT_CBPF 51 /* Linux 4.5 */
@@ -105,7 +105,7 @@ typedef struct sock {
 typedef struct worker {
   ntsntp_uv_ntp *n;
   unsigned idx;
-  unsigned shard; /* |worker| for the hooks: idx, or 0 (see steer_all) */
+  unsigned shard; /* |worker| for the hooks: idx, or 0 (steering refused) */
   int loop_init, stop_init, thread_started;
   uv_loop_t loop;
   uv_async_t stop;
