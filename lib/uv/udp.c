@@ -938,6 +938,7 @@ static int steer_by_client(ntsntp_uv_ntp *n) {
                      a->ss.ss_family == AF_INET ? n->s.steer_v4_prefix
                                                 : n->s.steer_v6_prefix,
                      seed, n->n_workers);
+    memset(&fp, 0, sizeof(fp)); /* the padding after len goes to the kernel */
     fp.len = p.len;
     fp.filter = p.f;
     if (setsockopt(n->workers[0].socks[ai].fd, SOL_SOCKET,
