@@ -18,6 +18,11 @@
 #define LISTEN_BACKLOG 4096
 #define DRAIN_MS 1000
 #define FIRST_BYTE_MS 1000
+/* Connections taken off the accept queue per loop iteration.  libuv would
+ * otherwise accept until the queue is empty, and a flood that reconnects
+ * as fast as it is refused keeps it from ever being empty: reads of the
+ * connections already open (a real client's handshake) would wait. */
+#define ACCEPT_BATCH 64
 
 struct ntsntp_uv_ke;
 struct ke_worker;
@@ -63,6 +68,12 @@ typedef struct ke_worker {
   ke_conn spare;
   int spare_busy;
   uv_stream_t *stalled;
+  /* ACCEPT_BATCH: accepts since the last poll; listeners left with a
+   * connection pending, taken up again after the poll (|resume|). */
+  unsigned turn_accepts;
+  uv_stream_t *deferred[MAX_LISTEN];
+  size_t n_deferred;
+  uv_check_t resume;
   uv_mutex_t lock; /* guards the fields below */
   ntsntp_ke_creds *new_creds;
   int stop;
@@ -377,6 +388,18 @@ static void count_refusal(ke_worker *w, int verdict) {
   uv_mutex_unlock(&w->lock);
 }
 
+/* After each poll: a new batch of accepts, starting with the listeners
+ * that had to wait (libuv watches them again once uv_accept is called). */
+static void on_resume(uv_check_t *h) {
+  ke_worker *w = h->data;
+  size_t i, n = w->n_deferred;
+  w->turn_accepts = 0;
+  w->n_deferred = 0;
+  for (i = 0; i < n; i++)
+    if (!uv_is_closing((uv_handle_t *)w->deferred[i]))
+      on_connection(w->deferred[i], 0);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   ke_worker *w = server->data;
   ntsntp_uv_ke *ke = w->ke;
@@ -384,6 +407,11 @@ static void on_connection(uv_stream_t *server, int status) {
   int plen, v;
   if (status < 0) { /* accept(2) failed (EMFILE...): libuv copes */
     COUNT(w, accept_errors);
+    return;
+  }
+  if (++w->turn_accepts > ACCEPT_BATCH) {
+    /* Not taken: libuv stops watching |server| until uv_accept. */
+    w->deferred[w->n_deferred++] = server;
     return;
   }
   c = calloc(1, sizeof(*c));
@@ -452,7 +480,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (uv_is_closing(h))
     return;
   if (h->data == w)
-    uv_close(h, NULL); /* listener or async */
+    uv_close(h, NULL); /* listener, async or check */
   else
     conn_close(h->data); /* a connection's socket or timer */
 }
@@ -600,6 +628,9 @@ static int worker_init(ntsntp_uv_ke *ke, ke_worker *w, unsigned t) {
   w->loop.data = w;
   uv_async_init(&w->loop, &w->async, on_async);
   w->async.data = w;
+  uv_check_init(&w->loop, &w->resume);
+  w->resume.data = w;
+  uv_check_start(&w->resume, on_resume);
   for (i = 0; i < per; i++) {
     /* fds are laid out address-major: address i, thread t. */
     size_t k = i * ke->n_workers + t;

@@ -10,7 +10,8 @@
  *                     reopen: connect again the moment the server closes
  *     -s              slow: each connection sends one byte of a TLS
  *                     ClientHello per second instead of nothing
- *     -n N            flooding source addresses (default 600)
+ *     -n N            flooding source addresses (default 600; at most
+ *                     4096 /24s of them)
  *     -c C            connections per address (default 1)
  *     -g G            addresses per /24, 1..250 (default 1: each address in
  *                     a /24 of its own, the worst case for per-network caps)
@@ -354,8 +355,10 @@ int main(int argc, char **argv) {
     default: return usage();
     }
   }
-  if (argc - optind != 2 || addrs == 0 || addrs > 60000 || per == 0 ||
-      per > 64 || group == 0 || group > 250 || p.count == 0 ||
+  /* 4096 /24s in 127.16.0.0/12. */
+  if (argc - optind != 2 || addrs == 0 || per == 0 || per > 64 ||
+      group == 0 || group > 250 || (addrs + group - 1) / group > 4096 ||
+      p.count == 0 ||
       p.count > MAX_PROBES || warm < 0 || p.budget <= 0)
     return usage();
   f.port = (uint16_t)atoi(argv[optind]);
