@@ -24,7 +24,11 @@
  * incomplete request is then answered with Error 1 if TLS is up), and
  * after the response the connection is drained for at most one second.
  * A TLS session is only created when the first byte arrives, so idle
- * connections cost a socket and no TLS state.
+ * connections cost a socket and no TLS state.  Each thread takes at most
+ * 64 connections off its accept queue per loop iteration, so a flood
+ * that reconnects as fast as it is closed cannot hold off the reads of
+ * connections already open; the listen backlog is 4096 (capped by
+ * net.core.somaxconn), so a burst does not make the kernel drop SYNs.
  */
 #ifndef NTSNTP_UV_KE_H
 #define NTSNTP_UV_KE_H
