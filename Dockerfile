@@ -14,7 +14,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       meson ninja-build gcc libc6-dev pkg-config \
-      libgnutls28-dev nettle-dev libuv1-dev ca-certificates \
+      libgnutls28-dev nettle-dev libuv1-dev libseccomp-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -23,7 +23,9 @@ COPY . .
 # Staged with DESTDIR; the next stage picks the binaries out of /staging.
 # --libdir is explicit: without dpkg-dev (dpkg-architecture) meson would pick
 # lib64 instead of Debian's multiarch directory.
+# -Dseccomp=enabled: an image without its system call filter is an error.
 RUN meson setup /build --buildtype=release -Dtests=false -Ddaemon=true \
+      -Dseccomp=enabled \
       --prefix=/usr --libdir=lib/$(gcc -print-multiarch) \
  && ninja -C /build \
  && meson install -C /build --destdir /staging

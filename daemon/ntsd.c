@@ -10,6 +10,7 @@
 
 #include <ntsntp/conf.h>
 #include <ntsntp/privdrop.h>
+#include <ntsntp/sandbox.h>
 #include <ntsntp/service.h>
 #include <ntsntp/version.h>
 
@@ -337,6 +338,16 @@ int main(int argc, char **argv) {
       return fatal(msg);
     if (msg[0])
       log_line(NULL, NTSNTP_LOG_INFO, msg);
+  }
+  /* Start-up is over: every thread, now and later, to its allowlist. */
+  if (c.seccomp) {
+    rv = ntsntp_sandbox_enter(NTSNTP_SANDBOX_SERVER,
+                              c.clock_control && !s.privsep
+                                  ? NTSNTP_SANDBOX_CLOCK : 0,
+                              msg, sizeof(msg));
+    if (rv && rv != NTSNTP_ERR_UNSUPPORTED)
+      return fatal(msg);
+    log_line(NULL, rv ? NTSNTP_LOG_WARN : NTSNTP_LOG_INFO, msg);
   }
 
   uv_run(loop, UV_RUN_DEFAULT);

@@ -28,4 +28,4 @@ deps_install() {
 }
 
 BUILD_DEPS=(meson ninja-build gcc libc6-dev pkg-config libgnutls28-dev
-  nettle-dev libuv1-dev check)
+  nettle-dev libuv1-dev check libseccomp-dev)
