@@ -50,6 +50,15 @@ size_t ntsntp__aead_key_len(int alg);
 int ntsntp__aead_nonce_ok(int alg, size_t nlen);
 
 /*
+ * The nonce length NTS uses with |alg|: the lesser of 16 and the longest
+ * nonce |alg| takes (RFC 8915 section 5.6), so 16 for SIV-CMAC and 12 for
+ * GCM-SIV.  It is also the room an NTS Authenticator must leave for its
+ * nonce (nonce, its padding and any Additional Padding).  0 for an
+ * algorithm this build lacks.
+ */
+size_t ntsntp__aead_nonce_len(int alg);
+
+/*
  * Runs the key schedule.  |a| is left cleared on error.
  * Errors: UNSUPPORTED (|alg| not built in), INVALID_ARG (|keylen| wrong or
  * |a|/|key| NULL).

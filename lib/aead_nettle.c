@@ -43,6 +43,20 @@ int ntsntp__aead_nonce_ok(int alg, size_t nlen) {
   }
 }
 
+size_t ntsntp__aead_nonce_len(int alg) {
+  switch (alg) {
+  case NTSNTP_AEAD_AES_SIV_CMAC_256:
+  case NTSNTP_AEAD_AES_SIV_CMAC_512:
+    return 16;
+#if NTSNTP_HAVE_GCM_SIV
+  case NTSNTP_AEAD_AES_128_GCM_SIV:
+    return SIV_GCM_NONCE_SIZE;
+#endif
+  default:
+    return 0;
+  }
+}
+
 size_t ntsntp_aead_key_len(int aead) {
   return ntsntp__aead_key_len(aead);
 }

@@ -6,15 +6,16 @@
 #include "nts_ef.h"
 #include "rd.h"
 
-#define REQ_NONCE_LEN 16
+/* Longest nonce we send (ntsntp__aead_nonce_len: 16, or 12 for GCM-SIV). */
+#define REQ_NONCE_MAX 16
 
 ntsntp_ssize ntsntp_client_request(ntsntp_client_exchange *ex,
                                    const ntsntp_client_params *p, uint8_t *out,
                                    size_t outlen) {
   ntsntp_rand_fn rnd = p->rand ? p->rand : ntsntp_rand_default;
   ntsntp_pkt_hdr h;
-  uint8_t nonce[REQ_NONCE_LEN], tx[8];
-  size_t len = NTSNTP_PKT_HDR_LEN, klen = 0, ef_len = 0, i;
+  uint8_t nonce[REQ_NONCE_MAX], tx[8];
+  size_t len = NTSNTP_PKT_HDR_LEN, klen = 0, nlen = 0, ef_len = 0, i;
   ntsntp__aead a;
   ntsntp_ssize n;
   int rv;
@@ -22,15 +23,16 @@ ntsntp_ssize ntsntp_client_request(ntsntp_client_exchange *ex,
   memset(ex, 0, sizeof(*ex));
   if (p->aead) {
     klen = ntsntp_aead_key_len(p->aead);
-    if (!klen || !p->c2s || !p->s2c || !p->cookie || !p->cookie_len ||
-        p->cookie_len > NTSNTP_COOKIE_MAX_LEN ||
+    nlen = ntsntp__aead_nonce_len(p->aead);
+    if (!klen || !nlen || nlen > sizeof(nonce) || !p->c2s || !p->s2c ||
+        !p->cookie || !p->cookie_len || p->cookie_len > NTSNTP_COOKIE_MAX_LEN ||
         p->placeholders >= NTSNTP_CLIENT_MAX_COOKIES)
       return NTSNTP_ERR_INVALID_ARG;
     ef_len = ntsntp__pad4(4 + p->cookie_len);
     if (ef_len < NTSNTP_PKT_MIN_EF_LEN)
       ef_len = NTSNTP_PKT_MIN_EF_LEN;
     len += 4 + NTSNTP_CLIENT_UID_LEN + ef_len * (1 + p->placeholders) +
-           ntsntp__nts_auth_ef_len(REQ_NONCE_LEN, NTSNTP__AEAD_TAG_LEN);
+           ntsntp__nts_auth_ef_len(nlen, NTSNTP__AEAD_TAG_LEN);
   }
   if (len > outlen)
     return NTSNTP_ERR_NOBUF;
@@ -51,7 +53,7 @@ ntsntp_ssize ntsntp_client_request(ntsntp_client_exchange *ex,
   ex->cookie_len = p->cookie_len;
   memcpy(ex->s2c, p->s2c, klen);
   if (rnd(p->rand_user, ex->uid, sizeof(ex->uid)) ||
-      rnd(p->rand_user, nonce, sizeof(nonce)))
+      rnd(p->rand_user, nonce, nlen))
     return NTSNTP_ERR_CRYPTO;
   len = NTSNTP_PKT_HDR_LEN;
   len += (size_t)ntsntp_ef_encode(out + len, outlen - len, NTSNTP_EF_UNIQUE_ID,
@@ -68,10 +70,15 @@ ntsntp_ssize ntsntp_client_request(ntsntp_client_exchange *ex,
   }
   rv = ntsntp__aead_init(&a, p->aead, p->c2s, klen);
   if (rv == 0) {
-    uint8_t *ct = ntsntp__nts_auth_write(out + len, nonce, sizeof(nonce),
-                                         NTSNTP__AEAD_TAG_LEN);
-    rv = ntsntp__aead_seal(&a, nonce, sizeof(nonce), out, len, NULL, 0, ct);
-    len += ntsntp__nts_auth_ef_len(sizeof(nonce), NTSNTP__AEAD_TAG_LEN);
+    /*= https://www.rfc-editor.org/rfc/rfc8915#section-5.6
+     *# Nonce: A nonce as required by the negotiated AEAD algorithm.
+     */
+    /* No Additional Padding: the nonce alone has the length the padding
+     * rule asks for (see ntsntp__nts_auth_parse). */
+    uint8_t *ct =
+        ntsntp__nts_auth_write(out + len, nonce, nlen, NTSNTP__AEAD_TAG_LEN);
+    rv = ntsntp__aead_seal(&a, nonce, nlen, out, len, NULL, 0, ct);
+    len += ntsntp__nts_auth_ef_len(nlen, NTSNTP__AEAD_TAG_LEN);
   }
   ntsntp__aead_clear(&a);
   return rv ? NTSNTP_ERR_CRYPTO : (ntsntp_ssize)len;
@@ -123,7 +130,8 @@ static int check_nts(ntsntp_client_exchange *ex, const uint8_t *resp,
     return it.err;
   if (!*uid_ok || !have_auth)
     return NTSNTP_ERR_AUTH;
-  if (ntsntp__nts_auth_parse(&auth, &nonce, &nonce_len, &ct, &ct_len) ||
+  if (ntsntp__nts_auth_parse(&auth, ex->aead, &nonce, &nonce_len, &ct,
+                             &ct_len) ||
       ct_len - NTSNTP__AEAD_TAG_LEN > sizeof(pt))
     return NTSNTP_ERR_AUTH;
   rv = ntsntp__aead_init(&a, ex->aead, ex->s2c, ntsntp_aead_key_len(ex->aead));

@@ -247,10 +247,10 @@ static int send_error(ntsntp_ke_session *s, uint16_t code) {
   return send_and_close(s, buf, ntsntp__wr_len(&w));
 }
 
-static int offered(const ntsntp_ke_msg *m, int aead) {
+static int enabled(const ntsntp_ke_server *srv, int aead) {
   size_t i;
-  for (i = 0; i < m->naeads; i++)
-    if (ntsntp_ke_msg_aead(m, i) == aead)
+  for (i = 0; i < srv->naeads; i++)
+    if (srv->aeads[i] == aead)
       return 1;
   return 0;
 }
@@ -315,9 +315,13 @@ static int respond(ntsntp_ke_session *s) {
    *# Honoring the client's preference order is OPTIONAL: servers may
    *# select among any of the client's offered choices
    */
-  for (i = 0; i < srv->naeads && aead == 0; i++)
-    if (offered(&m, srv->aeads[i]))
-      aead = (uint16_t)srv->aeads[i];
+  /* We honour it, as chronyd does: the client's first algorithm that we
+     have enabled.  chrony 4.4 and later list AES-128-GCM-SIV (30) first
+     when they have it; it is cheaper per response and its cookies are 32
+     bytes shorter than AES-SIV-CMAC-256's (15). */
+  for (i = 0; i < m.naeads && aead == 0; i++)
+    if (enabled(srv, ntsntp_ke_msg_aead(&m, i)))
+      aead = ntsntp_ke_msg_aead(&m, i);
 
   add_u16s(&w, 1, NTSNTP_KE_REC_NEXT_PROTOCOL, &ntpv4, 1);
   nonempty = aead != 0;
@@ -331,8 +335,12 @@ static int respond(ntsntp_ke_session *s) {
     return send_and_close(s, out, ntsntp__wr_len(&w));
   }
 
-  /* Older chrony exports AES-128-GCM-SIV keys with AEAD id 15 in the
-     context; the 1024 record asks for the RFC's context, and we confirm. */
+  /* chrony 4.4 to 4.6 export AES-128-GCM-SIV keys with AEAD id 15 in the
+     exporter context instead of 30, and send no record 1024.  chrony 4.6.1
+     and later send the (empty, non-critical) record 1024 to ask for the
+     RFC's context, and use it only if the response carries 1024 too;
+     otherwise they keep the id-15 keys.  So: id 30 and 1024 echoed when
+     asked, id 15 and no 1024 when not, as chronyd's server does. */
   ctx_aead = aead;
   if (aead == NTSNTP_AEAD_AES_128_GCM_SIV) {
     if (m.compliant_128gcm)

@@ -5,11 +5,11 @@
 #include "nts_ef.h"
 #include "rd.h"
 
-int ntsntp__nts_auth_parse(const ntsntp_ef *ef, const uint8_t **nonce,
+int ntsntp__nts_auth_parse(const ntsntp_ef *ef, int aead, const uint8_t **nonce,
                            size_t *nonce_len, const uint8_t **ct,
                            size_t *ct_len) {
   ntsntp_rd r;
-  size_t nl, cl;
+  size_t nl, cl, room;
   /*= https://www.rfc-editor.org/rfc/rfc8915#section-5.6
    *# Nonce Length [...] Ciphertext Length [...] Nonce [...] padded to a
    *# word (four octets) boundary [...] Ciphertext [...] padded [...]
@@ -19,8 +19,24 @@ int ntsntp__nts_auth_parse(const ntsntp_ef *ef, const uint8_t **nonce,
   cl = ntsntp__rd_u16(&r);
   *nonce = ntsntp__rd_bytes(&r, ntsntp__pad4(nl));
   *ct = ntsntp__rd_bytes(&r, ntsntp__pad4(cl));
-  if (r.err || nl < NTSNTP__NTS_MIN_NONCE_LEN || cl < NTSNTP__AEAD_TAG_LEN)
+  if (r.err || nl == 0 || cl < NTSNTP__AEAD_TAG_LEN)
     return NTSNTP_ERR_BAD_EF;
+  if (aead) {
+    /*= https://www.rfc-editor.org/rfc/rfc8915#section-5.6
+     *# Nonce: A nonce as required by the negotiated AEAD algorithm.
+     */
+    if (!ntsntp__aead_nonce_ok(aead, nl))
+      return NTSNTP_ERR_BAD_EF;
+    /* The Additional Padding rule: what is not ciphertext (nonce, its
+     * padding, Additional Padding) must span the lesser of 16 octets and
+     * the longest nonce the AEAD takes, so that a server can always answer
+     * with a nonce that long in a response no longer than the request.
+     * Servers discard packets that break it.  Like chrony, we read it as
+     * 16 for SIV-CMAC and 12 for GCM-SIV (whose nonce is exactly 12). */
+    room = ef->body_len - 4 - ntsntp__pad4(cl);
+    if (room < ntsntp__aead_nonce_len(aead))
+      return NTSNTP_ERR_BAD_EF;
+  }
   *nonce_len = nl;
   *ct_len = cl;
   return 0;

@@ -139,11 +139,12 @@ static int count_encrypted_placeholders(const uint8_t *pt, size_t len,
   return rv < 0 ? -1 : n;
 }
 
-/* The Authenticator's nonce and ciphertext; non-zero if malformed or
- * with more encrypted fields than we accept. */
-static int auth_parts(const ntsntp_ef *auth, const uint8_t **nonce,
+/* The Authenticator's nonce and ciphertext; non-zero if malformed (for
+ * |aead|, or in layout only when 0) or with more encrypted fields than we
+ * accept. */
+static int auth_parts(const ntsntp_ef *auth, int aead, const uint8_t **nonce,
                       size_t *nonce_len, const uint8_t **ct, size_t *ct_len) {
-  return ntsntp__nts_auth_parse(auth, nonce, nonce_len, ct, ct_len) ||
+  return ntsntp__nts_auth_parse(auth, aead, nonce, nonce_len, ct, ct_len) ||
          *ct_len - NTSNTP__AEAD_TAG_LEN > MAX_REQ_PLAINTEXT;
 }
 
@@ -155,13 +156,13 @@ static ntsntp_server_verdict prepare_nts(const ntsntp_server *srv,
   uint8_t keys[2][NTSNTP_MAX_KEY_LEN]; /* C2S, S2C */
   uint8_t pt[MAX_REQ_PLAINTEXT];
   const uint8_t *nonce, *ct;
-  size_t nonce_len, ct_len, pt_len, klen, clen, ef_len, resp_len;
+  size_t nonce_len, ct_len, pt_len, klen, nlen, clen, ef_len, resp_len;
   ntsntp__aead aead;
   ntsntp_server_reason reason = NTSNTP_REASON_OK;
   unsigned n, i;
   int rv, enc_ph;
 
-  if (auth_parts(auth, &nonce, &nonce_len, &ct, &ct_len))
+  if (auth_parts(auth, 0, &nonce, &nonce_len, &ct, &ct_len))
     return verdict(ctx, NTSNTP_SERVER_DROP, NTSNTP_REASON_NTS_MALFORMED);
   pt_len = ct_len - NTSNTP__AEAD_TAG_LEN;
 
@@ -174,6 +175,13 @@ static ntsntp_server_verdict prepare_nts(const ntsntp_server *srv,
     return nak(ctx, rv == NTSNTP_ERR_UNKNOWN_KEY ? NTSNTP_REASON_UNKNOWN_KEY
                                                  : NTSNTP_REASON_BAD_COOKIE);
   klen = ntsntp_aead_key_len(ctx->aead);
+  nlen = ntsntp__aead_nonce_len(ctx->aead);
+  /* Now that the AEAD is known: a nonce length it takes (12 for GCM-SIV),
+   * and the room the padding rule asks for; else discarded. */
+  if (auth_parts(auth, ctx->aead, &nonce, &nonce_len, &ct, &ct_len)) {
+    reason = NTSNTP_REASON_NTS_MALFORMED;
+    goto out;
+  }
 
   /*= https://www.rfc-editor.org/rfc/rfc8915#section-5.6
    *# The associated data [...] consist of the portion of the NTP packet
@@ -215,8 +223,7 @@ static ntsntp_server_verdict prepare_nts(const ntsntp_server *srv,
   /* Never answer with more bytes than were sent (no amplification). */
   for (;; n--) {
     resp_len = NTSNTP_PKT_HDR_LEN + ctx->uid_ef_len +
-               ntsntp__nts_auth_ef_len(NTSNTP_SERVER_NONCE_LEN,
-                                       n * ef_len + NTSNTP__AEAD_TAG_LEN);
+               ntsntp__nts_auth_ef_len(nlen, n * ef_len + NTSNTP__AEAD_TAG_LEN);
     if (resp_len <= ctx->req_len || n == 0)
       break;
   }
@@ -239,7 +246,7 @@ static ntsntp_server_verdict prepare_nts(const ntsntp_server *srv,
   ctx->n_cookies = n;
   ctx->pt_len = n * ef_len;
   if (ntsntp__aead_init((ntsntp__aead *)ctx->s2c.b, ctx->aead, keys[1], klen) ||
-      srv->s.rand(srv->s.rand_user, ctx->nonce, sizeof(ctx->nonce)))
+      srv->s.rand(srv->s.rand_user, ctx->nonce, nlen))
     reason = NTSNTP_REASON_INTERNAL;
   else
     ctx->nts = 1;
@@ -352,7 +359,7 @@ ntsntp_server_verdict ntsntp_server_parse(const ntsntp_server *srv,
           ef.body_len != cookie.body_len)
         return verdict(ctx, NTSNTP_SERVER_DROP, NTSNTP_REASON_NTS_MALFORMED);
   }
-  if (auth_parts(&auth, &nonce, &nonce_len, &ct, &ct_len))
+  if (auth_parts(&auth, 0, &nonce, &nonce_len, &ct, &ct_len))
     return verdict(ctx, NTSNTP_SERVER_DROP, NTSNTP_REASON_NTS_MALFORMED);
   /* Well-formed: the cryptography is left to ntsntp_server_authenticate,
    * after the caller's rate limiter. */
@@ -408,6 +415,8 @@ ntsntp_ssize ntsntp_server_finish(const ntsntp_server *srv,
   ntsntp_clock_state cs;
   ntsntp_pkt_hdr h;
   size_t len = NTSNTP_PKT_HDR_LEN;
+  /* Our nonce: 16 bytes, or 12 for GCM-SIV (RFC 8915 5.6, nts_ef.c). */
+  size_t nlen = ntsntp__aead_nonce_len(ctx->aead);
   int rv = 0;
 
   /* An NTS request is answered only once authenticate has judged it. */
@@ -456,8 +465,7 @@ ntsntp_ssize ntsntp_server_finish(const ntsntp_server *srv,
     len += ctx->uid_ef_len;
   else if (ctx->nts)
     len += ctx->uid_ef_len +
-           ntsntp__nts_auth_ef_len(sizeof(ctx->nonce),
-                                   ctx->pt_len + NTSNTP__AEAD_TAG_LEN);
+           ntsntp__nts_auth_ef_len(nlen, ctx->pt_len + NTSNTP__AEAD_TAG_LEN);
   if (len > outlen || len > ctx->req_len) {
     ntsntp_server_ctx_clear(ctx);
     return NTSNTP_ERR_NOBUF;
@@ -470,12 +478,10 @@ ntsntp_ssize ntsntp_server_finish(const ntsntp_server *srv,
     memcpy(out + NTSNTP_PKT_HDR_LEN, ctx->uid_ef, ctx->uid_ef_len);
   if (ctx->nts && ctx->verdict == NTSNTP_SERVER_RESPOND) {
     size_t ad_len = NTSNTP_PKT_HDR_LEN + ctx->uid_ef_len;
-    uint8_t *ct = ntsntp__nts_auth_write(out + ad_len, ctx->nonce,
-                                         sizeof(ctx->nonce),
+    uint8_t *ct = ntsntp__nts_auth_write(out + ad_len, ctx->nonce, nlen,
                                          ctx->pt_len + NTSNTP__AEAD_TAG_LEN);
-    rv = ntsntp__aead_seal((const ntsntp__aead *)ctx->s2c.b, ctx->nonce,
-                           sizeof(ctx->nonce), out, ad_len, ctx->pt,
-                           ctx->pt_len, ct);
+    rv = ntsntp__aead_seal((const ntsntp__aead *)ctx->s2c.b, ctx->nonce, nlen,
+                           out, ad_len, ctx->pt, ctx->pt_len, ct);
   }
   ntsntp_server_ctx_clear(ctx);
   return rv ? NTSNTP_ERR_CRYPTO : (ntsntp_ssize)len;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "aead.h"
+#include "nts_ef.h"
 #include "ntsntp/cookie.h"
 #include "rd.h"
 #include "testutil.h"
@@ -57,11 +58,20 @@ static const vec vecs[] = {
     {"fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff", "01",
      "", "", "c696f84fdf92aba3c31c23d5f2087513", NTSNTP_AEAD_AES_SIV_CMAC_256},
 #if NTSNTP_HAVE_GCM_SIV
-    /* RFC 8452 C.1: ciphertext then tag. */
+    /* RFC 8452 C.1 (AEAD_AES_128_GCM_SIV, 12-byte nonces): ciphertext then
+     * tag.  Also reproduced with pyca/cryptography's AESGCMSIV. */
     {"01000000000000000000000000000000", "030000000000000000000000", "", "",
      "dc20e2d83f25705bb49e439eca56de25", NTSNTP_AEAD_AES_128_GCM_SIV},
     {"01000000000000000000000000000000", "030000000000000000000000", "",
      "0100000000000000", "b5d839330ac7b786578782fff6013b815b287c22493a364c",
+     NTSNTP_AEAD_AES_128_GCM_SIV},
+    {"01000000000000000000000000000000", "030000000000000000000000", "01",
+     "0200000000000000", "1e6daba35669f4273b0a1a2560969cdf790d99759abd1508",
+     NTSNTP_AEAD_AES_128_GCM_SIV},
+    {"e66021d5eb8e4f4066d4adb9c33560e4", "f46e44bb3da0015c94f70887", "", "",
+     "a4194b79071b01a87d65f706e3949578", NTSNTP_AEAD_AES_128_GCM_SIV},
+    {"36864200e0eaf5284d884a0e77d31646", "bae8e37fc83441b16034566b",
+     "46bb91c3c5", "7a806c", "af60eb711bd85bc1e4d3e0a462e074eea428a8",
      NTSNTP_AEAD_AES_128_GCM_SIV},
 #endif
 };
@@ -80,6 +90,104 @@ START_TEST(t_key_len) {
   ck_assert(!ntsntp_aead_supported(NTSNTP_AEAD_AES_SIV_CMAC_384));
   ck_assert_int_eq(ntsntp_aead_supported(NTSNTP_AEAD_AES_128_GCM_SIV),
                    NTSNTP_HAVE_GCM_SIV);
+}
+END_TEST
+
+/* Nonce lengths: what each AEAD takes, and what NTS sends with it. */
+START_TEST(t_nonce_len) {
+  ck_assert_uint_eq(ntsntp__aead_nonce_len(NTSNTP_AEAD_AES_SIV_CMAC_256), 16);
+  ck_assert_uint_eq(ntsntp__aead_nonce_len(NTSNTP_AEAD_AES_SIV_CMAC_512), 16);
+  ck_assert_uint_eq(ntsntp__aead_nonce_len(NTSNTP_AEAD_AES_SIV_CMAC_384), 0);
+  ck_assert_uint_eq(ntsntp__aead_nonce_len(0), 0);
+  ck_assert(ntsntp__aead_nonce_ok(NTSNTP_AEAD_AES_SIV_CMAC_256, 1));
+  ck_assert(ntsntp__aead_nonce_ok(NTSNTP_AEAD_AES_SIV_CMAC_256, 12));
+  ck_assert(!ntsntp__aead_nonce_ok(NTSNTP_AEAD_AES_SIV_CMAC_256, 0));
+#if NTSNTP_HAVE_GCM_SIV
+  ck_assert_uint_eq(ntsntp__aead_nonce_len(NTSNTP_AEAD_AES_128_GCM_SIV), 12);
+  ck_assert(ntsntp__aead_nonce_ok(NTSNTP_AEAD_AES_128_GCM_SIV, 12));
+  ck_assert(!ntsntp__aead_nonce_ok(NTSNTP_AEAD_AES_128_GCM_SIV, 11));
+  ck_assert(!ntsntp__aead_nonce_ok(NTSNTP_AEAD_AES_128_GCM_SIV, 13));
+  ck_assert(!ntsntp__aead_nonce_ok(NTSNTP_AEAD_AES_128_GCM_SIV, 16));
+#else
+  fprintf(stderr, "aead: AES-128-GCM-SIV (AEAD 30) vectors skipped: this "
+                  "nettle has no siv-gcm.h (nettle >= 3.9 has)\n");
+  ck_assert_uint_eq(ntsntp__aead_nonce_len(NTSNTP_AEAD_AES_128_GCM_SIV), 0);
+  ck_assert(!ntsntp__aead_nonce_ok(NTSNTP_AEAD_AES_128_GCM_SIV, 12));
+#endif
+}
+END_TEST
+
+/* An Authenticator body: nonce length, ciphertext length 16, the nonce
+ * (0xaa) and its padding, a tag (0xcc), then |extra| zero bytes. */
+static size_t auth_body(uint8_t *b, size_t nlen, size_t clen, size_t extra) {
+  size_t pn = (nlen + 3) & ~(size_t)3, pc = (clen + 3) & ~(size_t)3;
+  memset(b, 0, 4 + pn + pc + extra);
+  b[0] = (uint8_t)(nlen >> 8), b[1] = (uint8_t)nlen;
+  b[2] = (uint8_t)(clen >> 8), b[3] = (uint8_t)clen;
+  memset(b + 4, 0xaa, nlen);
+  memset(b + 4 + pn, 0xcc, clen);
+  return 4 + pn + pc + extra;
+}
+
+/* RFC 8915 5.6 as ntsntp__nts_auth_parse reads it: the layout, then per
+ * AEAD a nonce it takes and room for min(16, its longest nonce). */
+START_TEST(t_nts_auth_parse) {
+  static const struct {
+    int aead;
+    size_t nlen, clen, extra;
+    int ok;
+  } cases[] = {
+      {0, 16, 16, 0, 1},
+      {0, 1, 16, 0, 1},
+      {0, 0, 16, 0, 0},
+      {0, 16, 15, 0, 0},
+      {0, 12, 16, 0, 1},
+      {15, 16, 16, 0, 1},
+      {15, 16, 48, 0, 1},
+      {15, 12, 16, 0, 0},
+      {15, 12, 16, 4, 1},
+      {15, 1, 16, 12, 1},
+      {15, 1, 16, 8, 0},
+      {15, 8, 16, 4, 0},
+      {17, 32, 16, 0, 1},
+      {17, 12, 16, 0, 0},
+      {16, 16, 16, 0, 0}, /* not built in */
+      {30, 12, 16, 0, NTSNTP_HAVE_GCM_SIV},
+      {30, 12, 40, 4, NTSNTP_HAVE_GCM_SIV},
+      {30, 16, 16, 0, 0},
+      {30, 8, 16, 4, 0},
+      {30, 11, 16, 4, 0},
+      {30, 13, 16, 0, 0},
+  };
+  uint8_t body[128];
+  const uint8_t *nonce, *ct;
+  size_t i, nl, cl;
+  ntsntp_ef ef;
+  int rv;
+
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    memset(&ef, 0, sizeof(ef));
+    ef.type = NTSNTP_EF_AUTHENTICATOR;
+    ef.body = body;
+    ef.body_len = auth_body(body, cases[i].nlen, cases[i].clen, cases[i].extra);
+    rv = ntsntp__nts_auth_parse(&ef, cases[i].aead, &nonce, &nl, &ct, &cl);
+    ck_assert_msg(rv == (cases[i].ok ? 0 : NTSNTP_ERR_BAD_EF),
+                  "case %zu: aead %d nonce %zu extra %zu: %d", i, cases[i].aead,
+                  cases[i].nlen, cases[i].extra, rv);
+    if (rv == 0) {
+      ck_assert_uint_eq(nl, cases[i].nlen);
+      ck_assert_uint_eq(cl, cases[i].clen);
+      ck_assert_ptr_eq(nonce, body + 4);
+      ck_assert_uint_eq(ct[0], 0xcc);
+    }
+    /* Every truncation of the body is refused. */
+    for (ef.body_len = 0;
+         ef.body_len < 4 + ((cases[i].nlen + 3) & ~3u) + cases[i].clen;
+         ef.body_len++)
+      ck_assert_int_eq(
+          ntsntp__nts_auth_parse(&ef, cases[i].aead, &nonce, &nl, &ct, &cl),
+          NTSNTP_ERR_BAD_EF);
+  }
 }
 END_TEST
 
@@ -477,6 +585,8 @@ static Suite *aead_suite(void) {
   Suite *s = suite_create("aead");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, t_key_len);
+  tcase_add_test(tc, t_nonce_len);
+  tcase_add_test(tc, t_nts_auth_parse);
   tcase_add_loop_test(tc, t_verify, 0, 2);
   tcase_add_test(tc, t_nonce_fork);
   tcase_add_loop_test(tc, t_vectors, 0, (int)(sizeof(vecs) / sizeof(vecs[0])));

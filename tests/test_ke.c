@@ -758,18 +758,21 @@ START_TEST(test_handshake_negotiation) {
   ntsntp_ke_result r;
 
   full_exchange(srv, prefer17, 2, &r);
-  /* The server's preference (15 first) wins among those offered. */
-  ck_assert_int_eq(r.aead, 15);
-  ck_assert_uint_eq(r.ntp_port, 4123);
-  ck_assert_str_eq(r.ntp_server, "ntp.example.org");
-  full_exchange(srv, prefer17, 1, &r);
+  /* The client's preference (17 first) wins among those we support. */
   ck_assert_int_eq(r.aead, 17);
   ck_assert_uint_eq(r.key_len, 64);
+  ck_assert_uint_eq(r.ntp_port, 4123);
+  ck_assert_str_eq(r.ntp_server, "ntp.example.org");
+  full_exchange(srv, prefer17 + 1, 1, &r);
+  ck_assert_int_eq(r.aead, 15);
   if (ntsntp_aead_supported(NTSNTP_AEAD_AES_128_GCM_SIV)) {
-    const int gcm[] = {30};
-    full_exchange(srv, gcm, 1, &r);
+    /* chrony 4.6's list; our client sends record 1024 with it, and both
+     * sides derive the keys with id 30 in the exporter context. */
+    const int gcm[] = {30, 15};
+    full_exchange(srv, gcm, 2, &r);
     ck_assert_int_eq(r.aead, 30);
     ck_assert_uint_eq(r.key_len, 16);
+    ck_assert_uint_eq(r.cookie_len[0], 72);
   }
   ntsntp_ke_result_clear(&r);
   ntsntp_ke_server_del(srv);
@@ -991,6 +994,58 @@ START_TEST(test_raw_gcm_siv_context) {
     ck_assert_mem_eq(c2s, want, 16);
     ntsntp_ke_session_del(s);
     raw_del(r);
+  }
+  ntsntp_ke_server_del(srv);
+}
+END_TEST
+
+/* The server takes the client's first AEAD among those it has enabled. */
+START_TEST(test_raw_client_preference) {
+  static const struct {
+    const char *aeads; /* body of the client's AEAD record */
+    int want, want_no_gcm;
+  } cases[] = {
+      {"001e000f", 30, 15}, /* chrony 4.4+ */
+      {"000f001e", 15, 15},
+      {"0011001e000f", 30, 15}, /* 17 not enabled on this server */
+      {"0011", 0, 0},           /* nothing in common: empty AEAD record */
+      {"0010001e", 30, 0},      /* 16 is not supported at all */
+  };
+  ntsntp_ke_server_settings ss;
+  ntsntp_ke_server *srv;
+  uint8_t resp[4096];
+  char req[128];
+  ntsntp_ke_msg m;
+  size_t i, n;
+  int gcm = ntsntp_aead_supported(NTSNTP_AEAD_AES_128_GCM_SIV), want;
+
+  ntsntp_ke_server_settings_default(&ss);
+  ss.creds = creds;
+  ss.keyring = kr;
+  ss.aeads[0] = 30; /* skipped when nettle lacks it */
+  ss.aeads[1] = 15;
+  ss.naeads = 2;
+  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss), 0);
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    snprintf(req, sizeof(req),
+             "800100020000"
+             "8004%04zx%s"
+             "80000000",
+             strlen(cases[i].aeads) / 2, cases[i].aeads);
+    n = raw_exchange(srv, req, resp, sizeof(resp), NULL, NULL);
+    ck_assert_int_eq(ntsntp_ke_parse(resp, n, &m), 0);
+    want = gcm ? cases[i].want : cases[i].want_no_gcm;
+    ck_assert_msg(m.has_aeads && m.naeads == (want ? 1u : 0u),
+                  "case %zu: %zu AEADs", i, m.naeads);
+    if (want) {
+      ck_assert_int_eq(ntsntp_ke_msg_aead(&m, 0), want);
+      ck_assert_uint_eq(m.ncookies, 8);
+      ck_assert_uint_eq(m.cookie_len[0], ntsntp_cookie_len(want));
+    } else {
+      ck_assert_uint_eq(m.ncookies_total, 0);
+    }
+    /* No record 1024 was asked for, so none comes back. */
+    ck_assert(!m.compliant_128gcm);
   }
   ntsntp_ke_server_del(srv);
 }
@@ -1429,6 +1484,7 @@ static Suite *ke_suite(void) {
   tcase_add_test(tk, test_handshake_negotiation);
   tcase_add_test(tk, test_raw_port_record);
   tcase_add_test(tk, test_raw_gcm_siv_context);
+  tcase_add_test(tk, test_raw_client_preference);
   tcase_add_test(tk, test_raw_no_common);
   tcase_add_loop_test(tk, test_raw_errors, 0,
                       (int)(sizeof(error_cases) / sizeof(error_cases[0])));

@@ -2,6 +2,7 @@
 #include <check.h>
 #include <string.h>
 
+#include "aead.h"
 #include "ntsntp/client.h"
 #include "ntsntp/server.h"
 #include "testutil.h"
@@ -626,6 +627,297 @@ START_TEST(test_never_amplifies) {
 }
 END_TEST
 
+/* ---- AEAD 30 (AES-128-GCM-SIV): 12-byte nonces, RFC 8915 5.6 padding ---- */
+
+/* Random bytes from a counter: the known-answer inputs. */
+static int ctr_rand(void *user, uint8_t *buf, size_t len) {
+  uint8_t *c = user;
+  size_t i;
+  for (i = 0; i < len; i++)
+    buf[i] = (*c)++;
+  return 0;
+}
+
+/* A request with |cookie| whose Authenticator has a |nlen|-byte nonce (0x5a)
+ * and |extra| bytes of Additional Padding, sealed with |c2s| under |aead| if
+ * that AEAD takes the nonce, else with a tag of zeros.  Returns the length. */
+static size_t raw_nts_request(uint8_t *b, int aead, const uint8_t *c2s,
+                              const uint8_t *cookie, size_t clen, size_t nlen,
+                              size_t extra) {
+  size_t len = 48, ef = (4 + clen + 3) & ~(size_t)3, body, i;
+  uint8_t nonce[32];
+  ntsntp__aead a;
+  plain_request(b, 4);
+  b[len] = 0x01, b[len + 1] = 0x04, b[len + 2] = 0, b[len + 3] = 36;
+  for (i = 0; i < 32; i++)
+    b[len + 4 + i] = (uint8_t)(0x30 + i);
+  len += 36;
+  memset(b + len, 0, ef);
+  b[len] = 0x02, b[len + 1] = 0x04, b[len + 2] = 0, b[len + 3] = (uint8_t)ef;
+  memcpy(b + len + 4, cookie, clen);
+  len += ef;
+  memset(nonce, 0x5a, sizeof(nonce));
+  body = 4 + ((nlen + 3) & ~(size_t)3) + 16 + extra;
+  memset(b + len, 0, 4 + body);
+  b[len] = 0x04, b[len + 1] = 0x04;
+  b[len + 2] = (uint8_t)((4 + body) >> 8), b[len + 3] = (uint8_t)(4 + body);
+  b[len + 5] = (uint8_t)nlen, b[len + 7] = 16;
+  memcpy(b + len + 8, nonce, nlen);
+  if (ntsntp__aead_nonce_ok(aead, nlen)) {
+    ck_assert_int_eq(
+        ntsntp__aead_init(&a, aead, c2s, ntsntp_aead_key_len(aead)), 0);
+    ck_assert_int_eq(ntsntp__aead_seal(&a, nonce, nlen, b, len, NULL, 0,
+                                       b + len + 8 + ((nlen + 3) & ~3u)),
+                     0);
+    ntsntp__aead_clear(&a);
+  }
+  return len + 4 + body;
+}
+
+/* RFC 8915 5.6: the nonce a given AEAD takes, and nonce + padding spanning
+ * min(16, the AEAD's longest nonce).  SIV-CMAC: any nonce, 16 bytes of
+ * room; a short nonce with Additional Padding is served with our 16-byte
+ * one in a response no longer than the request. */
+START_TEST(test_nts_nonce_padding_rule) {
+  static const struct {
+    size_t nlen, extra;
+    int ok;
+  } cases[] = {{16, 0, 1}, {12, 4, 1}, {1, 12, 1}, {32, 0, 1},
+               {12, 0, 0}, {8, 4, 0},  {4, 8, 0}};
+  uint8_t c2s[32], s2c[32], cookie[NTSNTP_COOKIE_MAX_LEN], req[512], out[512];
+  ntsntp_server_ctx ctx;
+  size_t i, n;
+  ntsntp_ssize clen, r;
+  memset(c2s, 0x11, sizeof(c2s));
+  memset(s2c, 0x22, sizeof(s2c));
+  clen = ntsntp_cookie_seal(kr, NTSNTP_AEAD_AES_SIV_CMAC_256, c2s, s2c, cookie,
+                            sizeof(cookie));
+  ck_assert_int_eq(clen, 104);
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    n = raw_nts_request(req, NTSNTP_AEAD_AES_SIV_CMAC_256, c2s, cookie,
+                        (size_t)clen, cases[i].nlen, cases[i].extra);
+    ntsntp_server_prepare(srv, req, n, RX, &ctx);
+    if (!cases[i].ok) {
+      ck_assert_msg(ctx.verdict == NTSNTP_SERVER_DROP &&
+                        ctx.reason == NTSNTP_REASON_NTS_MALFORMED,
+                    "case %zu: verdict %d reason %d", i, ctx.verdict,
+                    ctx.reason);
+      continue;
+    }
+    ck_assert_msg(ctx.verdict == NTSNTP_SERVER_RESPOND && ctx.nts,
+                  "case %zu: verdict %d reason %d", i, ctx.verdict, ctx.reason);
+    r = ntsntp_server_finish(srv, &ctx, TX, out, n);
+    ck_assert_int_gt(r, 48);
+    ck_assert_uint_le((size_t)r, n);
+    /* Our nonce: 16 bytes. */
+    ck_assert_uint_eq(ntsntp__test_get_u16(out + 48 + 36), 0x0404);
+    ck_assert_uint_eq(ntsntp__test_get_u16(out + 48 + 36 + 4), 16);
+  }
+}
+END_TEST
+
+/* Without GCM-SIV in nettle (< 3.9), AEAD 30 is refused everywhere. */
+START_TEST(test_nts_gcm_siv_absent) {
+  uint8_t c2s[16] = {0}, cookie[NTSNTP_COOKIE_MAX_LEN], req[512];
+  ntsntp_client_exchange ex;
+  ntsntp_client_params p;
+  if (ntsntp_aead_supported(NTSNTP_AEAD_AES_128_GCM_SIV))
+    return; /* the tests below run instead */
+  fprintf(stderr, "server: AEAD 30 tests skipped: this nettle has no "
+                  "AES-128-GCM-SIV (nettle >= 3.9 has)\n");
+  ck_assert_uint_eq(ntsntp_cookie_len(NTSNTP_AEAD_AES_128_GCM_SIV), 0);
+  ck_assert_int_eq(ntsntp_cookie_seal(kr, NTSNTP_AEAD_AES_128_GCM_SIV, c2s, c2s,
+                                      cookie, sizeof(cookie)),
+                   NTSNTP_ERR_INVALID_ARG);
+  memset(&p, 0, sizeof(p));
+  memset(cookie, 1, 72);
+  p.aead = NTSNTP_AEAD_AES_128_GCM_SIV;
+  p.c2s = p.s2c = c2s;
+  p.cookie = cookie;
+  p.cookie_len = 72;
+  ck_assert_int_eq(ntsntp_client_request(&ex, &p, req, sizeof(req)),
+                   NTSNTP_ERR_INVALID_ARG);
+}
+END_TEST
+
+/* tests/vectors/aes-128-gcm-siv/nts-exchange.txt: an AEAD 30 exchange with
+ * 12-byte nonces computed by gen-nts-exchange.py there with pyca/cryptography
+ * (OpenSSL's AES-GCM-SIV and AES-SIV), independently of nettle. */
+static const char kat_keyfile[] = "NTSNTP-KEYS 1\ninterval 604800\nepoch 2810\n"
+                                  "1a2b3c40 a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
+                                  "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf\n"
+                                  "1a2b3c41 c0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
+                                  "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf\n";
+static const int64_t kat_now = 1699488000;
+static const char kat_c2s[] = "404142434445464748494a4b4c4d4e4f";
+static const char kat_s2c[] = "505152535455565758595a5b5c5d5e5f";
+static const char kat_req_cookie[] =
+    "1a2b3c40f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff60d7236b8dc5c98584a94a6ae1463cd9"
+    "5780c77cbfdfe9757533254ed93bf094df5382ca24336d014c75d46fcaf48ef2c40f0c0e";
+static const char kat_request[] =
+    "230000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000010203040506070104002408090a0b0c0d0e0f101112131415161718191a1b"
+    "1c1d1e1f20212223242526270204004c1a2b3c40f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+    "60d7236b8dc5c98584a94a6ae1463cd95780c77cbfdfe9757533254ed93bf094df5382ca"
+    "24336d014c75d46fcaf48ef2c40f0c0e04040024000c001028292a2b2c2d2e2f30313233"
+    "8ff639a2bb9a5616d09c3f225300c9b7";
+static const char kat_new_cookie[] =
+    "1a2b3c40808182838485868788898a8b8c8d8e8fbf5cdca1220eaf63d68eafc43345e77f"
+    "7a850a1e49f8a29273e1fcbb122be1817af30fff13b987a649ffc919f18acae32a87cf9a";
+static const char kat_response[] =
+    "240a00ec00000000000000007f7f0101eeb21590e8270af90001020304050607eeb21591"
+    "e8270af9eeb21591e82d06d80104002408090a0b0c0d0e0f101112131415161718191a1b"
+    "1c1d1e1f202122232425262704040070000c005c606162636465666768696a6bb37ea3c8"
+    "bbfab39e38a3829c9f648243d168ece189ba77ea7aaa99bee343e8988f2ffb941bbcc56b"
+    "e35b40626b191245e9ac59b5c71ce0233fb6092e6fcc3b55a902bca8a45d1056bcd97467"
+    "cc6b8b32811749493dbd50a1dc25c914";
+
+/* Client and server against the known answer, byte for byte. */
+START_TEST(test_nts_gcm_siv_known_answer) {
+  uint8_t c2s[16], s2c[16], cookie[72], req[256], want[256], out[256];
+  uint8_t kctr = 0x80, sctr = 0x60, cctr = 0x00;
+  ntsntp_keyring_settings ks;
+  ntsntp_server_settings ss;
+  ntsntp_clock_state cs;
+  ntsntp_client_params p;
+  ntsntp_client_exchange ex;
+  ntsntp_client_sample smp;
+  ntsntp_server_ctx ctx;
+  ntsntp_keyring *ring;
+  ntsntp_server *s;
+  size_t reql, wl;
+  ntsntp_ssize n;
+
+  if (!ntsntp_aead_supported(NTSNTP_AEAD_AES_128_GCM_SIV))
+    return;
+  tu_unhex(kat_c2s, c2s, sizeof(c2s));
+  tu_unhex(kat_s2c, s2c, sizeof(s2c));
+  ck_assert_uint_eq(tu_unhex(kat_req_cookie, cookie, sizeof(cookie)), 72);
+  reql = tu_unhex(kat_request, req, sizeof(req));
+  ck_assert_uint_eq(reql, 196);
+
+  /* Client: 12-byte nonce, no Additional Padding, GCM-SIV tag. */
+  memset(&p, 0, sizeof(p));
+  p.rand = ctr_rand;
+  p.rand_user = &cctr;
+  p.aead = NTSNTP_AEAD_AES_128_GCM_SIV;
+  p.c2s = c2s;
+  p.s2c = s2c;
+  p.cookie = cookie;
+  p.cookie_len = sizeof(cookie);
+  n = ntsntp_client_request(&ex, &p, out, sizeof(out));
+  ck_assert_int_eq(n, (ntsntp_ssize)reql);
+  ck_assert_mem_eq(out, req, reql);
+
+  /* Server: the key file's master key opens the cookie; it answers with a
+   * 12-byte nonce and one new cookie, as long as the request. */
+  ntsntp_keyring_settings_default(&ks);
+  ks.nkeys = 2;
+  ks.rand = ctr_rand;
+  ks.rand_user = &kctr;
+  ck_assert_int_eq(ntsntp_keyring_new(&ring, &ks, kat_now), 0);
+  ck_assert_int_eq(ntsntp_keyring_load(ring, (const uint8_t *)kat_keyfile,
+                                       sizeof(kat_keyfile) - 1, kat_now),
+                   0);
+  kctr = 0x80;
+  ntsntp_server_settings_default(&ss);
+  ss.keyring = ring;
+  ss.rand = ctr_rand;
+  ss.rand_user = &sctr;
+  ck_assert_int_eq(ntsntp_server_new(&s, &ss), 0);
+  ntsntp_clock_state_local(&cs, 10, RX - (1ULL << 32));
+  ntsntp_server_set_clock(s, &cs);
+  ck_assert_int_eq(ntsntp_server_prepare(s, req, reql, RX, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ck_assert_int_eq(ctx.aead, NTSNTP_AEAD_AES_128_GCM_SIV);
+  ck_assert_int_eq(ctx.nts, 1);
+  n = ntsntp_server_finish(s, &ctx, TX, out, reql);
+  wl = tu_unhex(kat_response, want, sizeof(want));
+  ck_assert_int_eq(n, (ntsntp_ssize)wl);
+  ck_assert_mem_eq(out, want, wl);
+
+  /* Client: authenticates it and takes the new cookie. */
+  ck_assert_int_eq(ntsntp_client_response(&ex, out, (size_t)n, RX, TX, &smp),
+                   0);
+  ck_assert_int_eq(smp.authenticated, 1);
+  ck_assert_uint_eq(smp.n_cookies, 1);
+  ck_assert_uint_eq(smp.cookie_len[0], 72);
+  tu_unhex(kat_new_cookie, cookie, sizeof(cookie));
+  ck_assert_mem_eq(smp.cookies[0], cookie, 72);
+  ntsntp_server_del(s);
+  ntsntp_keyring_del(ring);
+}
+END_TEST
+
+/* AEAD 30 with the wrong nonce: dropped as malformed, never an internal
+ * error, and never sent to nettle; the client refuses such answers. */
+START_TEST(test_nts_gcm_siv_bad_nonces) {
+  static const struct {
+    size_t nlen, extra;
+  } bad[] = {{16, 0}, {8, 4}, {13, 0}, {11, 4}, {1, 12}};
+  uint8_t c2s[16], s2c[16], cookie[NTSNTP_COOKIE_MAX_LEN], req[512], out[512];
+  ntsntp_client_exchange ex;
+  ntsntp_client_sample smp;
+  ntsntp_server_ctx ctx;
+  ntsntp_server_stats st;
+  ntsntp_ssize clen, n, r;
+  size_t i, len, auth;
+  if (!ntsntp_aead_supported(NTSNTP_AEAD_AES_128_GCM_SIV))
+    return;
+  memset(&st, 0, sizeof(st));
+  memset(c2s, 0x11, sizeof(c2s));
+  memset(s2c, 0x22, sizeof(s2c));
+  clen = ntsntp_cookie_seal(kr, NTSNTP_AEAD_AES_128_GCM_SIV, c2s, s2c, cookie,
+                            sizeof(cookie));
+  ck_assert_int_eq(clen, 72);
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    len = raw_nts_request(req, NTSNTP_AEAD_AES_128_GCM_SIV, c2s, cookie,
+                          (size_t)clen, bad[i].nlen, bad[i].extra);
+    ck_assert_int_eq(ntsntp_server_prepare(srv, req, len, RX, &ctx),
+                     NTSNTP_SERVER_DROP);
+    ck_assert_msg(ctx.reason == NTSNTP_REASON_NTS_MALFORMED,
+                  "nonce %zu: reason %s", bad[i].nlen,
+                  ntsntp_server_reason_name(ctx.reason));
+    ntsntp_server_stats_count(&st, &ctx);
+  }
+  ck_assert_uint_eq(st.reasons[NTSNTP_REASON_INTERNAL], 0);
+  /* The right one (12, no padding) is served. */
+  len = raw_nts_request(req, NTSNTP_AEAD_AES_128_GCM_SIV, c2s, cookie,
+                        (size_t)clen, 12, 0);
+  ck_assert_int_eq(ntsntp_server_prepare(srv, req, len, RX, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ck_assert_int_eq(ctx.nts, 1);
+  ntsntp_server_ctx_clear(&ctx);
+
+  /* Client side: a good exchange, then its response with the nonce made
+   * 16 bytes long (a SIV-CMAC layout) is refused, not crashed on. */
+  n = nts_request(&ex, req, sizeof(req), 2, NTSNTP_AEAD_AES_128_GCM_SIV, kr);
+  ck_assert_int_gt(n, 0);
+  r = serve(srv, req, (size_t)n, out, sizeof(out), &ctx);
+  ck_assert_int_gt(r, 48);
+  ck_assert_int_le(r, n);
+  auth = 48 + 36;
+  ck_assert_uint_eq(ntsntp__test_get_u16(out + auth), 0x0404);
+  ck_assert_uint_eq(ntsntp__test_get_u16(out + auth + 4), 12);
+  {
+    uint8_t longer[600];
+    size_t ct = (size_t)r - auth - 8 - 12;
+    memcpy(longer, out, auth + 8 + 12);
+    memset(longer + auth + 8 + 12, 0, 4);
+    memcpy(longer + auth + 8 + 16, out + auth + 8 + 12, ct);
+    longer[auth + 3] = (uint8_t)(out[auth + 3] + 4);
+    longer[auth + 5] = 16;
+    ck_assert_int_eq(
+        ntsntp_client_response(&ex, longer, (size_t)r + 4, RX, TX, &smp),
+        NTSNTP_ERR_AUTH);
+  }
+  ck_assert_int_eq(ntsntp_client_response(&ex, out, (size_t)r, RX, TX, &smp),
+                   0);
+  ck_assert_uint_eq(smp.n_cookies, 3);
+  ck_assert_uint_eq(smp.cookie_len[0], 72);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("server");
   TCase *tc = tcase_create("server");
@@ -644,6 +936,13 @@ int main(void) {
   tcase_add_test(tc, test_output_buffer_too_small);
   tcase_add_test(tc, test_root_dispersion_grows);
   tcase_add_test(tc, test_never_amplifies);
+  tcase_add_test(tc, test_nts_nonce_padding_rule);
+  if (ntsntp_aead_supported(NTSNTP_AEAD_AES_128_GCM_SIV)) {
+    tcase_add_test(tc, test_nts_gcm_siv_known_answer);
+    tcase_add_test(tc, test_nts_gcm_siv_bad_nonces);
+  } else {
+    tcase_add_test(tc, test_nts_gcm_siv_absent);
+  }
   suite_add_tcase(s, tc);
   return tu_run(s);
 }

@@ -233,7 +233,8 @@ typedef struct ntsntp_ke_server_settings {
   uint16_t ntp_port;
   /* NTP server name or address for Server Negotiation, or NULL. Copied. */
   const char *ntp_server;
-  /* AEADs in preference order; unsupported ones are skipped.  Default:
+  /* AEADs the server accepts; unsupported ones are skipped.  The client's
+     order of preference picks among them (as chronyd does).  Default:
      15, 17, 30 (those ntsntp_aead_supported accepts). */
   int aeads[NTSNTP_KE_MAX_AEADS];
   size_t naeads;

@@ -107,6 +107,7 @@ typedef struct ntsntp_server_ctx {
   int aead;
   unsigned n_cookies; /* new cookies in |pt| */
   size_t pt_len;      /* plaintext: the new cookie fields */
+  /* Response nonce: 16 bytes, the first 12 with AES-128-GCM-SIV. */
   uint8_t nonce[NTSNTP_SERVER_NONCE_LEN];
   /* Set by ntsntp_server_parse for an NTS request whose cookie and
    * authenticator are still to be checked (by ntsntp_server_authenticate);
