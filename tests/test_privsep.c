@@ -20,11 +20,7 @@
 #include <unistd.h>
 
 #include "ntsntp/privsep.h"
-#if __has_include("ntsntp/sandbox.h") /* XXX until sandbox lands */
 #include "ntsntp/sandbox.h"
-#else
-#define ntsntp_sandbox_available() 0
-#endif
 #include "testutil.h"
 
 static char dir[64];      /* root's, 0700: what the helper may read */

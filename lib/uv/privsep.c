@@ -30,12 +30,7 @@
 
 #include "errtext.h"
 #include "ntsntp/privsep.h"
-#if __has_include("ntsntp/sandbox.h") /* XXX until sandbox lands */
 #include "ntsntp/sandbox.h"
-#else
-#define ntsntp_sandbox_available() 0
-#define ntsntp_sandbox_enter(a, b, c, d) 0
-#endif
 #include "tls.h" /* ntsntp__cred_file_read, NTSNTP__MAX_CRED_FILE */
 
 #define MAX_FILES 32
