@@ -260,6 +260,33 @@ START_TEST(test_full_evicts_idle_then_partial) {
 }
 END_TEST
 
+/* A connection that has had no time yet to send its ClientHello outlives
+ * one that has dribbled bytes for longer than that. */
+START_TEST(test_young_idle_outlives_old_partial) {
+  ntsntp_uv_ke_settings s;
+  ntsntp_uv_ke *ke;
+  uint16_t port;
+  int slow, young, next;
+  ke_settings(&s, 2);
+  s.first_byte_ms = 10000;
+  s.ke.timeout_ms = 20000;
+  ke = start(&s);
+  port = ntsntp_uv_ke_port(ke, 0);
+  slow = tcp_from("127.0.0.1", port);
+  ck_assert_int_eq(send(slow, "\x16", 1, 0), 1);
+  sleep_ms(300);
+  young = tcp_from("127.0.0.1", port);
+  WAIT_STAT(ke, active, 2);
+  next = tcp_from("127.0.0.1", port);
+  WAIT_STAT(ke, evicted, 1);
+  sleep_ms(50);
+  ck_assert(closed(slow));
+  ck_assert(!closed(young) && !closed(next));
+  ntsntp_uv_ke_stop(ke);
+  close(slow), close(young), close(next);
+}
+END_TEST
+
 typedef struct query_out {
   int done, status;
   char err[256];
@@ -587,6 +614,7 @@ static Suite *uv_ke_suite(void) {
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_accept_failure_not_counted);
   tcase_add_test(tc, test_full_evicts_idle_then_partial);
+  tcase_add_test(tc, test_young_idle_outlives_old_partial);
   tcase_add_test(tc, test_full_of_idle_serves_client);
   tcase_add_test(tc, test_first_byte_deadline);
   tcase_add_test(tc, test_first_byte_off);

@@ -12,9 +12,11 @@
  *      threads.  When all are taken, the newcomer does not wait: the thread
  *      that accepted it closes one of its own connections to make room,
  *      the first it finds in this order (oldest first within each group):
- *        - idle: nothing received yet;
- *        - partial: some bytes, but no complete TLS ClientHello yet;
+ *        - idle (nothing received yet), then partial (some bytes, but no
+ *          complete TLS ClientHello yet), accepted 100 ms ago or more;
  *        - draining: answered, waiting for the client to close;
+ *        - idle, then partial, ones younger than that (a real client may
+ *          not have had the time to send its ClientHello);
  *        - handshaking: TLS under way, request not complete yet.
  *      A connection whose request is complete and whose response is being
  *      written is never closed for room.  When that thread has nothing

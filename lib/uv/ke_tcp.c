@@ -23,6 +23,12 @@
  * as fast as it is refused keeps it from ever being empty: reads of the
  * connections already open (a real client's handshake) would wait. */
 #define ACCEPT_BATCH 64
+/* A connection this young that has not sent its ClientHello yet may just
+ * not have had the time: closed for room only after the older idle or
+ * partial ones and the draining ones.  (A real client sends its
+ * ClientHello with, or right after, the ACK that completes the TCP
+ * handshake.) */
+#define EVICT_GRACE_MS 100
 
 struct ntsntp_uv_ke;
 struct ke_worker;
@@ -165,16 +171,23 @@ static void tier_set(ke_conn *c, int tier) {
 
 static void conn_close(ke_conn *c);
 
-/* Closes this thread's first closable connection (see uv_ke.h);
- * 0: none. */
+/* Closes this thread's first closable connection (see uv_ke.h), in this
+ * order: idle, then partial, connections older than EVICT_GRACE_MS; the
+ * draining ones; younger idle, then partial ones; those mid-handshake.
+ * Each list is oldest first.  0: none. */
 static int evict_one(ke_worker *w) {
-  int t;
-  for (t = 0; t < N_TIERS; t++)
-    if (w->tiers[t].head) {
-      COUNT(w, evicted);
-      conn_close(w->tiers[t].head);
-      return 1;
-    }
+  static const int order[] = {T_IDLE, T_PARTIAL, T_DRAINING,
+                              T_IDLE, T_PARTIAL, T_HANDSHAKE};
+  uint64_t now = uv_now(&w->loop);
+  size_t i;
+  for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+    ke_conn *c = w->tiers[order[i]].head;
+    if (!c || (i < 2 && now - c->accepted_ms < EVICT_GRACE_MS))
+      continue;
+    COUNT(w, evicted);
+    conn_close(c);
+    return 1;
+  }
   return 0;
 }
 
