@@ -238,8 +238,9 @@ int main(int argc, char **argv) {
     return fatal("NTP_SERVERS must be names or addresses separated by "
                  "commas, without spaces (at most 16)");
   snprintf(msg, sizeof(msg), "ntsd version %s starting (+NTS +IPV6 "
-           "+AES-SIV-CMAC-256 +AES-SIV-CMAC-512 %cAES-128-GCM-SIV)",
-           NTSNTP_VERSION, NTSNTP_HAVE_GCM_SIV ? '+' : '-');
+           "+AES-SIV-CMAC-256 +AES-SIV-CMAC-512 %cAES-128-GCM-SIV %cSECCOMP)",
+           NTSNTP_VERSION, NTSNTP_HAVE_GCM_SIV ? '+' : '-',
+           ntsntp_sandbox_available() ? '+' : '-');
   log_line(NULL, NTSNTP_LOG_INFO, msg);
   log_line(NULL, NTSNTP_LOG_INFO, c.clock_control
                                        ? "Enabled control of system clock"
@@ -306,9 +307,11 @@ int main(int argc, char **argv) {
     return fatal(err);
   if (s.privsep) {
     snprintf(msg, sizeof(msg), "Privileged helper started (pid %ld): reads "
-             "NTS_CERT and NTS_KEY%s; it holds no network socket",
+             "NTS_CERT and NTS_KEY%s; no network socket%s",
              ntsntp_privsep_pid(s.privsep),
-             c.clock_control ? ", adjusts the clock" : "");
+             c.clock_control ? ", adjusts the clock" : "",
+             c.seccomp && ntsntp_sandbox_available() ? ", seccomp filter on"
+                                                      : "");
     log_line(NULL, NTSNTP_LOG_INFO, msg);
   }
   /* Signals first: one that arrives while the service starts (a SIGHUP
