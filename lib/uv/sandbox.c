@@ -34,11 +34,11 @@
 /* Sanitizer runtimes make calls of their own (LeakSanitizer at exit stops
  * the world with a ptrace'ing clone; reports start a symbolizer).  Such a
  * build is for tests only; a release build never allows these. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) ||         \
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) ||           \
     defined(NTSNTP_SANITIZER_BUILD)
 #define SANITIZED 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||    \
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||     \
     __has_feature(memory_sanitizer) || __has_feature(leak_sanitizer)
 #define SANITIZED 1
 #endif
@@ -73,6 +73,8 @@ typedef struct rule {
   int kind;
 } rule;
 
+/* The tables are grouped by purpose, several names a line. */
+/* clang-format off */
 /* Every thread of ntsd after start-up. */
 static const rule server_rules[] = {
     /* descriptors */
@@ -82,25 +84,22 @@ static const rule server_rules[] = {
     {"eventfd2", ANY}, {"ioctl", IOCTL_FD},
     /* libuv's event loops; the resolver's and the helper client's poll */
     {"epoll_create1", ANY}, {"epoll_ctl", ANY}, {"epoll_wait", ANY},
-    {"epoll_pwait", ANY}, {"epoll_pwait2", ANY}, {"poll", ANY},
-    {"ppoll", ANY},
+    {"epoll_pwait", ANY}, {"epoll_pwait2", ANY}, {"poll", ANY}, {"ppoll", ANY},
     /* NTP, NTS-KE, upstream queries, control socket, /metrics, DNS and the
      * resolver's netlink query (AI_ADDRCONFIG) */
-    {"socket", SOCK_DOMAIN}, {"bind", ANY}, {"connect", ANY},
-    {"accept", ANY}, {"accept4", ANY}, {"getsockname", ANY},
-    {"getpeername", ANY}, {"setsockopt", ANY}, {"getsockopt", ANY},
-    {"recvfrom", ANY}, {"recvmsg", ANY}, {"recvmmsg", ANY},
-    {"sendto", ANY}, {"sendmsg", ANY}, {"sendmmsg", ANY},
-    {"shutdown", ANY},
+    {"socket", SOCK_DOMAIN}, {"bind", ANY}, {"connect", ANY}, {"accept", ANY},
+    {"accept4", ANY}, {"getsockname", ANY}, {"getpeername", ANY},
+    {"setsockopt", ANY}, {"getsockopt", ANY}, {"recvfrom", ANY},
+    {"recvmsg", ANY}, {"recvmmsg", ANY}, {"sendto", ANY}, {"sendmsg", ANY},
+    {"sendmmsg", ANY}, {"shutdown", ANY},
     /* files: certificates, configuration, /etc/hosts and resolv.conf
      * (read); key ring and drift file written in STATE_DIR (a temporary
      * file, fsync, rename); the control socket removed at exit */
     {"open", ANY}, {"openat", ANY}, {"stat", ANY}, {"fstat", ANY},
-    {"lstat", ANY}, {"newfstatat", ANY}, {"statx", ANY},
-    {"readlink", ANY}, {"readlinkat", ANY}, {"access", ANY},
-    {"faccessat", ANY}, {"faccessat2", ANY}, {"fsync", ANY},
-    {"fdatasync", ANY}, {"fchmod", ANY}, {"rename", ANY},
-    {"renameat", ANY}, {"renameat2", ANY}, {"unlink", ANY},
+    {"lstat", ANY}, {"newfstatat", ANY}, {"statx", ANY}, {"readlink", ANY},
+    {"readlinkat", ANY}, {"access", ANY}, {"faccessat", ANY},
+    {"faccessat2", ANY}, {"fsync", ANY}, {"fdatasync", ANY}, {"fchmod", ANY},
+    {"rename", ANY}, {"renameat", ANY}, {"renameat2", ANY}, {"unlink", ANY},
     {"unlinkat", ANY},
     /* memory (malloc, thread stacks, dlopen of NSS modules) */
     {"brk", ANY}, {"mmap", ANY}, {"munmap", ANY}, {"mremap", ANY},
@@ -132,31 +131,30 @@ static const rule privsep_rules[] = {
     {"sendmsg", ANY}, {"recvmsg", ANY}, {"poll", ANY}, {"ppoll", ANY},
     {"close", ANY}, {"open", OPEN_RDONLY}, {"openat", OPEN_RDONLY},
     {"fstat", ANY}, {"stat", ANY}, {"lstat", ANY}, {"newfstatat", ANY},
-    {"statx", ANY}, {"readlink", ANY}, {"readlinkat", ANY},
-    {"fcntl", ANY}, {"lseek", ANY}, {"brk", ANY}, {"mmap", NO_EXEC},
-    {"munmap", ANY}, {"mremap", ANY}, {"madvise", ANY},
-    {"rt_sigreturn", ANY}, {"rt_sigprocmask", ANY}, {"rt_sigaction", ANY},
-    {"restart_syscall", ANY}, {"getpid", ANY}, {"getppid", ANY},
-    {"clock_gettime", ANY}, {"exit", ANY}, {"exit_group", ANY},
+    {"statx", ANY}, {"readlink", ANY}, {"readlinkat", ANY}, {"fcntl", ANY},
+    {"lseek", ANY}, {"brk", ANY}, {"mmap", NO_EXEC}, {"munmap", ANY},
+    {"mremap", ANY}, {"madvise", ANY}, {"rt_sigreturn", ANY},
+    {"rt_sigprocmask", ANY}, {"rt_sigaction", ANY}, {"restart_syscall", ANY},
+    {"getpid", ANY}, {"getppid", ANY}, {"clock_gettime", ANY}, {"exit", ANY},
+    {"exit_group", ANY},
 };
 
 static const rule clock_rules[] = {{"adjtimex", ANY}, {"clock_adjtime", ANY}};
 
 #if SANITIZED
 static const rule sanitizer_rules[] = {
-    {"clone", ANY},   {"fork", ANY},      {"vfork", ANY},
-    {"execve", ANY},  {"ptrace", ANY},    {"prctl", ANY},
-    {"wait4", ANY},   {"waitid", ANY},    {"kill", ANY},
-    {"tgkill", ANY},  {"getdents64", ANY}, {"sigaltstack", ANY},
-    {"sched_yield", ANY}, {"pipe2", ANY}, {"dup2", ANY},
-    {"dup3", ANY},    {"gettid", ANY},    {"getppid", ANY},
-    {"mprotect", ANY}, {"mmap", ANY},     {"open", ANY},
-    {"openat", ANY},  {"readlink", ANY},  {"readlinkat", ANY},
+    {"clone", ANY}, {"fork", ANY}, {"vfork", ANY}, {"execve", ANY},
+    {"ptrace", ANY}, {"prctl", ANY}, {"wait4", ANY}, {"waitid", ANY},
+    {"kill", ANY}, {"tgkill", ANY}, {"getdents64", ANY}, {"sigaltstack", ANY},
+    {"sched_yield", ANY}, {"pipe2", ANY}, {"dup2", ANY}, {"dup3", ANY},
+    {"gettid", ANY}, {"getppid", ANY}, {"mprotect", ANY}, {"mmap", ANY},
+    {"open", ANY}, {"openat", ANY}, {"readlink", ANY}, {"readlinkat", ANY},
     {"process_vm_readv", ANY}, {"setrlimit", ANY}, {"prlimit64", ANY},
     {"getrlimit", ANY}, {"nanosleep", ANY}, {"clock_nanosleep", ANY},
-    {"write", ANY},   {"writev", ANY},
+    {"write", ANY}, {"writev", ANY},
 };
 #endif
+/* clang-format on */
 
 /* Read by the SIGSYS handler: filled before the filter is loaded. */
 static char names[N_NAMES][NAME_LEN];
@@ -315,13 +313,14 @@ static int add_rule(scmp_filter_ctx ctx, const rule *r, unsigned *count,
     if (rv == 0)
       return 0; /* not counted: refused */
     break;
-  case SOCK_DOMAIN: {
+  case SOCK_DOMAIN: { /* (a trailing 0: the unused second datum) */
     static const int doms[] = {AF_INET, AF_INET6, AF_UNIX};
-    struct scmp_arg_cmp nl[] = {SCMP_A0(SCMP_CMP_EQ, AF_NETLINK),
-                                SCMP_A2(SCMP_CMP_EQ, NETLINK_ROUTE)};
+    struct scmp_arg_cmp nl[] = {SCMP_A0(SCMP_CMP_EQ, AF_NETLINK, 0),
+                                SCMP_A2(SCMP_CMP_EQ, NETLINK_ROUTE, 0)};
     size_t i;
     for (i = 0; i < sizeof(doms) / sizeof(doms[0]) && rv == 0; i++) {
-      struct scmp_arg_cmp a[] = {SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)doms[i])};
+      struct scmp_arg_cmp a[] = {
+          SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)doms[i], 0)};
       rv = add(ctx, nr, A, 1, a);
     }
     if (rv == 0)
@@ -331,17 +330,17 @@ static int add_rule(scmp_filter_ctx ctx, const rule *r, unsigned *count,
   case IOCTL_FD: {
     /* libuv: FIONBIO, FIOCLEX; glibc's resolver: FIONREAD; stdio's
      * isatty: TCGETS. */
-    static const unsigned long reqs[] = {FIONBIO, FIOCLEX, FIONCLEX,
-                                         FIONREAD, TCGETS};
+    static const unsigned long reqs[] = {FIONBIO, FIOCLEX, FIONCLEX, FIONREAD,
+                                         TCGETS};
     size_t i;
     for (i = 0; i < sizeof(reqs) / sizeof(reqs[0]) && rv == 0; i++) {
-      struct scmp_arg_cmp a[] = {SCMP_A1(SCMP_CMP_EQ, reqs[i])};
+      struct scmp_arg_cmp a[] = {SCMP_A1(SCMP_CMP_EQ, reqs[i], 0)};
       rv = add(ctx, nr, A, 1, a);
     }
     break;
   }
   case KILL_KILL: {
-    struct scmp_arg_cmp a[] = {SCMP_A1(SCMP_CMP_EQ, SIGKILL)};
+    struct scmp_arg_cmp a[] = {SCMP_A1(SCMP_CMP_EQ, SIGKILL, 0)};
     rv = add(ctx, nr, A, 1, a);
     break;
   }
@@ -402,10 +401,12 @@ static void find_log_fds(void) {
                  o.st_ino != e.st_ino);
 }
 
-int ntsntp_sandbox_available(void) { return 1; }
+int ntsntp_sandbox_available(void) {
+  return 1;
+}
 
-int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags,
-                         char *errbuf, size_t errlen) {
+int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags, char *errbuf,
+                         size_t errlen) {
   scmp_filter_ctx ctx;
   struct sigaction sa;
   unsigned count = 0;
@@ -418,7 +419,8 @@ int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags,
     return NTSNTP_ERR_INVALID_ARG;
   }
   if (__atomic_load_n(&entered, __ATOMIC_SEQ_CST)) {
-    ntsntp__errf(errbuf, errlen, "seccomp: this process has its filter "
+    ntsntp__errf(errbuf, errlen,
+                 "seccomp: this process has its filter "
                  "already");
     return NTSNTP_ERR_STATE;
   }
@@ -433,9 +435,13 @@ int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags,
   if (rv == 0)
     rv = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_TRAP);
   if (rv < 0) {
-    ntsntp__errf(errbuf, errlen, "seccomp: libseccomp %u.%u is too old for "
-                 "thread synchronisation: %s", seccomp_version()->major,
-                 seccomp_version()->minor, strerror(-rv));
+    /* libseccomp probes the seccomp() system call: missing on Linux
+     * before 3.17, and valgrind does not know it. */
+    ntsntp__errf(errbuf, errlen,
+                 "seccomp: cannot filter every thread "
+                 "(seccomp() with TSYNC): %s; Linux >= 3.17 has it, valgrind "
+                 "does not; fix: run without the filter (ntsd: SECCOMP=no)",
+                 strerror(-rv));
     seccomp_release(ctx);
     errno = -rv;
     return NTSNTP_ERR_IO;
@@ -450,14 +456,14 @@ int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags,
                    errbuf, errlen);
   if (rv == 0 && (flags & NTSNTP_SANDBOX_CLOCK))
     rv = add_rules(ctx, clock_rules,
-                   sizeof(clock_rules) / sizeof(clock_rules[0]), &count,
-                   errbuf, errlen);
+                   sizeof(clock_rules) / sizeof(clock_rules[0]), &count, errbuf,
+                   errlen);
 #if SANITIZED
   if (rv == 0) {
     unsigned extra = 0; /* mostly names allowed above already */
     rv = add_rules(ctx, sanitizer_rules,
-                   sizeof(sanitizer_rules) / sizeof(sanitizer_rules[0]),
-                   &extra, errbuf, errlen);
+                   sizeof(sanitizer_rules) / sizeof(sanitizer_rules[0]), &extra,
+                   errbuf, errlen);
   }
 #endif
   if (rv) {
@@ -485,29 +491,35 @@ int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags,
   rv = seccomp_load(ctx);
   seccomp_release(ctx);
   if (rv < 0) {
-    ntsntp__errf(errbuf, errlen, "seccomp: the kernel refused the filter: "
+    ntsntp__errf(errbuf, errlen,
+                 "seccomp: the kernel refused the filter: "
                  "%s (Linux needs CONFIG_SECCOMP_FILTER; a container "
                  "runtime may forbid seccomp()); fix: allow it, or run "
-                 "without the filter (ntsd: SECCOMP=no)", strerror(-rv));
+                 "without the filter (ntsd: SECCOMP=no)",
+                 strerror(-rv));
     errno = -rv;
     return NTSNTP_ERR_IO;
   }
   __atomic_store_n(&entered, 1, __ATOMIC_SEQ_CST);
-  ntsntp__errf(errbuf, errlen, "seccomp filter on (%u system calls allowed%s"
-               ")", count,
-               SANITIZED ? ", more for the sanitizer runtime" : "");
+  ntsntp__errf(errbuf, errlen,
+               "seccomp filter on (%u system calls allowed%s"
+               ")",
+               count, SANITIZED ? ", more for the sanitizer runtime" : "");
   return 0;
 }
 
 #else /* !NTSNTP_HAVE_SECCOMP */
 
-int ntsntp_sandbox_available(void) { return 0; }
+int ntsntp_sandbox_available(void) {
+  return 0;
+}
 
-int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags,
-                         char *errbuf, size_t errlen) {
+int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags, char *errbuf,
+                         size_t errlen) {
   (void)role;
   (void)flags;
-  ntsntp__errf(errbuf, errlen, "no seccomp filter: libntsntp was built "
+  ntsntp__errf(errbuf, errlen,
+               "no seccomp filter: libntsntp was built "
                "without libseccomp (install libseccomp-dev and rebuild)");
   return NTSNTP_ERR_UNSUPPORTED;
 }
