@@ -9,6 +9,30 @@ command -v certtool >/dev/null || { echo "certtool missing (apt-get install gnut
 t_make_certs || { echo "cannot make certificates"; exit 1; }
 CERT=$T_DIR/live/fullchain.pem KEY=$T_DIR/live/privkey.pem
 
+# --- every ntsd started here: each thread of it and of its helper runs
+# under the seccomp filter (SECCOMP=yes, the default).  valgrind runs set
+# SECCOMP=no (valgrind has no seccomp()); a build without libseccomp says so.
+seccomp_all() { # seccomp_all PID LOG
+  local p s
+  for p in "$1" $(pgrep -P "$1"); do
+    for s in /proc/"$p"/task/*/status; do
+      grep -q "^Seccomp:[[:space:]]*2$" "$s" || { echo "# $s is not filtered"; return 1; }
+    done
+  done
+}
+eval "$(declare -f t_start_ntsd | sed '1s/t_start_ntsd/t_start_ntsd_plain/')"
+t_start_ntsd() {
+  local pid log
+  t_start_ntsd_plain "$@"
+  eval "pid=\$${1}_PID log=\$${1}_LOG"
+  case "${NTSD_WRAPPER:-}" in *SECCOMP=no*) return 0 ;; esac
+  # The filter comes after the control socket and the privilege drop.
+  t_wait 10 bash -c "grep -q 'seccomp filter on\|without libseccomp' $log || ! kill -0 $pid"
+  kill -0 "$pid" 2>/dev/null || return 0 # stopped at start: checked below
+  if grep -q "without libseccomp" "$log"; then echo "# $1: built without libseccomp"; return 0; fi
+  t_check "$1: every thread of ntsd and of its helper runs under seccomp" seccomp_all "$pid"
+}
+
 # --- plain NTP, local clock mode -------------------------------------------
 t_start_ntsd A
 out=$(t_chrony_q "server 127.0.0.1 port $A_NTP iburst maxsamples 1")
