@@ -353,39 +353,50 @@ END_TEST
 
 /* ---- deadlines ---- */
 
-START_TEST(test_first_byte_deadline) {
+/* Closed at the deadlines, counted by what came: nothing (first byte),
+ * less than a TLS record header (no TLS state was made), or the start of
+ * a TLS handshake, whole or in two pieces (the session's deadline: had
+ * the first piece been lost, TLS would have failed at once). */
+START_TEST(test_deadlines) {
   ntsntp_uv_ke_settings s;
   ntsntp_uv_ke *ke;
   ntsntp_uv_ke_stats st;
-  int idle, talker;
-  double t0, t_idle = -1, t_talk = -1;
+  int fd[4], i;
+  double t0, t[4] = {-1, -1, -1, -1};
   ke_settings(&s, 8);
   s.first_byte_ms = 200;
   s.ke.timeout_ms = 700;
   ke = start(&s);
   t0 = mono();
-  idle = tcp_from("127.0.0.1", ntsntp_uv_ke_port(ke, 0));
-  talker = tcp_from("127.0.0.1", ntsntp_uv_ke_port(ke, 0));
-  ck_assert_int_eq(send(talker, "\x16\x03", 2, 0), 2);
-  while (mono() - t0 < 2 && (t_idle < 0 || t_talk < 0)) {
-    if (t_idle < 0 && closed(idle))
-      t_idle = mono() - t0;
-    if (t_talk < 0 && closed(talker))
-      t_talk = mono() - t0;
+  for (i = 0; i < 4; i++)
+    fd[i] = tcp_from("127.0.0.1", ntsntp_uv_ke_port(ke, 0));
+  ck_assert_int_eq(send(fd[1], "\x16\x03", 2, 0), 2);
+  ck_assert_int_eq(send(fd[2], "\x16\x03\x01\x02\x00\x01", 6, 0), 6);
+  ck_assert_int_eq(send(fd[3], "\x16\x03", 2, 0), 2);
+  sleep_ms(50);
+  ck_assert_int_eq(send(fd[3], "\x01\x02\x00\x01\x00", 5, 0), 5);
+  while (mono() - t0 < 2 && (t[0] < 0 || t[1] < 0 || t[2] < 0 || t[3] < 0)) {
+    for (i = 0; i < 4; i++)
+      if (t[i] < 0 && closed(fd[i]))
+        t[i] = mono() - t0;
     sleep_ms(5);
   }
-  /* Silent: closed at the first-byte deadline; talking: at the request
-   * deadline (both measured from accept). */
-  ck_assert_double_ge(t_idle, 0.15);
-  ck_assert_double_lt(t_idle, 0.45);
-  ck_assert_double_ge(t_talk, 0.65);
-  ck_assert_double_lt(t_talk, 1.2);
-  close(idle);
-  close(talker); /* ends the talker's drain */
+  /* Silent: closed at the first-byte deadline; the others at the request
+   * deadline (all measured from accept). */
+  ck_assert_double_ge(t[0], 0.15);
+  ck_assert_double_lt(t[0], 0.45);
+  for (i = 1; i < 4; i++) {
+    ck_assert_double_ge(t[i], 0.65);
+    ck_assert_double_lt(t[i], 1.2);
+  }
+  for (i = 0; i < 4; i++)
+    close(fd[i]); /* ends a drain */
   WAIT_STAT(ke, active, 0);
-  WAIT_STAT(ke, ke.timeouts, 1);
+  WAIT_STAT(ke, ke.timeouts, 2);
   ntsntp_uv_ke_get_stats(ke, &st);
   ck_assert_uint_eq(st.first_byte_timeouts, 1);
+  ck_assert_uint_eq(st.header_timeouts, 1);
+  ck_assert_uint_eq(st.ke.handshake_failed, 0);
   ntsntp_uv_ke_stop(ke);
 }
 END_TEST
@@ -616,7 +627,7 @@ static Suite *uv_ke_suite(void) {
   tcase_add_test(tc, test_full_evicts_idle_then_partial);
   tcase_add_test(tc, test_young_idle_outlives_old_partial);
   tcase_add_test(tc, test_full_of_idle_serves_client);
-  tcase_add_test(tc, test_first_byte_deadline);
+  tcase_add_test(tc, test_deadlines);
   tcase_add_test(tc, test_first_byte_off);
   tcase_add_test(tc, test_refusals_counted);
   suite_add_tcase(s, tc);

@@ -25,8 +25,9 @@
  * whole request within |ke.timeout_ms| (the session deadline; an
  * incomplete request is then answered with Error 1 if TLS is up), and
  * after the response the connection is drained for at most one second.
- * A TLS session is only created when the first byte arrives, so idle
- * connections cost a socket and no TLS state.  Each thread takes at most
+ * A TLS session is only created once a whole TLS record header (5 bytes)
+ * has arrived, so idle connections and clients trickling bytes cost a
+ * socket and no TLS state.  Each thread takes at most
  * 64 connections off its accept queue per loop iteration, so a flood
  * that reconnects as fast as it is closed cannot hold off the reads of
  * connections already open; the listen backlog is 4096 (capped by
@@ -100,6 +101,8 @@ typedef struct ntsntp_uv_ke_stats {
   /* Connections closed by the server before their request was complete. */
   uint64_t evicted;             /* to make room for a newcomer */
   uint64_t first_byte_timeouts; /* nothing received by first_byte_ms */
+  uint64_t header_timeouts; /* not even a TLS record header (5 bytes) by
+                             * the request deadline */
   /* (ke.timeouts counts those that missed the request deadline.) */
   uint64_t accept_errors; /* accept failed (uv_accept, no memory) */
 } ntsntp_uv_ke_stats;

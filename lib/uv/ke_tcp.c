@@ -29,6 +29,9 @@
  * ClientHello with, or right after, the ACK that completes the TCP
  * handshake.) */
 #define EVICT_GRACE_MS 100
+/* Bytes held back until a whole TLS record header has come, so a client
+ * trickling bytes costs no TLS state. */
+#define TLS_HEADER 5
 
 struct ntsntp_uv_ke;
 struct ke_worker;
@@ -42,7 +45,9 @@ typedef struct ke_conn {
   uv_tcp_t tcp;
   uv_timer_t timer;
   struct ke_worker *w;
-  ntsntp_ke_session *sess; /* NULL until the first byte */
+  ntsntp_ke_session *sess; /* NULL until TLS_HEADER bytes */
+  uint8_t head[TLS_HEADER]; /* the bytes before that */
+  size_t n_head;
   uv_shutdown_t shut;
   struct ke_conn *prev, *next; /* in w->tiers[tier], oldest first */
   uint64_t accepted_ms;
@@ -311,8 +316,11 @@ static void arm_timer(ke_conn *c);
 
 static void on_timer(uv_timer_t *t) {
   ke_conn *c = t->data;
-  if (!c->sess) { /* nothing received by the first-byte deadline */
-    COUNT(c->w, first_byte_timeouts);
+  if (!c->sess) { /* before any TLS: nothing, or a few bytes, came */
+    if (c->n_head)
+      COUNT(c->w, header_timeouts);
+    else
+      COUNT(c->w, first_byte_timeouts);
     conn_close(c);
     return;
   }
@@ -327,6 +335,8 @@ static void arm_timer(ke_conn *c) {
   uint64_t exp, now = uv_now(&c->w->loop);
   if (c->sess) {
     exp = ntsntp_ke_session_expiry(c->sess);
+  } else if (c->n_head) {
+    exp = c->accepted_ms + s->ke.timeout_ms;
   } else {
     uint32_t ms = s->first_byte_ms && s->first_byte_ms < s->ke.timeout_ms
                       ? s->first_byte_ms
@@ -347,8 +357,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)c->w->rbuf, sizeof(c->w->rbuf));
 }
 
-/* The first bytes: only now is TLS state made, with the session's
- * deadline counted from accept. */
+/* A whole TLS record header: only now is TLS state made, with the
+ * session's deadline counted from accept, and fed what came before. */
 static int start_session(ke_conn *c) {
   if (ntsntp_ke_session_new(&c->sess, c->w->srv, c->accepted_ms) < 0) {
     conn_close(c);
@@ -356,7 +366,11 @@ static int start_session(ke_conn *c) {
   }
   tier_set(c, T_PARTIAL);
   arm_timer(c);
-  return c->closing ? -1 : 0;
+  if (c->closing)
+    return -1;
+  if (c->n_head)
+    ntsntp_ke_session_read(c->sess, c->head, c->n_head);
+  return 0;
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
@@ -369,7 +383,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0 && (nread != UV_EOF || !c->sess)) {
-    conn_close(c); /* an error, or EOF before any byte */
+    conn_close(c); /* an error, or EOF before any TLS */
+    return;
+  }
+  if (!c->sess && c->n_head + (size_t)nread < TLS_HEADER) {
+    memcpy(c->head + c->n_head, buf->base, (size_t)nread);
+    c->n_head += (size_t)nread;
+    tier_set(c, T_PARTIAL);
+    arm_timer(c); /* now the request deadline */
     return;
   }
   if (!c->sess && start_session(c) < 0)
@@ -555,6 +576,7 @@ void ntsntp_uv_ke_get_stats(ntsntp_uv_ke *ke, ntsntp_uv_ke_stats *st) {
     st->refused_full += c->refused_full;
     st->evicted += c->evicted;
     st->first_byte_timeouts += c->first_byte_timeouts;
+    st->header_timeouts += c->header_timeouts;
     st->accept_errors += c->accept_errors;
     for (k = 0; k < sizeof(st->ke) / sizeof(uint64_t); k++)
       dst[k] += src[k];
