@@ -15,8 +15,14 @@
  *       one step at RATE: loss, latency (t4-t1) and served-time offset
  *   ntsbench ke    -k KEPORT -c CA --pid PID -n N --conc C
  *       N NTS-KE handshakes with C concurrent clients; server CPU each
+ *   ntsbench core  -n N [--aead 15,30]
+ *       the server core alone (prepare + finish in a loop), per AEAD
  *   ntsbench responder -p PORT
  *       a minimal batched plain-NTP responder (a ceiling for comparison)
+ *
+ * --aead LIST (or NTSBENCH_AEAD=LIST): AEAD ids, comma-separated.  NTS-KE
+ * offers them in that order (the server picks; default 15); core mode
+ * measures each (default 15).  30 (AES-128-GCM-SIV) needs nettle >= 3.9.
  *
  * Output: "step ..." and "result ..." lines of key=value pairs (parsed by
  * run-bench.sh) on stdout; diagnostics on stderr.
@@ -157,6 +163,8 @@ typedef struct opts {
   const char *ca;
   int port, ke_port;
   int nts;
+  int aeads[8]; /* --aead: NTS-KE offer / core mode list */
+  int naeads;
   int pid;
   int sockets;
   int burst;       /* smallest burst the pacer sends */
@@ -199,6 +207,8 @@ static void usage(void) {
           "  -c FILE        CA certificate (PEM) for NTS-KE\n"
           "  --name NAME    NTS-KE server name (localhost)\n"
           "  --nts          NTS-authenticated requests (keys from NTS-KE)\n"
+          "  --aead LIST    AEAD ids, e.g. 15,30: NTS-KE offer, core mode runs\n"
+          "                 (also NTSBENCH_AEAD; default 15)\n"
           "  --pid PID      server process (CPU, RSS); children included\n"
           "  --sockets N    client sockets / source ports (16)\n"
           "  --burst N      smallest burst sent at once (8; 1 for latency)\n"
@@ -214,11 +224,34 @@ static void usage(void) {
   exit(2);
 }
 
+/* "15,30" into o.aeads; every id must be supported by this build. */
+static void parse_aeads(const char *v) {
+  char *end;
+  o.naeads = 0;
+  for (;;) {
+    long a = strtol(v, &end, 10);
+    if (end == v || a <= 0 || a > 65535 || o.naeads == 8)
+      usage();
+    if (!ntsntp_aead_supported((int)a))
+      die("AEAD %ld is not supported by this build%s", a,
+          a == NTSNTP_AEAD_AES_128_GCM_SIV ? " (needs nettle >= 3.9)" : "");
+    o.aeads[o.naeads++] = (int)a;
+    if (*end == '\0')
+      break;
+    if (*end != ',')
+      usage();
+    v = end + 1;
+  }
+}
+
 static void parse_opts(int argc, char **argv) {
+  const char *env = getenv("NTSBENCH_AEAD");
   int i;
   if (argc < 2)
     usage();
   o.mode = argv[1];
+  if (env && *env)
+    parse_aeads(env);
   for (i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -235,6 +268,8 @@ static void parse_opts(int argc, char **argv) {
       o.ke_name = v;
     else if (strcmp(a, "--nts") == 0)
       o.nts = 1;
+    else if (ARG("--aead"))
+      parse_aeads(v);
     else if (ARG("--pid"))
       o.pid = atoi(v);
     else if (ARG("--sockets"))
@@ -440,6 +475,10 @@ static void ke_start(ke_conn *k) {
   ntsntp_ke_client_settings s;
   int rv;
   ntsntp_ke_client_settings_default(&s);
+  if (o.naeads) {
+    memcpy(s.aeads, o.aeads, sizeof(o.aeads));
+    s.naeads = (size_t)o.naeads;
+  }
   s.server_name = o.ke_name;
   s.ca_file = o.ca;
   s.timeout_ms = 10000;
@@ -502,6 +541,9 @@ static void ke_end(ke_conn *k) {
   k->fd = -1;
 }
 
+/* The AEAD the last NTS-KE negotiated (printed with each step). */
+static int ke_aead;
+
 /* One handshake, blocking: keys and cookies for the NTS load. */
 static void ke_once(ntsntp_ke_result *r) {
   ke_conn k;
@@ -522,6 +564,9 @@ static void ke_once(ntsntp_ke_result *r) {
   ke_end(&k);
   if (r->ncookies == 0)
     die("NTS-KE gave no cookies");
+  ke_aead = r->aead;
+  fprintf(stderr, "ntsbench: NTS-KE: AEAD %d, %zu cookies of %zu bytes\n",
+          r->aead, r->ncookies, r->cookie_len[0]);
 }
 
 static int run_ke(void) {
@@ -1015,17 +1060,19 @@ static void run_step(load *l, double rate, int ms, int collect,
 
 static void print_step(const char *tag, const step_res *r) {
   uint64_t lost = r->sent > r->valid ? r->sent - r->valid : 0;
-  printf("%s mode=%s offered=%.0f sent=%" PRIu64 " valid=%" PRIu64
-         " lost=%" PRIu64 " invalid=%" PRIu64 " stale=%" PRIu64
-         " kod=%" PRIu64 " nak=%" PRIu64 " send_err=%" PRIu64
+  printf("%s mode=%s", tag, o.nts ? "nts" : "ntp");
+  if (o.nts)
+    printf(" aead=%d", ke_aead);
+  printf(" offered=%.0f sent=%" PRIu64 " valid=%" PRIu64 " lost=%" PRIu64
+         " invalid=%" PRIu64 " stale=%" PRIu64 " kod=%" PRIu64 " nak=%" PRIu64
+         " send_err=%" PRIu64
          " achieved=%.0f resp_rate=%.0f srv_cpu_s=%.3f srv_us_per_resp=%.3f "
          "gen_cpu=%.3f srv_core=%.3f gen_core=%.3f srv_drops=%llu "
          "gen_drops=%llu gen_limited=%d",
-         tag, o.nts ? "nts" : "ntp", r->offered, r->sent, r->valid, lost,
-         r->invalid, r->stale, r->kod, r->nak, r->send_err, r->achieved,
-         (double)r->valid / r->wall, r->srv_cpu_s,
-         r->valid ? r->srv_cpu_s / (double)r->valid * 1e6 : 0.0, r->gen_cpu,
-         r->srv_core, r->gen_core, r->srv_drops, r->gen_drops,
+         r->offered, r->sent, r->valid, lost, r->invalid, r->stale, r->kod,
+         r->nak, r->send_err, r->achieved, (double)r->valid / r->wall,
+         r->srv_cpu_s, r->valid ? r->srv_cpu_s / (double)r->valid * 1e6 : 0.0,
+         r->gen_cpu, r->srv_core, r->gen_core, r->srv_drops, r->gen_drops,
          r->gen_limited);
   if (!isnan(r->lat_p50) && r->lat_p50 != 0)
     printf(" lat_p50_us=%.1f lat_p99_us=%.1f lat_max_us=%.1f off_p1_us=%.2f "
@@ -1286,11 +1333,36 @@ static int run_clients(void) {
 /* ---- the server core alone: CPU per request without the kernel ---- */
 
 /*
- * ntsntp_server_prepare + ntsntp_server_finish in a loop on one request,
- * plain and NTS (AES-SIV-CMAC-256, one cookie), with a fresh key ring: the
- * user-space cost of a response, which the CPU per response of a running
- * server adds to the kernel's.  Pin it (taskset) for stable figures.
+ * ntsntp_server_prepare + ntsntp_server_finish in a loop on one request:
+ * plain, then NTS with one cookie for each AEAD of --aead (default 15,
+ * AES-SIV-CMAC-256), with a fresh key ring: the user-space cost of a
+ * response, which the CPU per response of a running server adds to the
+ * kernel's.  Pin it (taskset) for stable figures.
  */
+static void core_loop(ntsntp_server *srv, const char *kind, int aead,
+                      const uint8_t *req, size_t rl, uint64_t rx) {
+  static ntsntp_server_ctx ctx;
+  uint8_t out[REQ_MAX];
+  int64_t t0 = now_ns(CLOCK_MONOTONIC), t1;
+  struct rusage ru0, ru1;
+  int ok = 0, i;
+  getrusage(RUSAGE_SELF, &ru0);
+  for (i = 0; i < o.n; i++) {
+    ntsntp_server_prepare(srv, req, rl, rx, &ctx);
+    ok += ntsntp_server_finish(srv, &ctx, rx + 1000, out, sizeof(out)) > 0;
+  }
+  t1 = now_ns(CLOCK_MONOTONIC);
+  getrusage(RUSAGE_SELF, &ru1);
+  if (ok != o.n)
+    die("%s: %d of %d requests answered", kind, ok, o.n);
+  printf("result mode=core kind=%s", kind);
+  if (aead)
+    printf(" aead=%d", aead);
+  printf(" n=%d bytes=%zu ns_per_req=%.1f cpu_ns_per_req=%.1f\n", o.n, rl,
+         (double)(t1 - t0) / o.n, (ru_s(&ru1) - ru_s(&ru0)) * 1e9 / o.n);
+  fflush(stdout);
+}
+
 static int run_core(void) {
   ntsntp_keyring *kr;
   ntsntp_server *srv;
@@ -1299,13 +1371,15 @@ static int run_core(void) {
   ntsntp_clock_state cs;
   ntsntp_client_params p;
   ntsntp_client_exchange ex;
-  static ntsntp_server_ctx ctx;
-  uint8_t c2s[32], s2c[32], cookie[NTSNTP_COOKIE_MAX_LEN], req[REQ_MAX],
-      out[REQ_MAX];
+  uint8_t c2s[64], s2c[64], cookie[NTSNTP_COOKIE_MAX_LEN], req[REQ_MAX];
   const uint64_t rx = 0xeeb21591e8270af9ULL;
   ntsntp_ssize len;
-  int kind, i;
+  int a;
 
+  if (o.naeads == 0) {
+    o.aeads[0] = NTSNTP_AEAD_AES_SIV_CMAC_256;
+    o.naeads = 1;
+  }
   ntsntp_keyring_settings_default(&ks);
   ntsntp_server_settings_default(&ss);
   if (ntsntp_keyring_new(&kr, &ks, (int64_t)time(NULL)) != 0)
@@ -1319,35 +1393,24 @@ static int run_core(void) {
   rng_fill(s2c, sizeof(s2c));
   memset(&p, 0, sizeof(p));
   p.poll = 6;
-  p.aead = NTSNTP_AEAD_AES_SIV_CMAC_256;
-  p.c2s = c2s;
-  p.s2c = s2c;
-  p.cookie = cookie;
-  p.cookie_len = ntsntp_cookie_len(p.aead);
-  if (ntsntp_cookie_seal(kr, p.aead, c2s, s2c, cookie, sizeof(cookie)) !=
-      (ntsntp_ssize)p.cookie_len)
-    die("cookie");
-  len = ntsntp_client_request(&ex, &p, req, sizeof(req));
-  if (len < 0)
+  if (ntsntp_client_request(&ex, &p, req, sizeof(req)) != NTSNTP_PKT_HDR_LEN)
     die("request");
-  for (kind = 0; kind < 2; kind++) {
-    size_t rl = kind ? (size_t)len : NTSNTP_PKT_HDR_LEN;
-    int64_t t0 = now_ns(CLOCK_MONOTONIC), t1;
-    struct rusage ru0, ru1;
-    int ok = 0;
-    getrusage(RUSAGE_SELF, &ru0);
-    for (i = 0; i < o.n; i++) {
-      ntsntp_server_prepare(srv, req, rl, rx, &ctx);
-      ok += ntsntp_server_finish(srv, &ctx, rx + 1000, out, sizeof(out)) > 0;
-    }
-    t1 = now_ns(CLOCK_MONOTONIC);
-    getrusage(RUSAGE_SELF, &ru1);
-    if (ok != o.n)
-      die("%s: %d of %d requests answered", kind ? "nts" : "plain", ok, o.n);
-    printf("result mode=core kind=%s n=%d bytes=%zu ns_per_req=%.1f "
-           "cpu_ns_per_req=%.1f\n",
-           kind ? "nts" : "plain", o.n, rl, (double)(t1 - t0) / o.n,
-           (ru_s(&ru1) - ru_s(&ru0)) * 1e9 / o.n);
+  core_loop(srv, "plain", 0, req, NTSNTP_PKT_HDR_LEN, rx);
+  for (a = 0; a < o.naeads; a++) {
+    memset(&p, 0, sizeof(p));
+    p.poll = 6;
+    p.aead = o.aeads[a];
+    p.c2s = c2s;
+    p.s2c = s2c;
+    p.cookie = cookie;
+    p.cookie_len = ntsntp_cookie_len(p.aead);
+    if (ntsntp_cookie_seal(kr, p.aead, c2s, s2c, cookie, sizeof(cookie)) !=
+        (ntsntp_ssize)p.cookie_len)
+      die("cookie");
+    len = ntsntp_client_request(&ex, &p, req, sizeof(req));
+    if (len < 0)
+      die("request");
+    core_loop(srv, "nts", p.aead, req, (size_t)len, rx);
   }
   ntsntp_server_del(srv);
   ntsntp_keyring_del(kr);
