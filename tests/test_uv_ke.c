@@ -337,7 +337,8 @@ START_TEST(test_full_of_idle_serves_client) {
   t0 = mono();
   ck_assert_msg(ke_query(ntsntp_uv_ke_port(ke, 0), &q) == 0, "KE: %s",
                 q.err);
-  ck_assert_double_lt(mono() - t0, 1.0);
+  /* Well before any held connection's deadline (valgrind: TLS is slow). */
+  ck_assert_double_lt(mono() - t0, 5.0);
   ntsntp_uv_ke_get_stats(ke, &st);
   ck_assert_uint_eq(st.evicted, 1);
   ck_assert_uint_eq(st.dropped, 0);
