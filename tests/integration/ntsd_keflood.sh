@@ -40,6 +40,11 @@ flood() {
   t_start_ntsd F NTS_CERT="$CERT" NTS_KEY="$KEY" "$@"
   sock=$T_DIR/F.state/ntsd.sock
   echo "--- $name: ntsflood $opts${*:+ (ntsd: $*)}"
+  if [ -z "$F_KE" ]; then
+    sed 's/^/  | /' "$F_LOG" | tail -5
+    t_fail "$name: ntsd did not start"
+    return
+  fi
   # shellcheck disable=SC2086
   out=$(timeout 60 "$FLOOD" $opts -p 5 -t 10 -l "$BOUND" "$F_KE" "$CA" 2>&1)
   rc=$?
