@@ -198,8 +198,11 @@ static int process_response(ntsntp_ke_client *c) {
   r->ntp_port = m.has_port ? m.port : 123;
   r->aead = aead;
   r->key_len = ntsntp_aead_key_len(aead);
-  /* Without the 1024 record, a server choosing AES-128-GCM-SIV is an older
-     chrony that exports with AEAD id 15 in the context. */
+  /* Without the 1024 record, a server choosing AES-128-GCM-SIV is chrony
+     4.4 to 4.6, which exports with AEAD id 15 in the context (chrony 4.6.1
+     and later answer our 1024 with 1024 and use id 30, as RFC 8915 does).
+     Like chrony 4.6.1 we then use id 15 too; unlike it, we do not retry
+     with id-30 keys when the first answer is an NTS NAK. */
   ctx_aead = aead;
   if (aead == NTSNTP_AEAD_AES_128_GCM_SIV && !m.compliant_128gcm)
     ctx_aead = NTSNTP_AEAD_AES_SIV_CMAC_256;
