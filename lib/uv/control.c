@@ -437,7 +437,7 @@ static void report_serverstats(ntsntp_uv_ctl *c, sbuf *b, int json) {
   struct {
     const char *label, *key;
     uint64_t v;
-  } rows[16];
+  } rows[24];
   size_t nr = 0;
 
   c->s.provider.stats(c->s.provider.user, &st);
@@ -462,6 +462,18 @@ static void report_serverstats(ntsntp_uv_ctl *c, sbuf *b, int json) {
   ROW("NTS NAKs sent", "nts_naks_sent", n->naks);
   ROW("NTS cookies issued", "nts_cookies_issued", n->cookies_issued);
   ROW("NTS-KE sessions active", "nts_ke_sessions_active", st.ke.active);
+  ROW("NTS-KE refused: rate limit", "nts_ke_refused_ratelimit",
+      st.ke.refused_ratelimit);
+  ROW("NTS-KE refused: client cap", "nts_ke_refused_client_cap",
+      st.ke.refused_client_cap);
+  ROW("NTS-KE refused: network cap", "nts_ke_refused_network_cap",
+      st.ke.refused_network_cap);
+  ROW("NTS-KE refused: table full", "nts_ke_refused_full",
+      st.ke.refused_full);
+  ROW("NTS-KE connections evicted", "nts_ke_connections_evicted",
+      st.ke.evicted);
+  ROW("NTS-KE first-byte timeouts", "nts_ke_first_byte_timeouts",
+      st.ke.first_byte_timeouts);
 #undef ROW
 
   if (json) {
@@ -651,6 +663,26 @@ static int report_metrics(ntsntp_uv_ctl *c, sbuf *b, int json) {
           st.ke.dropped);
   metric_u(&m, "ntsd_nts_ke_sessions_active", "gauge",
            "NTS-KE sessions open now.", NULL, NULL, st.ke.active);
+  metric_u(&m, "ntsd_nts_ke_refused_total", "counter",
+           "NTS-KE connections refused at accept, by reason.", "reason",
+           "denied", st.ke.refused_denied);
+  metric_u(&m, "ntsd_nts_ke_refused_total", "counter", "", "reason",
+           "ratelimit", st.ke.refused_ratelimit);
+  metric_u(&m, "ntsd_nts_ke_refused_total", "counter", "", "reason",
+           "client_cap", st.ke.refused_client_cap);
+  metric_u(&m, "ntsd_nts_ke_refused_total", "counter", "", "reason",
+           "network_cap", st.ke.refused_network_cap);
+  metric_u(&m, "ntsd_nts_ke_refused_total", "counter", "", "reason", "full",
+           st.ke.refused_full);
+  metric_u(&m, "ntsd_nts_ke_closed_early_total", "counter",
+           "NTS-KE connections closed before their request was complete, "
+           "by reason.", "reason", "evicted", st.ke.evicted);
+  metric_u(&m, "ntsd_nts_ke_closed_early_total", "counter", "", "reason",
+           "first_byte_timeout", st.ke.first_byte_timeouts);
+  metric_u(&m, "ntsd_nts_ke_closed_early_total", "counter", "", "reason",
+           "header_timeout", st.ke.header_timeouts);
+  COUNTER("ntsd_nts_ke_accept_errors_total",
+          "NTS-KE connections accept could not take.", st.ke.accept_errors);
   COUNTER("ntsd_nts_ke_sessions_completed_total",
           "NTS-KE responses with cookies fully produced.",
           st.ke.ke.sessions_done);
