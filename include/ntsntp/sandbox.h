@@ -54,20 +54,23 @@ NTSNTP_EXTERN int ntsntp_sandbox_available(void);
  * to standard error, and to standard output too when that is another file
  * (ntsd logs there), then ends the whole process with exit status 159
  * (128 + SIGSYS).  The process never continues past the call.  Do not
- * replace the SIGSYS handler afterwards.
+ * replace the SIGSYS handler afterwards.  A thread that has SIGSYS blocked
+ * (glibc blocks every signal while it creates a thread) is killed by the
+ * kernel with SIGSYS instead, without the line.
  *
  * On success |errbuf| gets a line to log: how many system calls the filter
  * allows.  On failure it says why.
  *
  * Errors: UNSUPPORTED (built without libseccomp: |errbuf| says so; the
  * process is unchanged), INVALID_ARG (unknown |role| or |flags|), STATE
- * (called before in this process: the first filter stays), NOMEM, IO (the
- * kernel refused the filter, e.g. without CONFIG_SECCOMP_FILTER, or a
- * thread could not be synchronised; errno is kept).
+ * (called before in this process: the first filter stays), NOMEM, IO (no
+ * seccomp() with TSYNC: Linux before 3.17, or under valgrind; or the kernel
+ * refused the filter, e.g. without CONFIG_SECCOMP_FILTER; errno is kept).
+ * After any error the process runs without a filter: stop, or go on only
+ * where the operator said so (ntsd stops unless SECCOMP=no).
  */
-NTSNTP_EXTERN int ntsntp_sandbox_enter(ntsntp_sandbox_role role,
-                                       unsigned flags, char *errbuf,
-                                       size_t errlen);
+NTSNTP_EXTERN int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags,
+                                       char *errbuf, size_t errlen);
 
 #ifdef __cplusplus
 }
