@@ -66,8 +66,8 @@ NTSNTP_EXTERN int ntsntp_sandbox_available(void);
  * (called before in this process: the first filter stays), NOMEM, IO (no
  * seccomp() with TSYNC: Linux before 3.17, or under valgrind; or the kernel
  * refused the filter, e.g. without CONFIG_SECCOMP_FILTER; errno is kept).
- * After any error the process runs without a filter: stop, or go on only
- * where the operator said so (ntsd stops unless SECCOMP=no).
+ * After any error the process runs without a filter (ntsd stops, but
+ * only warns when built without libseccomp).
  */
 NTSNTP_EXTERN int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags,
                                        char *errbuf, size_t errlen);
