@@ -132,6 +132,20 @@ static const ntsntp_conf_opt options[] = {
         "confine every ntsd process to its system calls (no: debugging)"),
 };
 
+/* Variables of the cturra/ntp image (chrony) that ntsd does not read: said
+ * at start rather than ignored in silence (docs/docker.md, Migrating). */
+static const ntsntp_conf_foreign_var foreign[] = {
+    {"ENABLE_NTS", "NTS is on when NTS_CERT and NTS_KEY are set; for NTS to "
+                   "an upstream write nts://HOST in NTP_SERVERS"},
+    {"NOCLIENTLOG", "ntsd logs no client accesses; its only per-client "
+                    "state is the rate-limit table (CLIENT_LOG_LIMIT)"},
+    {"TZ", "ntsd logs in UTC and NTP carries UTC; remove it"},
+    {"NTP_SERVER", "the setting is NTP_SERVERS, with an S"},
+    {"LISTENIFACE", "use LISTEN with the interface's addresses"},
+    {"CHRONY_EXTRA", "there is no chrony.conf; ntsd --help lists the "
+                     "settings"},
+};
+
 static unsigned long log_level;
 
 /* chrony's log style: UTC timestamp, then the message. */
@@ -250,6 +264,9 @@ int main(int argc, char **argv) {
              "reference ID 7F7F0101)", c.local_stratum);
     log_line(NULL, NTSNTP_LOG_INFO, msg);
   }
+  ntsntp_conf_foreign(options, sizeof(options) / sizeof(options[0]), foreign,
+                      sizeof(foreign) / sizeof(foreign[0]), "ntsd", log_line,
+                      NULL);
 
   ntsntp_uv_service_settings_default(&s);
   s.listen = (const char *const *)listen;

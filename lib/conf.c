@@ -377,3 +377,23 @@ int ntsntp_conf_split(char *list, char **items, size_t max) {
   }
   return (int)n;
 }
+
+size_t ntsntp_conf_foreign(const ntsntp_conf_opt *opts, size_t n_opts,
+                           const ntsntp_conf_foreign_var *vars, size_t n,
+                           const char *prog, ntsntp_log_fn log, void *user) {
+  char msg[1024];
+  size_t i, set = 0;
+  for (i = 0; i < n; i++) {
+    if (!vars[i].name || !getenv(vars[i].name) ||
+        find(opts, n_opts, vars[i].name, strlen(vars[i].name)))
+      continue;
+    set++;
+    if (!log)
+      continue;
+    snprintf(msg, sizeof(msg), "%.100s is set but %.50s does not use it: %s",
+             vars[i].name, prog ? prog : "this program",
+             vars[i].hint ? vars[i].hint : "remove it");
+    log(user, NTSNTP_LOG_WARN, msg);
+  }
+  return set;
+}

@@ -82,6 +82,27 @@ NTSNTP_EXTERN int ntsntp_conf_reload(const ntsntp_conf_opt *opts, size_t n,
  */
 NTSNTP_EXTERN int ntsntp_conf_split(char *list, char **items, size_t max);
 
+/* An environment variable that another program reads (the image this one
+ * replaces, say) and what to do instead. */
+typedef struct ntsntp_conf_foreign_var {
+  const char *name; /* e.g. "ENABLE_NTS" */
+  const char *hint; /* one line: what to use instead */
+} ntsntp_conf_foreign_var;
+
+/*
+ * Tells about settings that would otherwise be ignored in silence: for
+ * each of |vars|[0..|n|) that is set in the environment (to any value,
+ * even empty) and is not also an option in |opts| (which is in use),
+ * calls |log|(|user|, NTSNTP_LOG_WARN, "NAME is set but PROG does not use
+ * it: HINT"), names and hints cut to fit 1 KiB.  Reads the environment
+ * only; call it from one thread at start-up.  Returns how many were set.
+ */
+NTSNTP_EXTERN size_t ntsntp_conf_foreign(const ntsntp_conf_opt *opts,
+                                         size_t n_opts,
+                                         const ntsntp_conf_foreign_var *vars,
+                                         size_t n, const char *prog,
+                                         ntsntp_log_fn log, void *user);
+
 #ifdef __cplusplus
 }
 #endif
