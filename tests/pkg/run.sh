@@ -21,8 +21,7 @@
 #   PKG_CACHE   where that root is kept between runs (/var/cache/ntsntp-pkg)
 #   PKG_MIRROR  Debian mirror (http://deb.debian.org/debian)
 #   PKG_KEEP=1  keep PKG_WORK afterwards
-#   PKG_BUILD_OPTIONS  more DEB_BUILD_OPTIONS for the first build (nocheck
-#               skips the unit suite)
+#   PKG_BUILD_OPTIONS  more DEB_BUILD_OPTIONS (nocheck skips the unit suite)
 #
 # The clock is never touched: the unit is never started (no systemd runs in
 # a chroot, and policy-rc.d forbids starts), and the one ntsd started here
@@ -54,6 +53,7 @@ t_check() { # t_check "description" command...
 MOUNTS=() NTSD_PID=""
 cleanup() {
   local rc=$? i
+  set +e
   if [ -n "$NTSD_PID" ]; then kill "$NTSD_PID" 2>/dev/null; wait "$NTSD_PID" 2>/dev/null; fi
   for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
     umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" || true
@@ -157,71 +157,88 @@ grep -q "VERSION_CODENAME=$suite\$" "$template/etc/os-release" ||
 rm -rf --one-file-system "$W"
 mkdir -p "$W"
 
-# build VERSION_DIR [DEB_BUILD_OPTIONS]: packages in $W/VERSION_DIR/*.deb
+# build NAME VERSION [dpkg-buildpackage option...]: the packages of VERSION
+# in $W/NAME.  The first call copies the tree and builds it; a later one
+# gives the same tree a new changelog entry and builds the packages again
+# without cleaning (-nc): the compiled objects are reused.
 build() {
-  local out=$W/$1 opts=${2:-} broot
-  if [ "$suite" = "$host_suite" ]; then
-    copy_tree "$out"
-    [ -z "${NEW_VERSION:-}" ] || new_version "$out/ntsntp"
-    (cd "$out/ntsntp" && DEB_BUILD_OPTIONS="parallel=2 $opts" \
-       dpkg-buildpackage -us -uc -b) > "$out/build.log" 2>&1 ||
-      { tail -40 "$out/build.log"; die "dpkg-buildpackage ($1)"; }
-  else
-    broot=$W/build-root
-    if [ ! -d "$broot" ]; then
+  local name=$1 version=$2 top=$W opts
+  shift 2
+  opts="parallel=2 ${PKG_BUILD_OPTIONS:-}"
+  if [ "$suite" != "$host_suite" ]; then
+    top=$W/build-root R=$W/build-root
+    if [ ! -d "$top" ]; then
       step "build root for $suite: build dependencies"
-      R=$broot; copy_root "$R"
+      copy_root "$R"
       apt_root update >/dev/null
       apt_root install --no-install-recommends dpkg-dev debhelper lintian \
         > "$W/build-root.log" 2>&1 || { tail -20 "$W/build-root.log"; die "build tools in $R"; }
     fi
-    R=$broot
-    copy_tree "$R/src/$1"
-    [ -z "${NEW_VERSION:-}" ] || new_version "$R/src/$1/ntsntp"
-    apt_root build-dep --no-install-recommends "/src/$1/ntsntp" >> "$W/build-root.log" 2>&1 ||
-      { tail -20 "$W/build-root.log"; die "build dependencies in $R"; }
-    in_root sh -c "cd /src/$1/ntsntp && DEB_BUILD_OPTIONS='parallel=2 $opts' dpkg-buildpackage -us -uc -b" \
-      > "$W/$1.build.log" 2>&1 || { tail -40 "$W/$1.build.log"; die "dpkg-buildpackage in $R ($1)"; }
-    mkdir -p "$out"
-    cp "$R/src/$1"/*.deb "$R/src/$1"/*.changes "$R/src/$1"/*.buildinfo "$out/"
   fi
-  ls "$out"/ntsd_*.deb "$out"/libntsntp0_*.deb "$out"/libntsntp-dev_*.deb >/dev/null
+  if [ ! -d "$top/src/ntsntp" ]; then
+    copy_tree "$top/src"
+    if [ "$top" != "$W" ]; then
+      apt_root build-dep --no-install-recommends /src/ntsntp >> "$W/build-root.log" 2>&1 ||
+        { tail -20 "$W/build-root.log"; die "build dependencies in $R"; }
+    elif ! (cd "$top/src/ntsntp" && dpkg-checkbuilddeps) 2>/dev/null; then
+      echo "Installing the build dependencies (apt-get build-dep)"
+      { apt-get update -qq &&
+        apt-get build-dep -y -q --no-install-recommends "$top/src/ntsntp"; } \
+        > "$W/build-deps.log" 2>&1 || { tail -20 "$W/build-deps.log"; die "apt-get build-dep"; }
+    fi
+  fi
+  [ "$version" = "$(dpkg-parsechangelog -l "$top/src/ntsntp/debian/changelog" -S Version)" ] ||
+    new_version "$top/src/ntsntp" "$version"
+  if [ "$top" = "$W" ]; then
+    (cd "$top/src/ntsntp" && DEB_BUILD_OPTIONS=$opts dpkg-buildpackage -us -uc -b "$@")
+  else
+    in_root sh -c 'cd /src/ntsntp && DEB_BUILD_OPTIONS="$0" dpkg-buildpackage -us -uc -b "$@"' "$opts" "$@"
+  fi > "$W/$name.build.log" 2>&1 || { tail -40 "$W/$name.build.log"; die "dpkg-buildpackage ($version)"; }
+  mkdir -p "$W/$name"
+  cp "$top/src"/*_"$version"_*.deb "$top/src/ntsntp_${version}"_*.changes \
+    "$top/src/ntsntp_${version}"_*.buildinfo "$W/$name/"
+  ls "$W/$name"/ntsd_*.deb "$W/$name"/libntsntp0_*.deb "$W/$name"/libntsntp-dev_*.deb >/dev/null
 }
 
-# A second, higher version, as an upgrade would bring (dch -v without devscripts).
+# new_version TREE VERSION: a changelog entry, as dch -v would add.
 new_version() {
   local cl=$1/debian/changelog tmp
   tmp=$(mktemp)
   { printf 'ntsntp (%s) unstable; urgency=medium\n\n  * Test build: upgrade from %s.\n\n -- %s  %s\n\n' \
-      "$NEW_VERSION" "$V1" "ntsntp maintainers <maintainers@ntsntp.invalid>" "$(date -R)"
+      "$2" "$V1" "ntsntp maintainers <maintainers@ntsntp.invalid>" "$(date -R)"
     cat "$cl"; } > "$tmp"
   mv "$tmp" "$cl"
 }
 
 # --- build and lintian ----------------------------------------------------
 V1=$(dpkg-parsechangelog -l "$src/debian/changelog" -S Version)
-NEW_VERSION=$V1+pkgtest1
-step "build $V1 on $suite"
-NEW_VERSION="" build v1 "${PKG_BUILD_OPTIONS:-}"
-t_ok "dpkg-buildpackage -us -uc -b builds $V1 (DEB_BUILD_OPTIONS: ${PKG_BUILD_OPTIONS:-none}; unit suite: $(grep -q 'Ok: *[1-9]' "$W"/v1*build.log "$W"/v1/build.log 2>/dev/null && echo passed || echo not run))"
+V2=$V1+pkgtest1
+step "build $V1 on $suite (DEB_BUILD_OPTIONS: ${PKG_BUILD_OPTIONS:-none})"
+build v1 "$V1"
+unit=$(grep -Eo '^Ok: +[0-9]+' "$W/v1.build.log" | grep -Eo '[0-9]+' || echo 0)
+t_ok "dpkg-buildpackage -us -uc -b builds $V1 ($unit unit tests passed)"
 
 step "lintian $V1"
+changes=$(cd "$W/v1" && ls ntsntp_*.changes)
 if [ "$suite" = "$host_suite" ]; then
-  lint() { lintian "$@"; }; changes=$(ls "$W"/v1/ntsntp_*.changes)
-else
-  lint() { in_root lintian "$@"; }; changes=$(cd "$W/build-root" && ls src/v1/ntsntp_*.changes); changes=/$changes
+  lint() { (cd "$W/v1" && lintian "$@"); }
+else # the suite's own lintian, on the packages the build root made
+  lint() { in_root sh -c 'cd /src && lintian "$@"' lintian "$@"; }
 fi
 lint --version
 rc=0
-lint -I --tag-display-limit 0 --fail-on error "$changes" 2>&1 | grep -v 'running with root privileges' | tee "$W/lintian.txt" || true
-lint --tag-display-limit 0 --fail-on error "$changes" >/dev/null 2>&1 || rc=$?
+lint -I --tag-display-limit 0 --fail-on error "$changes" > "$W/lintian.txt" 2>&1 || rc=$?
+grep -v 'running with root privileges' "$W/lintian.txt" || true
 t_check "lintian: no error ($(grep -c '^W:' "$W/lintian.txt") warnings)" \
   test "$rc" -eq 0 -a "$(grep -c '^E:' "$W/lintian.txt")" -eq 0
 
-step "build $NEW_VERSION (the upgrade; unit suite skipped: same code)"
-build v2 nocheck
-t_ok "dpkg-buildpackage builds $NEW_VERSION"
-[ ! -d "$W/build-root" ] || { umount_root "$W/build-root"; rm -rf --one-file-system "$W/build-root"; }
+step "build $V2 (the upgrade: a new changelog entry, packaged again)"
+build v2 "$V2" -nc
+t_ok "dpkg-buildpackage -nc builds $V2"
+if [ -d "$W/build-root" ]; then
+  umount_root "$W/build-root"
+  rm -rf --one-file-system "$W/build-root"
+fi
 
 # --- install in a fresh root ----------------------------------------------
 step "fresh $suite root: man-db, systemd, systemd-timesyncd"
@@ -275,65 +292,80 @@ t_check "nothing started in the root by the installation" test -z "$(procs_in_ro
 
 # --- the packaged ntsd, by hand, never with the clock ---------------------
 step "packaged ntsd on 127.0.0.1 (CLOCK_CONTROL=no, no CAP_SYS_TIME)"
+# What the running ntsd must show: users, capabilities, ntsctl, a client
+# built against libntsntp-dev.
+running_checks() {
+  status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+  helper=$(pgrep -P "$NTSD_PID" -x ntsd-privsep || true)
+  t_check "server runs as ntsd with no capability" \
+    test "$(status "$NTSD_PID" Uid)" = "$(echo "$pw" | cut -d: -f3)" -a "$(status "$NTSD_PID" CapEff)" = 0000000000000000
+  t_check "helper ($helper) holds no capability with CLOCK_CONTROL=no" \
+    test -n "$helper" -a "$(status "${helper:-0}" CapEff 2>/dev/null)" = 0000000000000000
+  t_check "/var/lib/ntsd made by ntsd: mode 750, owned by ntsd" \
+    test "$(stat -c %u:%g:%a "$R/var/lib/ntsd")" = "$(echo "$pw" | cut -d: -f3,4):750"
+  if in_root ntsctl tracking > "$W/ntsctl.txt" 2>&1; then
+    t_ok "ntsctl tracking (default socket /var/lib/ntsd/ntsd.sock, as run.sh)"
+    sed 's/^/    /' "$W/ntsctl.txt"
+  else
+    cat "$W/ntsctl.txt"; t_fail "ntsctl tracking"
+  fi
+  t_check "ntsctl health" in_root ntsctl health
+  # libntsntp-dev: an example builds with pkg-config alone and, linked to
+  # libntsntp0, queries the packaged server.
+  cp "$src/examples/ntp-query.c" "$R/tmp/"
+  if in_root sh -c 'cc -o /tmp/ntp-query /tmp/ntp-query.c $(pkg-config --cflags --libs libntsntp)' > "$W/cc.log" 2>&1; then
+    t_ok "libntsntp-dev: examples/ntp-query.c builds with pkg-config"
+    if chroot "$R" timeout 10 /tmp/ntp-query 127.0.0.1 "$port" > "$W/query.txt" 2>&1; then
+      t_ok "ntp-query (libntsntp0) gets the time from the packaged ntsd"
+      sed 's/^/    /' "$W/query.txt"
+    else
+      cat "$W/query.txt"; t_fail "ntp-query (libntsntp0) gets the time from the packaged ntsd"
+    fi
+    t_check "ntp-query is linked to libntsntp.so.0" sh -c "chroot '$R' ldd /tmp/ntp-query | grep -q 'libntsntp.so.0 => /'"
+    t_check "ntsctl serverstats counts the query" \
+      sh -c "chroot '$R' ntsctl serverstats | grep -Eq 'NTP packets received *: *[1-9]'"
+  else
+    cat "$W/cc.log"; t_fail "libntsntp-dev: examples/ntp-query.c builds with pkg-config"
+  fi
+  kill -0 "$NTSD_PID" 2>/dev/null && t_ok "ntsd still running after the queries" ||
+    { sed 's/^/    /' "$W/ntsd.log"; t_fail "ntsd still running after the queries (log above)"; }
+}
+
 # /etc/default/ntsd as the unit reads it, then the test's overrides: the
 # local clock, loopback, kernel-chosen ports, and never the clock.
 # setpriv (the host's) removes CAP_SYS_TIME from the bounding set before
 # chroot, so nothing below could set the clock even if asked to.
+: > "$W/ntsd.log"
 setpriv --bounding-set=-sys_time chroot "$R" /usr/bin/env -i \
   PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c \
   'set -a; . /etc/default/ntsd; set +a
    exec env CLOCK_CONTROL=no NTP_SERVERS=127.127.1.1 LISTEN=127.0.0.1 \
      NTP_PORT=0 NTS_KE_PORT=0 NTS_CERT= NTS_KEY= WORKERS=1 METRICS_LISTEN= \
-     /usr/sbin/ntsd' > "$W/ntsd.log" 2>&1 &
+     /usr/sbin/ntsd' >> "$W/ntsd.log" 2>&1 &
 NTSD_PID=$!
 port=""
 for _ in $(seq 1 50); do
-  port=$(sed -n 's/.*serving NTP on UDP 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$W/ntsd.log")
+  port=$(sed -n 's/.*serving NTP on UDP 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$W/ntsd.log" || true)
   [ -n "$port" ] && [ -S "$R/var/lib/ntsd/ntsd.sock" ] && break
   kill -0 "$NTSD_PID" 2>/dev/null || break
   sleep 0.2
 done
 grep -q 'Disabled control of system clock' "$W/ntsd.log" ||
-  { kill "$NTSD_PID"; cat "$W/ntsd.log"; die "ntsd did not say it leaves the clock alone"; }
-if [ -z "$port" ]; then cat "$W/ntsd.log"; die "packaged ntsd did not start"; fi
-t_ok "packaged ntsd serves on 127.0.0.1:$port"
-status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
-helper=$(pgrep -P "$NTSD_PID" -x ntsd-privsep || true)
-t_check "server runs as ntsd with no capability" \
-  test "$(status "$NTSD_PID" Uid)" = "$(echo "$pw" | cut -d: -f3)" -a "$(status "$NTSD_PID" CapEff)" = 0000000000000000
-t_check "helper ($helper) holds no capability with CLOCK_CONTROL=no" \
-  test -n "$helper" -a "$(status "${helper:-0}" CapEff 2>/dev/null)" = 0000000000000000
-t_check "/var/lib/ntsd made by ntsd: mode 750, owned by ntsd" \
-  test "$(stat -c %u:%g:%a "$R/var/lib/ntsd")" = "$(echo "$pw" | cut -d: -f3,4):750"
-if in_root ntsctl tracking > "$W/ntsctl.txt" 2>&1; then
-  t_ok "ntsctl tracking (default socket /var/lib/ntsd/ntsd.sock, as run.sh)"
-  sed 's/^/    /' "$W/ntsctl.txt"
+  { kill "$NTSD_PID" 2>/dev/null; cat "$W/ntsd.log"; die "ntsd did not say it leaves the clock alone"; }
+sleep 0.5 # past the sandbox's start
+if [ -n "$port" ] && kill -0 "$NTSD_PID" 2>/dev/null; then
+  t_ok "packaged ntsd serves on 127.0.0.1:$port"
+  running_checks
 else
-  cat "$W/ntsctl.txt"; t_fail "ntsctl tracking"
+  sed 's/^/    /' "$W/ntsd.log"; t_fail "packaged ntsd starts and keeps running (log above)"
 fi
-t_check "ntsctl health" in_root ntsctl health
-# libntsntp-dev: an example builds with pkg-config alone and, linked to
-# libntsntp0, queries the packaged server.
-cp "$src/examples/ntp-query.c" "$R/tmp/"
-if in_root sh -c 'cc -o /tmp/ntp-query /tmp/ntp-query.c $(pkg-config --cflags --libs libntsntp)' > "$W/cc.log" 2>&1; then
-  t_ok "libntsntp-dev: examples/ntp-query.c builds with pkg-config"
-  if chroot "$R" timeout 10 /tmp/ntp-query 127.0.0.1 "$port" > "$W/query.txt" 2>&1; then
-    t_ok "ntp-query (libntsntp0) gets the time from the packaged ntsd"
-    sed 's/^/    /' "$W/query.txt"
-  else
-    cat "$W/query.txt"; t_fail "ntp-query (libntsntp0) gets the time from the packaged ntsd"
-  fi
-  t_check "ntp-query is linked to libntsntp.so.0" sh -c "chroot '$R' ldd /tmp/ntp-query | grep -q 'libntsntp.so.0 => /'"
-  t_check "ntsctl serverstats counts the query" \
-    sh -c "chroot '$R' ntsctl serverstats | grep -Eq 'NTP packets received *: *[1-9]'"
-else
-  cat "$W/cc.log"; t_fail "libntsntp-dev: examples/ntp-query.c builds with pkg-config"
-fi
-kill "$NTSD_PID"; wait "$NTSD_PID" 2>/dev/null || true; NTSD_PID=""
+{ kill "$NTSD_PID" 2>/dev/null; wait "$NTSD_PID" 2>/dev/null; } || true
+NTSD_PID=""
 t_check "ntsd stopped on SIGTERM and removed its socket" \
   test -z "$(procs_in_root)" -a ! -e "$R/var/lib/ntsd/ntsd.sock"
 # What ntsd keeps there (cookie keys, drift) must outlive upgrades.
 state=$R/var/lib/ntsd/ntskeys
+mkdir -p "${state%/*}"
 [ -e "$state" ] || echo "stand-in for the cookie keys" > "$state"
 
 # --- reinstall, upgrade, remove, purge ------------------------------------
@@ -344,11 +376,11 @@ apt_root install --reinstall --no-install-recommends $(debs v1) > "$W/reinstall.
 t_check "still $V1, user and state kept" \
   test "$(ver ntsd)" = "ii $V1" -a -e "$state" -a -n "$(in_root getent passwd ntsd)"
 
-step "upgrade to $NEW_VERSION"
+step "upgrade to $V2"
 apt_root install --no-install-recommends $(debs v2) > "$W/upgrade.log" 2>&1 &&
   t_ok "apt-get install (upgrade)" || { tail -20 "$W/upgrade.log"; t_fail "apt-get install (upgrade)"; }
-t_check "ntsd, libntsntp0, libntsntp-dev at $NEW_VERSION" \
-  test "$(ver ntsd)" = "ii $NEW_VERSION" -a "$(ver libntsntp0)" = "ii $NEW_VERSION" -a "$(ver libntsntp-dev)" = "ii $NEW_VERSION"
+t_check "ntsd, libntsntp0, libntsntp-dev at $V2" \
+  test "$(ver ntsd)" = "ii $V2" -a "$(ver libntsntp0)" = "ii $V2" -a "$(ver libntsntp-dev)" = "ii $V2"
 t_check "local change to /etc/default/ntsd kept" grep -q '^# local change' "$R/etc/default/ntsd"
 t_check "state, user and enabled unit kept" \
   test -e "$state" -a -n "$(in_root getent passwd ntsd)" \
