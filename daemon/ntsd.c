@@ -214,11 +214,14 @@ static void on_signal(uv_signal_t *h, int signum) {
   ntsntp_uv_service_stop(svc, stopped, NULL);
 }
 
+static ntsntp_privsep *helper;
+
 static int fatal(const char *what) {
   char msg[2048];
   snprintf(msg, sizeof(msg), "Fatal error : %s", what);
   log_level = 0;
   log_line(NULL, NTSNTP_LOG_FATAL, msg);
+  ntsntp_privsep_del(helper);
   return 1;
 }
 
@@ -322,6 +325,7 @@ int main(int argc, char **argv) {
                                  sizeof(err));
   if (rv)
     return fatal(err);
+  helper = s.privsep;
   if (s.privsep) {
     snprintf(msg, sizeof(msg), "Privileged helper started (pid %ld): reads "
              "NTS_CERT and NTS_KEY%s; no network socket%s",
@@ -372,6 +376,6 @@ int main(int argc, char **argv) {
 
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
-  ntsntp_privsep_del(s.privsep);
+  ntsntp_privsep_del(helper);
   return 0;
 }

@@ -854,10 +854,11 @@ void ntsntp_privsep_del(ntsntp_privsep *ps) {
       break;
     usleep(10000);
   }
-  if (ps->pid > 0 && i == 100) {
-    kill(ps->pid, SIGKILL);
-    waitpid(ps->pid, &status, 0);
-  }
+  /* A root helper cannot be killed once this process has dropped root:
+   * then it is left to PR_SET_PDEATHSIG, which ends it with this one. */
+  if (ps->pid > 0 && i == 100 && kill(ps->pid, SIGKILL) == 0)
+    for (i = 0; i < 100 && waitpid(ps->pid, &status, WNOHANG) == 0; i++)
+      usleep(10000);
   pthread_mutex_destroy(&ps->lock);
   free(ps);
 }
