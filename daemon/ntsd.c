@@ -232,7 +232,7 @@ int main(int argc, char **argv) {
   static char servers_buf[NTSNTP_CONF_STR_MAX];
   char *listen[MAX_LIST], *servers[MAX_LIST];
   ntsntp_uv_service_settings s;
-  uv_loop_t *loop = uv_default_loop();
+  uv_loop_t *loop;
   int n_listen, n_servers, rv;
 
   rv = ntsntp_conf_load(options, sizeof(options) / sizeof(options[0]), &c,
@@ -259,6 +259,12 @@ int main(int argc, char **argv) {
            NTSNTP_VERSION, NTSNTP_HAVE_GCM_SIV ? '+' : '-',
            ntsntp_sandbox_available() ? '+' : '-');
   log_line(NULL, NTSNTP_LOG_INFO, msg);
+  /* Before the first loop: libuv must not open an io_uring the filter
+   * would have to allow. */
+  rv = c.seccomp ? ntsntp_sandbox_prepare(err, sizeof(err)) : 0;
+  if (rv && rv != NTSNTP_ERR_UNSUPPORTED)
+    return fatal(err);
+  loop = uv_default_loop();
   log_line(NULL, NTSNTP_LOG_INFO, c.clock_control
                                        ? "Enabled control of system clock"
                                        : "Disabled control of system clock");

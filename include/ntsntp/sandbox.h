@@ -44,6 +44,19 @@ typedef enum ntsntp_sandbox_role {
 NTSNTP_EXTERN int ntsntp_sandbox_available(void);
 
 /*
+ * Call first, before any libuv loop exists (uv_default_loop, uv_loop_init),
+ * when the process will enter the filter later: makes io_uring unavailable
+ * to it (io_uring_setup fails with ENOSYS), so libuv uses epoll alone.
+ * libuv >= 1.45 (Debian 13) otherwise keeps an io_uring open for epoll_ctl,
+ * and the filter would have to allow io_uring_enter, through which code in
+ * the process could do any operation the ring knows without the filter
+ * seeing it.  Sets no_new_privs.  Processes forked later inherit it.
+ * Errors: UNSUPPORTED (built without libseccomp), NOMEM, IO (no
+ * seccomp(): under valgrind, say; |errbuf| says why).
+ */
+NTSNTP_EXTERN int ntsntp_sandbox_prepare(char *errbuf, size_t errlen);
+
+/*
  * Loads the allowlist of |role| (plus what |flags| add) for every thread
  * of the calling process (SECCOMP_FILTER_FLAG_TSYNC) and sets
  * no_new_privs.  Call it once, when start-up is over: after binding

@@ -515,10 +515,44 @@ int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags, char *errbuf,
   return 0;
 }
 
+int ntsntp_sandbox_prepare(char *errbuf, size_t errlen) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  int rv;
+  if (!ctx) {
+    ntsntp__errf(errbuf, errlen, "seccomp: out of memory");
+    return NTSNTP_ERR_NOMEM;
+  }
+  /* libuv >= 1.45 batches epoll_ctl through an io_uring when it can make
+   * one; failing io_uring_setup makes it use epoll_ctl itself (as it does
+   * on Android, for the same reason). */
+  rv = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_uring_setup),
+                        0);
+  if (rv == 0)
+    rv = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
+  if (rv == 0)
+    rv = seccomp_load(ctx);
+  seccomp_release(ctx);
+  if (rv < 0) {
+    ntsntp__errf(errbuf, errlen, "seccomp: cannot make io_uring unavailable: "
+                 "%s; fix: run without the filter (ntsd: SECCOMP=no)",
+                 strerror(-rv));
+    errno = -rv;
+    return NTSNTP_ERR_IO;
+  }
+  return 0;
+}
+
 #else /* !NTSNTP_HAVE_SECCOMP */
 
 int ntsntp_sandbox_available(void) {
   return 0;
+}
+
+int ntsntp_sandbox_prepare(char *errbuf, size_t errlen) {
+  ntsntp__errf(errbuf, errlen,
+               "no seccomp filter: libntsntp was built "
+               "without libseccomp (install libseccomp-dev and rebuild)");
+  return NTSNTP_ERR_UNSUPPORTED;
 }
 
 int ntsntp_sandbox_enter(ntsntp_sandbox_role role, unsigned flags, char *errbuf,
