@@ -34,7 +34,10 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 . /etc/os-release
 host_suite=${VERSION_CODENAME:?}
 suite=${1:-$host_suite}
-W=${PKG_WORK:-/var/tmp/ntsntp-pkg}
+W=$(realpath -m "${PKG_WORK:-/var/tmp/ntsntp-pkg}")
+case $W in
+  / | "$src" | "$src"/*) echo "PKG_WORK=$W: must be a scratch directory outside the tree"; exit 2 ;;
+esac
 cache=${PKG_CACHE:-/var/cache/ntsntp-pkg}
 mirror=${PKG_MIRROR:-http://deb.debian.org/debian}
 start=$(date +%s)
