@@ -1,15 +1,17 @@
-# ntsd: NTP + NTS (RFC 8915) time server, a drop-in for the chrony-based
-# cturra/ntp image.  See docs/docker.md.
+# ntsd: NTP + NTS (RFC 8915) time server, in place of the chrony-based
+# cturra/ntp image (same container name, ports and main variables; see
+# docs/docker.md, "Migrating from cturra/ntp").
 #
 #   docker build --force-rm -t ntsntp:latest .
 #
 # No "# syntax=" line and no --pull on purpose: both need Docker Hub.  The
-# image only needs a local debian:bookworm-slim (tests/docker/run.sh builds
-# one with debootstrap when there is no registry).
+# image only needs a local debian:trixie-slim (tests/docker/run.sh builds
+# one with debootstrap when there is no registry).  Debian 13 for nettle
+# 3.10: AES-128-GCM-SIV (AEAD 30), which chrony >= 4.6.1 clients prefer.
 
 ############################################################################
 # Stage 1: build libntsntp, ntsd and ntsctl with meson.
-FROM debian:bookworm-slim AS build
+FROM debian:trixie-slim AS build
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
@@ -23,10 +25,15 @@ COPY . .
 # Staged with DESTDIR; the next stage picks the binaries out of /staging.
 # --libdir is explicit: without dpkg-dev (dpkg-architecture) meson would pick
 # lib64 instead of Debian's multiarch directory.
-# -Dseccomp=enabled: an image without its system call filter is an error.
+# -Dseccomp=enabled: an image without its system call filter is an error;
+# so is one without AES-128-GCM-SIV (nettle < 3.10, a base older than
+# Debian 13).
 RUN meson setup /build --buildtype=release -Dtests=false -Ddaemon=true \
       -Dseccomp=enabled \
       --prefix=/usr --libdir=lib/$(gcc -print-multiarch) \
+ && { grep -q '^#define NTSNTP_HAVE_GCM_SIV 1' /build/include/ntsntp/version.h \
+      || { echo "Dockerfile: nettle lacks AES-128-GCM-SIV (need nettle >= 3.10, debian:trixie-slim)" >&2; \
+           exit 1; }; } \
  && ninja -C /build \
  && meson install -C /build --destdir /staging
 
@@ -50,8 +57,8 @@ RUN set -eu; \
       install -m 0755 "$src" "$R/usr/$dir/$name"; \
       # Every shared object the dynamic loader will open (libntsntp if
       # linked shared, gnutls, nettle, hogweed, gmp, p11-kit, idn2,
-      # unistring, tasn1, ffi, uv, libc, ld.so ...), at the same path with
-      # symlinks resolved; libntsntp comes from the staging tree.
+      # unistring, tasn1, ffi, uv, seccomp, libc, ld.so ...), at the same
+      # path with symlinks resolved; libntsntp comes from the staging tree.
       LD_LIBRARY_PATH=$libdir ldd "$src" \
         | awk '/=> \//{print $3} /^[[:space:]]*\//{print $1}' \
         | while read -r so; do \
@@ -87,7 +94,7 @@ RUN set -eu; \
 ############################################################################
 # Stage 3: runtime.
 #
-# FROM scratch rather than debian:bookworm-slim: ntsd needs no shell, no
+# FROM scratch rather than debian:trixie-slim: ntsd needs no shell, no
 # package manager and no startup script (it reads its environment itself and
 # the HEALTHCHECK uses exec form), so the image is just the two binaries, the
 # shared libraries ldd lists, passwd/group for the ntsd user and the CA bundle:
@@ -96,7 +103,7 @@ RUN set -eu; \
 # (there is no static p11-kit), hence the copied shared libraries.
 # For debugging use "docker exec ntp ntsctl ..." or run a debug container in
 # the same namespaces (docker run --rm -it --pid container:ntp
-# --network container:ntp debian:bookworm-slim).
+# --network container:ntp debian:trixie-slim).
 FROM scratch
 
 COPY --from=rootfs /rootfs/ /

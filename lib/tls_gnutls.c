@@ -74,8 +74,9 @@ int ntsntp__cred_file_read(const char *path, const ntsntp_mem *mem,
                    "privileges or make its directories accessible to uid %u",
                    path, strerror(e), uid, uid);
     else if (e == ENOENT)
-      ntsntp__errf(errbuf, errlen, "cannot read %s: %s: check the path", path,
-                   strerror(e));
+      ntsntp__errf(errbuf, errlen, "cannot read %s: %s: check the path; in "
+                   "Docker, is LETSENCRYPT_DIR right? A missing host directory "
+                   "is mounted as an empty one", path, strerror(e));
     else
       ntsntp__errf(errbuf, errlen, "cannot read %s: %s", path, strerror(e));
     return NTSNTP_ERR_IO;

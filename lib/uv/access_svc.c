@@ -1,4 +1,6 @@
 /* libntsntp runtime: access control and rate limiting for the service. */
+#include <arpa/inet.h>
+#include <net/route.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,13 @@ struct ntsntp__access_svc {
   size_t cap_mask, cap_used;
   unsigned max_per_client, max_per_network; /* 0: no such cap */
   uint64_t seed[2];
+  /* The IPv4 default gateway at start (network order; 0: none) and whether
+   * a limit hit it yet: behind docker-proxy or NAT, many clients arrive
+   * from that one address and share its limits. */
+  uint32_t gateway;
+  int gateway_warned; /* __atomic */
+  ntsntp_log_fn log;
+  void *log_user;
 };
 
 /* ---- ALLOW / DENY ---- */
@@ -213,6 +222,51 @@ static void cap_release(ntsntp__access_svc *a, const struct sockaddr *peer) {
     cap_dec(a, &e);
 }
 
+/* ---- clients that all look like the gateway ---- */
+
+/* The IPv4 default gateway in /proc/net/route (network order, as the
+ * kernel prints it in hex), or 0 when there is none or it cannot be read. */
+static uint32_t default_gateway(void) {
+  FILE *f = fopen("/proc/net/route", "re");
+  char line[256], ifname[64];
+  unsigned long dst, gw, flags;
+  uint32_t found = 0;
+  if (!f)
+    return 0;
+  while (!found && fgets(line, sizeof(line), f))
+    if (sscanf(line, "%63s %lx %lx %lx", ifname, &dst, &gw, &flags) == 4 &&
+        dst == 0 && (flags & RTF_GATEWAY) && gw)
+      found = (uint32_t)gw;
+  fclose(f);
+  return found;
+}
+
+/* Once per process: a limit hit the default gateway's address. */
+static void check_gateway(ntsntp__access_svc *a, const struct sockaddr *peer,
+                          const char *limit) {
+  char addr[INET_ADDRSTRLEN], msg[640];
+  const uint8_t *p;
+  if (!a->gateway || !a->log)
+    return;
+  if (peer->sa_family == AF_INET)
+    p = (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr;
+  else if (peer->sa_family == AF_INET6 &&
+           IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)peer)->sin6_addr))
+    p = ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr + 12;
+  else
+    return;
+  if (memcmp(p, &a->gateway, 4) ||
+      __atomic_exchange_n(&a->gateway_warned, 1, __ATOMIC_RELAXED))
+    return;
+  inet_ntop(AF_INET, &a->gateway, addr, sizeof(addr));
+  snprintf(msg, sizeof(msg), "%s rate limit hit by %s, this host's default "
+           "gateway: behind docker-proxy or NAT, many clients may arrive "
+           "from that one address and share its limits; fix: Docker host "
+           "networking (network_mode: host) or \"userland-proxy\": false in "
+           "/etc/docker/daemon.json (docs/docker.md)", limit, addr);
+  a->log(a->log_user, NTSNTP_LOG_WARN, msg);
+}
+
 /* ---- hooks ---- */
 
 static int ntp_accept(void *user, unsigned worker,
@@ -232,6 +286,7 @@ static int ntp_filter(void *user, unsigned worker, const struct sockaddr *peer,
   uv_mutex_unlock(&t->lock);
   if (v == NTSNTP_RL_PASS)
     return 0;
+  check_gateway(a, peer, "NTP");
   /* Called before the NTS cryptography: an NTS request is still pending
    * here and ntsntp_server_ctx_ratelimit drops it (NTS clients ignore
    * unauthenticated KoDs); only a plain request gets the KoD. */
@@ -255,6 +310,8 @@ static int ke_accept(void *user, const struct sockaddr *peer) {
           ? cap_acquire(a, peer)
           : NTSNTP_UV_KE_RATELIMITED;
   uv_mutex_unlock(&a->ke_lock);
+  if (v == NTSNTP_UV_KE_RATELIMITED || v == NTSNTP_UV_KE_CLIENT_FULL)
+    check_gateway(a, peer, "NTS-KE");
   return v;
 }
 
@@ -447,6 +504,9 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
   unsigned i;
   if (!a)
     return NTSNTP_ERR_NOMEM;
+  a->gateway = default_gateway();
+  a->log = s->log;
+  a->log_user = s->log_user;
   rv = ntsntp_acl_new(&a->acl, 0, NULL);
   if (rv == 0)
     rv = add_list(a->acl, "ALLOW",

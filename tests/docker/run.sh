@@ -12,18 +12,26 @@
 #     missing; starts dockerd if it is not running (and then, and only then,
 #     stops that dockerd at the end and restores the FORWARD policy and
 #     ip_forward that dockerd changes);
-#  2. builds a debian:bookworm-slim base with debootstrap when the image is
+#  2. builds a debian:trixie-slim base with debootstrap when the image is
 #     missing (no registry here), then the ntsd image (Dockerfile) as
-#     $NTSD_TEST_IMAGE;
+#     $NTSD_TEST_IMAGE; checks it has AES-128-GCM-SIV and seccomp;
 #  3. makes a throwaway CA and a certificate for localhost laid out like
 #     certbot (archive/ + live/ symlinks, dirs 0700, privkey 0600 root);
+#     checks that a missing LETSENCRYPT_DIR stops "up" (nothing created on
+#     the host) and that a missing certificate file is named in the log;
 #  4. brings up docker-compose.yml + tests/docker/docker-compose.test.yml:
 #     "upstream" (ntsd serving its local clock) and "ntp" (the real compose
-#     service, synced from upstream, NTS on, published on 127.0.0.1 high
-#     ports); waits until both are healthy (ntsctl health --synced);
+#     service: cap_drop ALL and its cap_add list, NTS on, NTP published on
+#     a remapped 127.0.0.1 high port that NTS_NTP_PORT_ADVERTISED follows,
+#     synced from upstream); waits until both are healthy (ntsctl health
+#     --synced);
 #  5. queries plain NTP and NTS from the host with chronyd -Q (which only
-#     measures), checks NTS-KE port negotiation, ntsctl serverstats, that
-#     ntsd dropped root, that docker stop is fast (SIGTERM handled); down -v.
+#     measures), checks NTS-KE port negotiation (the host port), ntsctl
+#     serverstats, the log lines for cturra/ntp variables ntsd does not
+#     use, the warning when the bridge gateway (docker-proxy) is rate
+#     limited, that ntsd dropped root and every capability, a certbot
+#     renewal without restart, that docker stop is fast (SIGTERM handled);
+#     down -v.
 #
 # Nothing leaves the machine: no public servers, no registry.  No container
 # gets SYS_TIME; host ports 123/4460 are never bound.
@@ -39,6 +47,9 @@ ports_given=${NTP_HOST_PORT:+1}${NTS_HOST_PORT:+1}
 : "${NTP_HOST_PORT:=21123}"
 : "${NTS_HOST_PORT:=24460}"
 : "${NTSD_TEST_IMAGE:=ntsntp:test}"
+# The Dockerfile's FROM; made with debootstrap when no registry has it.
+BASE_IMAGE=debian:trixie-slim
+BASE_SUITE=trixie
 : "${HEALTH_WAIT:=60}"        # seconds to wait for both containers healthy
 : "${BUILD_TIMEOUT:=900}"     # cold build includes apt-get in the container
 STOP_MAX_MS=5000
@@ -71,7 +82,12 @@ DOCKER=docker
 COMPOSE=()
 
 dc() { # docker-compose for the test project, bounded
-  timeout 120 "${COMPOSE[@]}" -p "$proj" --env-file "$work/test.env" \
+  dcp "$proj" "$@"
+}
+dcp() { # PROJECT ARGS...: the same files, another project
+  local p=$1
+  shift
+  timeout 120 "${COMPOSE[@]}" -p "$p" --env-file "$work/test.env" \
     -f "$top/docker-compose.yml" -f "$here/docker-compose.test.yml" "$@"
 }
 
@@ -193,33 +209,40 @@ log "engine $($DOCKER version -f '{{.Server.Version}}'), $("${COMPOSE[@]}" versi
 
 # --- 2. Images --------------------------------------------------------------
 
-if ! $DOCKER image inspect debian:bookworm-slim >/dev/null 2>&1; then
-  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 ~ /^bookworm/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+if ! $DOCKER image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  # The host's Debian mirror (it may be a local one or behind a proxy),
+  # asked for the base's suite, not the host's.
+  srcs=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true)
+  mirror=$(printf '%s\n' "$srcs" | awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}')
+  [ -n "$mirror" ] || mirror=$(printf '%s\n' "$srcs" | awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}')
   [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
-  log "building debian:bookworm-slim with debootstrap from $mirror"
+  security=$(printf '%s\n' "$srcs" | awk '/^URIs:/ && $2 ~ /security/ {print $2; exit}')
+  [ -n "$security" ] || security=http://deb.debian.org/debian-security
+  log "building $BASE_IMAGE with debootstrap $BASE_SUITE from $mirror"
   rootfs=$work/rootfs
-  timeout 600 debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+  timeout 900 debootstrap --variant=minbase "$BASE_SUITE" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
     show "$work/debootstrap.log"
-    fail "debootstrap failed"
+    fail "debootstrap $BASE_SUITE failed"
   }
-  # Builds run apt-get inside the image: give it the host's Debian sources
-  # (same mirror/snapshot, security updates) and its apt proxy, if any.
-  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    cp /etc/apt/sources.list.d/debian.sources "$rootfs/etc/apt/sources.list.d/"
-    rm -f "$rootfs/etc/apt/sources.list"
-  fi
+  # Builds run apt-get inside the image: the same mirror, with updates and
+  # security updates, and the host's apt proxy, if any.
+  rm -f "$rootfs/etc/apt/sources.list"
+  printf '%s\n' "Types: deb" "URIs: $mirror" "Suites: $BASE_SUITE $BASE_SUITE-updates" \
+    "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" "" \
+    "Types: deb" "URIs: $security" "Suites: $BASE_SUITE-security" \
+    "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+    >"$rootfs/etc/apt/sources.list.d/debian.sources"
   for f in /etc/apt/apt.conf.d/*; do
     [ -f "$f" ] && grep -qi 'Acquire::.*proxy' "$f" && cp "$f" "$rootfs/etc/apt/apt.conf.d/"
   done
-  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  rm -rf "${rootfs:?}"/var/cache/apt/archives/*.deb "${rootfs:?}"/var/lib/apt/lists/*
   tar --numeric-owner -C "$rootfs" -c . |
-    $DOCKER import -c 'CMD ["bash"]' - debian:bookworm-slim >"$work/import.log" 2>&1 || {
+    $DOCKER import -c 'CMD ["bash"]' - "$BASE_IMAGE" >"$work/import.log" 2>&1 || {
     show "$work/import.log"
     fail "docker import of the debootstrap root failed"
   }
   rm -rf "$rootfs"
-  ok "base image debian:bookworm-slim built"
+  ok "base image $BASE_IMAGE built"
 fi
 
 old_image=$($DOCKER image inspect -f '{{.Id}}' "$NTSD_TEST_IMAGE" 2>/dev/null || true)
@@ -321,6 +344,51 @@ dc config >"$work/compose-config.log" 2>&1 || {
 }
 if grep -qi 'SYS_TIME' "$work/compose-config.log"; then fail "compose gives SYS_TIME"; fi
 ok "compose config valid, no SYS_TIME"
+# A remapped host port reaches NTS clients only if NTS-KE names it.
+if grep -Eq "NTS_NTP_PORT_ADVERTISED: '?$NTP_HOST_PORT'?\$" "$work/compose-config.log"; then
+  ok "NTS_NTP_PORT_ADVERTISED follows NTP_HOST_PORT ($NTP_HOST_PORT)"
+else
+  show "$work/compose-config.log" 60
+  fail "NTS_NTP_PORT_ADVERTISED is not NTP_HOST_PORT ($NTP_HOST_PORT) in the compose file"
+fi
+
+# A missing LETSENCRYPT_DIR: Docker would create it empty on the host for a
+# short-form bind and ntsd would fail in a loop; the long form stops "up".
+nodir=$work/no-such-letsencrypt
+if LETSENCRYPT_DIR=$nodir dcp "${proj}nodir" up -d --no-deps --no-build ntp >"$work/nodir.log" 2>&1; then
+  LETSENCRYPT_DIR=$nodir dcp "${proj}nodir" down -v >/dev/null 2>&1
+  fail "compose up started ntp with LETSENCRYPT_DIR=$nodir missing"
+fi
+LETSENCRYPT_DIR=$nodir dcp "${proj}nodir" down -v >/dev/null 2>&1 || true
+if [ -e "$nodir" ]; then
+  fail "compose created the missing LETSENCRYPT_DIR $nodir on the host"
+elif grep -q "$nodir" "$work/nodir.log" && grep -qi 'does not exist' "$work/nodir.log"; then
+  ok "missing LETSENCRYPT_DIR: up refused ($(grep -io 'bind source path does not exist' "$work/nodir.log" | head -n1)), nothing created"
+else
+  show "$work/nodir.log"
+  fail "compose up with a missing LETSENCRYPT_DIR did not say which path is missing"
+fi
+
+# A certificate that is not there (wrong NTS_DOMAIN, certbot not run yet):
+# ntsd names the file and stops at once (restart: "no" in the test file).
+nocert=/etc/letsencrypt/live/nosuch.invalid/fullchain.pem
+NTS_DOMAIN=nosuch.invalid dcp "${proj}nocert" up -d --no-deps --no-build ntp >"$work/nocert.log" 2>&1 ||
+  { show "$work/nocert.log"; fail "compose up (NTS_DOMAIN=nosuch.invalid)"; }
+for _ in $(seq 50); do
+  [ "$($DOCKER inspect -f '{{.State.Status}}' "$NTSD_TEST_NAME-ntp" 2>/dev/null)" = exited ] && break
+  sleep 0.2
+done
+code=$($DOCKER inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$NTSD_TEST_NAME-ntp" 2>/dev/null || echo gone)
+$DOCKER logs "$NTSD_TEST_NAME-ntp" >>"$work/nocert.log" 2>&1 || true
+NTS_DOMAIN=nosuch.invalid dcp "${proj}nocert" down -v >/dev/null 2>&1 || true
+line=$(grep -m1 'Fatal error' "$work/nocert.log" || true)
+case "$code|$line" in
+"exited 1|"*"$nocert"*"No such file or directory"*) ok "missing certificate: exit 1, ${line#* }" ;;
+*)
+  show "$work/nocert.log"
+  fail "missing certificate: want exit 1 and a line naming $nocert, got '$code'"
+  ;;
+esac
 
 compose_up=1
 if ! dc up -d --no-build >"$work/up.log" 2>&1; then
@@ -379,7 +447,8 @@ else
 fi
 
 # With a wrong "port", chrony can only succeed if NTS-KE's Port Negotiation
-# record carries NTS_NTP_PORT_ADVERTISED (the published host port).
+# record carries NTS_NTP_PORT_ADVERTISED (the published host port, not
+# the container's 123), which docker-compose.yml sets from NTP_HOST_PORT.
 if chrony_q ntsport "server localhost port 9 nts ntsport $NTS_HOST_PORT iburst maxsamples 1" \
   "ntstrustedcerts $work/ca/ca.pem" "nosystemcert"; then
   ok "NTS-KE advertises NTP port $NTP_HOST_PORT (NTS_NTP_PORT_ADVERTISED)"
@@ -402,6 +471,21 @@ else
   fail "serverstats: NTS-KE accepted '${ke}', authenticated '${auth}' (want >= 1 each)"
 fi
 
+$DOCKER logs "$ntp" >"$work/ntp-start.log" 2>&1 || true
+# The build's features: Debian 13's nettle has AES-128-GCM-SIV (AEAD 30);
+# the Dockerfile builds with -Dseccomp=enabled.
+feat=$(grep -m1 'ntsd version .* starting (' "$work/ntp-start.log" || true)
+case $feat in
+*'+AES-128-GCM-SIV'*'+SECCOMP'*) ok "start line: ${feat#* }" ;;
+*) fail "start line lacks +AES-128-GCM-SIV or +SECCOMP: '$feat'" ;;
+esac
+# cturra/ntp's variables that ntsd does not read are said, not ignored.
+for v in ENABLE_NTS NOCLIENTLOG TZ; do
+  grep -q "$v is set but ntsd does not use it: " "$work/ntp-start.log" ||
+    { show "$work/ntp-start.log"; fail "no log line for $v (set, not used by ntsd)"; }
+done
+ok "log lines for ENABLE_NTS, NOCLIENTLOG, TZ (set, not used by ntsd)"
+
 # Started as root (to bind 123 and read the 0600 key), then running as ntsd.
 $DOCKER top "$ntp" -o pid,uid,comm >"$work/top.log" 2>&1 || true
 uids=$(awk 'NR > 1 && $3 == "ntsd" {print $2}' "$work/top.log" | sort -u | tr '\n' ' ')
@@ -412,12 +496,51 @@ else
   fail "ntsd runs as uid '$uids', want 101 (NTSD_USER=ntsd)"
 fi
 # The privileged helper: root's uid (the owner of certbot's files), no
-# capability, so the compose file adds none.
+# capability.
 if awk 'NR > 1 && $3 == "ntsd-privsep" && $2 == 0 { f = 1 } END { exit !f }' "$work/top.log"; then
   ok "the privileged helper runs with root's uid beside the server"
 else
   show "$work/top.log"
   fail "no ntsd-privsep process with uid 0"
+fi
+# cap_drop: ALL and only what start-up needs; after start-up neither
+# process holds a capability, and (SETPCAP) their bounding sets are empty.
+want_caps="CAP_CHOWN CAP_DAC_OVERRIDE CAP_NET_BIND_SERVICE CAP_SETGID CAP_SETPCAP CAP_SETUID"
+caps=$($DOCKER inspect -f '{{join .HostConfig.CapDrop " "}}|{{join .HostConfig.CapAdd " "}}' "$ntp")
+got=$(printf '%s\n' ${caps#*|} | sed 's/^\(CAP_\)\{0,1\}/CAP_/' | sort | tr '\n' ' ')
+if [ "${caps%%|*}" = ALL ] && [ "$got" = "$want_caps " ]; then
+  ok "cap_drop ALL, cap_add ${got% }"
+else
+  fail "capabilities are '$caps', want cap_drop ALL and cap_add $want_caps"
+fi
+for pid in $(awk 'NR > 1 && ($3 == "ntsd" || $3 == "ntsd-privsep") {print $1}' "$work/top.log"); do
+  st=$(grep -E '^(Name|CapPrm|CapEff|CapBnd|NoNewPrivs|Seccomp):' "/proc/$pid/status" | awk '{print $2}' | tr '\n' ' ')
+  case $st in
+  *' 0000000000000000 0000000000000000 0000000000000000 1 2 ') ;;
+  *) fail "process $pid: Name/CapPrm/CapEff/CapBnd/NoNewPrivs/Seccomp = $st" ;;
+  esac
+done
+ok "ntsd and its helper: no capability, empty bounding sets, no_new_privs, seccomp"
+
+# Behind docker-proxy every host query arrives from the bridge's gateway:
+# a burst from the host gets that address rate-limited, and ntsd says once
+# what that means and what to do.
+gw=$($DOCKER inspect -f '{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}' "$ntp")
+{ printf '\043'; head -c 47 /dev/zero; } >"$work/ntp-request.bin"
+for _ in $(seq 40); do
+  cat "$work/ntp-request.bin" >"/dev/udp/127.0.0.1/$NTP_HOST_PORT" 2>/dev/null || true
+done
+for _ in $(seq 25); do
+  $DOCKER logs "$ntp" >"$work/ntp-gw.log" 2>&1 || true
+  grep -q "rate limit hit by $gw, this host's default gateway" "$work/ntp-gw.log" && break
+  sleep 0.2
+done
+n=$(grep -c "rate limit hit by $gw, this host's default gateway" "$work/ntp-gw.log" || true)
+if [ "$n" = 1 ] && grep -q 'userland-proxy' "$work/ntp-gw.log"; then
+  ok "rate limit on the gateway $gw (docker-proxy) warned once"
+else
+  show "$work/ntp-gw.log" 15
+  fail "want one warning naming the gateway $gw after 40 requests from the host, got $n"
 fi
 
 # certbot renewal: a new archive/*2.pem pair and moved live/ links, the key
