@@ -19,6 +19,7 @@
 #include <sys/ptrace.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timex.h>
@@ -220,7 +221,7 @@ static void *nop_thread(void *arg) {
 
 /* What ntsd does after start-up keeps working. */
 static int c_server_allowed(void *arg) {
-  char dir[] = "/tmp/ntsntp-sandbox.XXXXXX", tmp[64], dst[64];
+  char dir[] = "/tmp/ntsntp-sandbox.XXXXXX", tmp[64], dst[64], buf[16];
   struct timespec ts;
   pthread_t t;
   int fd, s;
@@ -254,6 +255,9 @@ static int c_server_allowed(void *arg) {
   if (clock_gettime(CLOCK_REALTIME, &ts) || getpid() <= 0 ||
       getrandom(&ts, sizeof(ts), 0) != (ssize_t)sizeof(ts))
     return 11;
+  /* libuv >= 1.48 names its pool threads */
+  if (prctl(PR_SET_NAME, "sandbox-test") || prctl(PR_GET_NAME, buf))
+    return 12;
   return 0;
 }
 
@@ -276,7 +280,8 @@ enum {
   F_ADJTIMEX,
   F_CLOCK_ADJTIME,
   F_IN_THREAD,
-  F_KEYCTL
+  F_KEYCTL,
+  F_PRCTL_OTHER
 };
 
 static void *forbidden_thread(void *arg) {
@@ -333,6 +338,9 @@ static int c_forbidden(void *arg) {
   case F_KEYCTL:
     syscall(SYS_keyctl, 0, 0, 0, 0, 0);
     break;
+  case F_PRCTL_OTHER: /* names only: not dumpability, not capabilities */
+    prctl(PR_SET_DUMPABLE, 1);
+    break;
   }
   return 1; /* the call returned */
 }
@@ -351,6 +359,8 @@ START_TEST(test_server_forbidden) {
   forbidden(F_CLOCK_ADJTIME, SYS_clock_adjtime, "clock_adjtime");
   forbidden(F_IN_THREAD, SYS_personality, "personality");
   forbidden(F_KEYCTL, SYS_keyctl, "keyctl");
+  if (!SANITIZED)
+    forbidden(F_PRCTL_OTHER, SYS_prctl, "prctl");
   if (!SANITIZED) {
     forbidden(F_EXECVE, SYS_execve, "execve");
     forbidden(F_FORK, SYS_clone, "clone");

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -64,6 +65,7 @@ enum {
   SOCK_DOMAIN, /* socket: AF_INET, AF_INET6, AF_UNIX, AF_NETLINK route */
   IOCTL_FD,    /* ioctl: descriptor flags and byte counts only */
   KILL_KILL,   /* kill: SIGKILL only (stopping the privileged helper) */
+  PRCTL_NAME,  /* prctl: PR_SET_NAME, PR_GET_NAME only (thread names) */
   OPEN_RDONLY, /* open/openat: O_RDONLY (or O_PATH), no create/truncate */
   NO_EXEC      /* mmap/mprotect: never PROT_EXEC */
 };
@@ -109,6 +111,8 @@ static const rule server_rules[] = {
     {"rseq", ANY}, {"futex", ANY}, {"gettid", ANY}, {"sched_yield", ANY},
     {"sched_getaffinity", ANY}, {"prlimit64", ANY}, {"getrlimit", ANY},
     {"exit", ANY}, {"exit_group", ANY},
+    /* libuv >= 1.48 names its thread pool's threads as it starts them */
+    {"prctl", PRCTL_NAME},
     /* signals (libuv's signal pipe, glibc's set*id broadcast) */
     {"rt_sigaction", ANY}, {"rt_sigprocmask", ANY}, {"rt_sigreturn", ANY},
     {"restart_syscall", ANY}, {"tgkill", ANY}, {"kill", KILL_KILL},
@@ -345,6 +349,14 @@ static int add_rule(scmp_filter_ctx ctx, const rule *r, unsigned *count,
   case KILL_KILL: {
     struct scmp_arg_cmp a[] = {SCMP_A1(SCMP_CMP_EQ, SIGKILL, 0)};
     rv = add(ctx, nr, A, 1, a);
+    break;
+  }
+  case PRCTL_NAME: {
+    struct scmp_arg_cmp set[] = {SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME, 0)};
+    struct scmp_arg_cmp get[] = {SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME, 0)};
+    rv = add(ctx, nr, A, 1, set);
+    if (rv == 0)
+      rv = add(ctx, nr, A, 1, get);
     break;
   }
   case OPEN_RDONLY: {
