@@ -34,18 +34,7 @@
 
 /* The library lets a sanitizer runtime fork, exec and ptrace: those
  * calls are checked only in builds without one. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) ||           \
-    defined(NTSNTP_SANITIZER_BUILD)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||     \
-    __has_feature(memory_sanitizer) || __has_feature(leak_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
+#include "sanitizer.h"
 
 #define EXIT_FORBIDDEN 159 /* sandbox.h: 128 + SIGSYS */
 

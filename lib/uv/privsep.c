@@ -93,10 +93,11 @@ typedef struct helper {
   int clock_control;
 } helper;
 
-static int write_all(int fd, const void *buf, size_t len) {
-  const uint8_t *p = buf;
+/* Sends (|out|) or reads all |len| bytes; -1 when the peer is gone. */
+static int io_all(int fd, void *buf, size_t len, int out) {
+  uint8_t *p = buf;
   while (len) {
-    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    ssize_t n = out ? send(fd, p, len, MSG_NOSIGNAL) : read(fd, p, len);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
@@ -107,18 +108,12 @@ static int write_all(int fd, const void *buf, size_t len) {
   return 0;
 }
 
+static int write_all(int fd, const void *buf, size_t len) {
+  return io_all(fd, (void *)buf, len, 1);
+}
+
 static int read_all(int fd, void *buf, size_t len) {
-  uint8_t *p = buf;
-  while (len) {
-    ssize_t n = read(fd, p, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
+  return io_all(fd, buf, len, 0);
 }
 
 static void reply(helper *h, int status, const ntsntp_file_id *id,

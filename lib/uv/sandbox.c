@@ -32,21 +32,7 @@
 #include <seccomp.h>
 #include <termios.h>
 
-/* Sanitizer runtimes make calls of their own (LeakSanitizer at exit stops
- * the world with a ptrace'ing clone; reports start a symbolizer).  Such a
- * build is for tests only; a release build never allows these. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) ||           \
-    defined(NTSNTP_SANITIZER_BUILD)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||     \
-    __has_feature(memory_sanitizer) || __has_feature(leak_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
+#include "sanitizer.h"
 
 #ifndef SYS_SECCOMP
 #define SYS_SECCOMP 1 /* si_code of a filter's SIGSYS (linux/signal.h) */
