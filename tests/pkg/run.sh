@@ -140,7 +140,7 @@ copy_tree() {
 step "host tools"
 deps_install debootstrap dpkg-dev debhelper lintian
 if [ -n "${PKG_ROOT:-}" ]; then
-  template=$(cd "$PKG_ROOT" && pwd)
+  template=$(cd "$PKG_ROOT" && pwd -P)
 else
   template=$cache/$suite
   if [ ! -e "$template/.ntsntp-complete" ]; then
