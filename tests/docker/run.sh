@@ -265,6 +265,31 @@ case $hc in
 *) fail "image HEALTHCHECK is $hc, expected exec form ntsctl health" ;;
 esac
 
+# What .dockerignore lets into the build context: a stand-in tree with the
+# real .dockerignore, the files it must keep out (.env, build output,
+# packages, debian/) and some it must let in.
+ctx=$work/context
+for f in .env .env.local build/x build-docker/x obj-x86_64-linux-gnu/x ntsd_0.1.0_amd64.deb \
+  debian/rules debian/tmp/x .git/HEAD tests/x.c docs/docker.md lib/x.c meson.build docs/ntsd.8 \
+  docs/ntsctl.1 docs/meson.build; do
+  mkdir -p "$ctx/$(dirname "$f")" && : >"$ctx/$f"
+done
+cp "$top/.dockerignore" "$ctx/"
+printf '%s\n' "FROM $BASE_IMAGE" 'COPY . /ctx' 'RUN cd /ctx && find . -type f | sort > /list' \
+  >"$work/Dockerfile.context"
+ctx_ok=1
+timeout 120 $DOCKER build --force-rm -q -t "$proj-context" -f "$work/Dockerfile.context" "$ctx" \
+  >"$work/context-build.log" 2>&1 &&
+  $DOCKER run --rm "$proj-context" cat /list >"$work/context.list" 2>&1 || ctx_ok=0
+$DOCKER rmi "$proj-context" >/dev/null 2>&1 || true
+[ "$ctx_ok" = 1 ] || { show "$work/context-build.log"; fail "listing a build context"; }
+want_ctx='./docs/meson.build ./docs/ntsctl.1 ./docs/ntsd.8 ./lib/x.c ./meson.build '
+if [ "$(tr '\n' ' ' <"$work/context.list")" = "$want_ctx" ]; then
+  ok ".dockerignore: no .env, build output, .deb, debian/, .git, tests or guides in the context"
+else
+  fail ".dockerignore lets in: $(tr '\n' ' ' <"$work/context.list") (want $want_ctx)"
+fi
+
 # --- 3. Certificates laid out like certbot ----------------------------------
 
 le=$work/letsencrypt
