@@ -99,8 +99,9 @@ RUN set -eu; \
 # the HEALTHCHECK uses exec form), so the image is just the two binaries, the
 # shared libraries ldd lists, passwd/group for the ntsd user and the CA bundle:
 # about 12 MB (a bookworm-slim runtime stage with the same libraries was
-# 76 MB), and nothing else in the image to patch or exploit.  A fully static binary is not possible from Debian packages
-# (there is no static p11-kit), hence the copied shared libraries.
+# 76 MB), and nothing else in the image to patch or exploit.  A fully
+# static binary is not possible from Debian packages (there is no static
+# p11-kit), hence the copied shared libraries.
 # For debugging use "docker exec ntp ntsctl ..." or run a debug container in
 # the same namespaces (docker run --rm -it --pid container:ntp
 # --network container:ntp debian:trixie-slim).
