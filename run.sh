@@ -46,6 +46,9 @@ if [ -z "${NTS_CERT:-}" ] && [ -z "${NTS_KEY:-}" ]; then
     echo "Made a self-signed certificate for $host: $NTS_CERT" \
          "(NTS clients must trust $STATE_DIR/selfsigned-ca.pem)"
   fi
+  # STATE_DIR becomes NTSD_USER's, so a key in it is that user's too:
+  # ntsd's privileged helper reads only files that root alone controls.
+  [ "$(id -u)" -ne 0 ] || chown "${NTSD_USER:-ntsd}:" "$NTS_CERT" "$NTS_KEY"
 fi
 export NTP_SERVERS STATE_DIR NTS_CERT NTS_KEY
 [ -n "${NTP_PORT:-}" ] && export NTP_PORT
