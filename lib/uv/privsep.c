@@ -284,7 +284,11 @@ static int open_root_only(const char *path, struct stat *out, int *status,
     return fd;
   }
 fail_errno:
-  snprintf(why, whylen, "%s (after %s/)", strerror(errno), seen);
+  snprintf(why, whylen, "%s (after %s/)%s", strerror(errno), seen,
+           errno == ENOENT ? "; check the path (in Docker: NTS_DOMAIN and "
+                             "LETSENCRYPT_DIR; a missing host directory is "
+                             "mounted as an empty one)"
+                           : "");
   if (dir >= 0)
     close(dir);
   return -1;
