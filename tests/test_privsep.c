@@ -155,6 +155,42 @@ START_TEST(test_untrusted_link) {
 }
 END_TEST
 
+/* A key that belongs to the server's user (a self-signed one in
+ * STATE_DIR): root without capabilities may not read it, the server's user
+ * may, and does. */
+START_TEST(test_users_own_file) {
+  char own[128];
+  const char *files[1];
+  struct passwd *pw = getpwnam("nobody");
+  ntsntp_privsep *ps;
+  uint8_t *data;
+  size_t len;
+  char err[1024];
+  if (!is_root() || !pw)
+    return;
+  snprintf(own, sizeof(own), "%s/selfsigned.key", dir);
+  write_file(own, "-----BEGIN PRIVATE KEY-----\nnobody's\n", 0600);
+  ck_assert_int_eq(chown(own, pw->pw_uid, pw->pw_gid), 0);
+  chmod(dir, 0755);
+  files[0] = own;
+  ps = start(files, 1, "nobody");
+  ck_assert_int_eq(
+      ntsntp_privsep_read(ps, own, &data, &len, NULL, err, sizeof(err)), 0);
+  ck_assert_mem_eq(data, "-----BEGIN PRIVATE KEY-----\nnobody's", 36);
+  ntsntp_privsep_data_free(data, len);
+  ntsntp_privsep_del(ps);
+  /* Nobody else's rights suffice: the message says who may read it. */
+  ck_assert_int_eq(chown(own, 1, 1), 0);
+  ps = start(files, 1, "nobody");
+  ck_assert_int_eq(
+      ntsntp_privsep_read(ps, own, &data, &len, NULL, err, sizeof(err)),
+      NTSNTP_ERR_IO);
+  ck_assert_msg(strstr(err, "root without capabilities may not read"), "%s",
+                err);
+  ntsntp_privsep_del(ps);
+}
+END_TEST
+
 /* certbot: live/NAME/privkey.pem -> ../../archive/NAME/privkey1.pem, both
  * 0700 root; a renewal moves the link, and the identity follows. */
 START_TEST(test_certbot_layout) {
@@ -494,6 +530,7 @@ static Suite *privsep_suite(void) {
   tcase_add_test(tc, test_read_root_only);
   tcase_add_test(tc, test_untrusted_link);
   tcase_add_test(tc, test_certbot_layout);
+  tcase_add_test(tc, test_users_own_file);
   tcase_add_test(tc, test_not_listed);
   tcase_add_test(tc, test_fifo_and_size);
   tcase_add_test(tc, test_relative);

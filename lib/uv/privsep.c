@@ -271,6 +271,16 @@ static int open_root_only(const char *path, struct stat *out, int *status,
     }
     fd = openat(dir, comp,
                 O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+      /* Another user's file (the helper holds no DAC capability): that
+       * user may be the one the server runs as. */
+      snprintf(why, whylen, "root without capabilities may not read %s "
+               "(owner uid %u, mode %04o)", seen, (unsigned)st.st_uid,
+               (unsigned)(st.st_mode & 07777));
+      *status = ST_UNTRUSTED;
+      close(dir);
+      return -1;
+    }
     if (fd < 0)
       goto fail_errno;
     close(dir);
