@@ -11,17 +11,34 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "caps.h"
 #include "ntsntp/privdrop.h"
 
-/* Empties the permitted, effective, inheritable and ambient sets. */
-static int drop_all_caps(void) {
+void ntsntp__caps_bound(uint64_t keep) {
+  int cap;
+  for (cap = 0; cap <= 63 && prctl(PR_CAPBSET_READ, cap) >= 0; cap++)
+    if (!(keep & (UINT64_C(1) << cap)))
+      prctl(PR_CAPBSET_DROP, cap);
+}
+
+int ntsntp__caps_only(uint64_t keep) {
   struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct d[2];
+  uint64_t perm;
   prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   memset(d, 0, sizeof(d));
+  if (syscall(SYS_capget, &h, d) < 0)
+    return -1;
+  perm = (uint64_t)d[1].permitted << 32 | d[0].permitted;
+  if ((perm & keep) != keep)
+    return -2;
+  memset(d, 0, sizeof(d));
+  d[0].effective = d[0].permitted = (uint32_t)keep;
+  d[1].effective = d[1].permitted = (uint32_t)(keep >> 32);
   if (syscall(SYS_capset, &h, d) < 0 || syscall(SYS_capget, &h, d) < 0)
     return -1;
-  return d[0].permitted | d[1].permitted | d[0].effective | d[1].effective
+  return ((uint64_t)d[1].permitted << 32 | d[0].permitted) != keep ||
+                 ((uint64_t)d[1].effective << 32 | d[0].effective) != keep
              ? -1
              : 0;
 }
@@ -50,7 +67,7 @@ int ntsntp_drop_privileges(const char *user, const char *const *own,
   if (geteuid() != 0) {
     /* Capabilities a service manager gave (ambient CAP_NET_BIND_SERVICE)
      * are not needed once the ports are bound. */
-    if (drop_all_caps() < 0) {
+    if (ntsntp__caps_only(0) < 0) {
       snprintf(msg, msglen, "cannot drop capabilities: %s", strerror(errno));
       return NTSNTP_ERR_IO;
     }
@@ -82,8 +99,7 @@ int ntsntp_drop_privileges(const char *user, const char *const *own,
   }
   /* Nothing may give a capability back (no CAP_SETPCAP: the user's
    * switch below empties every set anyway). */
-  for (i = 0; i <= 63 && prctl(PR_CAPBSET_READ, (int)i) >= 0; i++)
-    prctl(PR_CAPBSET_DROP, (int)i);
+  ntsntp__caps_bound(0);
   prctl(PR_SET_KEEPCAPS, 0);
   if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 ||
       setuid(pw->pw_uid) < 0) {
@@ -91,7 +107,7 @@ int ntsntp_drop_privileges(const char *user, const char *const *own,
              strerror(errno));
     return NTSNTP_ERR_IO;
   }
-  if (setuid(0) == 0 || drop_all_caps() < 0) { /* must be impossible now */
+  if (setuid(0) == 0 || ntsntp__caps_only(0) < 0) { /* must be impossible now */
     snprintf(msg, msglen, "privilege drop to %s did not hold", user);
     return NTSNTP_ERR_IO;
   }

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "caps.h"
 #include "errtext.h"
 #include "ntsntp/privsep.h"
 #include "ntsntp/sandbox.h"
@@ -386,28 +387,6 @@ static void serve_clock(helper *h, const req *q) {
     _exit(0);
 }
 
-/* Keeps CAP_SYS_TIME (|keep|) and nothing else, for good. */
-static int drop_caps(int keep) {
-  struct __user_cap_header_struct hd = {_LINUX_CAPABILITY_VERSION_3, 0};
-  struct __user_cap_data_struct d[2];
-  uint32_t bit = keep ? 1u << CAP_SYS_TIME : 0;
-  int cap;
-  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-  /* Needs CAP_SETPCAP; without it the set is already narrow enough. */
-  for (cap = 0; cap <= 63 && prctl(PR_CAPBSET_READ, cap) >= 0; cap++)
-    if (!(keep && cap == CAP_SYS_TIME))
-      prctl(PR_CAPBSET_DROP, cap);
-  memset(d, 0, sizeof(d));
-  if (syscall(SYS_capget, &hd, d) < 0)
-    return -1;
-  if (keep && !(d[0].permitted & bit))
-    return -2;
-  d[0].effective = d[0].permitted = bit;
-  d[0].inheritable = 0;
-  d[1].effective = d[1].permitted = d[1].inheritable = 0;
-  return (int)syscall(SYS_capset, &hd, d);
-}
-
 static void close_others(int keep) {
   int fd;
   if (syscall(SYS_close_range, keep + 1, ~0U, 0) == 0) {
@@ -452,6 +431,7 @@ static __attribute__((noreturn)) void helper_main(
     int fd, pid_t parent, const ntsntp_privsep_settings *s) {
   helper h;
   char cwd[PATH_MAX], err[512];
+  uint64_t keep;
   size_t i;
   int rv;
 
@@ -481,7 +461,10 @@ static __attribute__((noreturn)) void helper_main(
     }
   }
   h.n = s->n_files;
-  rv = drop_caps(s->clock_control);
+  /* CAP_SYS_TIME with clock control, nothing else, for good. */
+  keep = s->clock_control ? UINT64_C(1) << CAP_SYS_TIME : 0;
+  ntsntp__caps_bound(keep);
+  rv = ntsntp__caps_only(keep);
   if (rv == -2) {
     reply_msg(&h, NTSNTP_ERR_BAD_CONFIG,
               "CLOCK_CONTROL needs CAP_SYS_TIME, which ntsd does not have; "
@@ -605,7 +588,6 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
   int sv[2];
   pid_t parent = getpid(), pid;
   rep r;
-  int i;
 
   if (!s || !out || s->n_files > MAX_FILES || (s->n_files && !s->files))
     return NTSNTP_ERR_INVALID_ARG;
@@ -669,8 +651,7 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
   /* The bounding set is per thread and inherited: emptied here, before the
    * server starts its threads, none of them can ever gain a capability
    * back.  What this thread holds now stays until the privilege drop. */
-  for (i = 0; i <= 63 && prctl(PR_CAPBSET_READ, i) >= 0; i++)
-    prctl(PR_CAPBSET_DROP, i);
+  ntsntp__caps_bound(0);
   *out = ps;
   return 0;
 }
