@@ -328,7 +328,7 @@ cat "$le/archive/localhost/cert1.pem" "$le/archive/localhost/chain1.pem" >"$le/a
 for f in cert chain fullchain privkey; do
   ln -s "../../archive/localhost/${f}1.pem" "$le/live/localhost/$f.pem"
 done
-# certbot's permissions: the seed's "Could not set credentials" pitfall.
+# certbot's permissions: chrony in cturra/ntp fails there with "Could not set credentials".
 chmod 0644 "$le"/archive/localhost/{cert,chain,fullchain}1.pem
 chmod 0600 "$le/archive/localhost/privkey1.pem"
 chmod 0700 "$le/archive" "$le/live"
