@@ -31,6 +31,14 @@ int ntsntp__cred_file_read(const char *path, const ntsntp_mem *mem,
                            uint8_t **pbuf, size_t *plen, struct stat *pst,
                            char *errbuf, size_t errlen);
 
+/*
+ * The same for a descriptor already open (it is closed); |path| names it
+ * in messages.  Errors: IO, BAD_CONFIG, NOMEM.
+ */
+int ntsntp__cred_fd_read(int fd, const char *path, const ntsntp_mem *mem,
+                         uint8_t **pbuf, size_t *plen, struct stat *pst,
+                         char *errbuf, size_t errlen);
+
 /* Server side with |creds| (a reference is taken and dropped in _del).
  * Errors: NOMEM, TLS. */
 int ntsntp__tls_new_server(ntsntp__tls **pt, ntsntp_ke_creds *creds,

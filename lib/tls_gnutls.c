@@ -49,8 +49,6 @@ int ntsntp__cred_file_read(const char *path, const ntsntp_mem *mem,
                            uint8_t **pbuf, size_t *plen, struct stat *pst,
                            char *errbuf, size_t errlen) {
   struct stat st;
-  uint8_t *buf;
-  size_t got = 0;
   int fd, e;
 
   fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -81,6 +79,17 @@ int ntsntp__cred_file_read(const char *path, const ntsntp_mem *mem,
       ntsntp__errf(errbuf, errlen, "cannot read %s: %s", path, strerror(e));
     return NTSNTP_ERR_IO;
   }
+  return ntsntp__cred_fd_read(fd, path, mem, pbuf, plen, pst, errbuf, errlen);
+}
+
+int ntsntp__cred_fd_read(int fd, const char *path, const ntsntp_mem *mem,
+                         uint8_t **pbuf, size_t *plen, struct stat *pst,
+                         char *errbuf, size_t errlen) {
+  struct stat st;
+  uint8_t *buf;
+  size_t got = 0;
+  int e;
+
   if (fstat(fd, &st) != 0) {
     e = errno;
     close(fd);

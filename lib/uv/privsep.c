@@ -318,7 +318,7 @@ static void serve_file(helper *h, int op, const char *path) {
   ntsntp_file_id id;
   char why[768];
   uint8_t *buf;
-  size_t got = 0;
+  size_t len;
   int i = find_file(h, path), fd, status;
 
   if (i < 0) {
@@ -337,33 +337,14 @@ static void serve_file(helper *h, int op, const char *path) {
     reply(h, 0, &id, NULL, 0);
     return;
   }
-  if (st.st_size <= 0 || st.st_size > NTSNTP__MAX_CRED_FILE) {
-    close(fd);
-    reply_msg(h, NTSNTP_ERR_BAD_CONFIG, "size %lld (must be 1..%d bytes)",
-              (long long)st.st_size, NTSNTP__MAX_CRED_FILE);
+  status = ntsntp__cred_fd_read(fd, path, ntsntp_mem_default(), &buf, &len,
+                                NULL, why, sizeof(why));
+  if (status) {
+    reply_msg(h, status, "%s", why);
     return;
   }
-  buf = malloc((size_t)st.st_size);
-  if (!buf) {
-    close(fd);
-    reply_msg(h, NTSNTP_ERR_NOMEM, "out of memory");
-    return;
-  }
-  while (got < (size_t)st.st_size) {
-    ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    got += (size_t)n;
-  }
-  close(fd);
-  if (got == (size_t)st.st_size)
-    reply(h, 0, &id, buf, got);
-  else
-    reply_msg(h, NTSNTP_ERR_IO, "file shrank while reading");
-  ntsntp_secure_clear(buf, (size_t)st.st_size);
-  free(buf);
+  reply(h, 0, &id, buf, len);
+  ntsntp_privsep_data_free(buf, len);
 }
 
 static void serve_clock(helper *h, const req *q) {
