@@ -97,6 +97,10 @@ ntsntp_ssize ntsntp_ef_encode(uint8_t *out, size_t outlen, uint16_t type,
                               const uint8_t *body, size_t body_len,
                               size_t min_len) {
   size_t flen = (4 + body_len + 3) & ~(size_t)3;
+  if (min_len == 0)
+    min_len = NTSNTP_PKT_MIN_EF_LEN;
+  else if (min_len < 4)
+    return NTSNTP_ERR_INVALID_ARG;
   if (flen < min_len)
     flen = (min_len + 3) & ~(size_t)3;
   if (flen > 0xffff)
@@ -151,6 +155,19 @@ ntsntp_ssize ntsntp_pkt_encode(const ntsntp_pkt *pkt, uint8_t *out,
   ntsntp_wr w;
   size_t i;
   uint8_t *h;
+  /* Only what ntsntp_pkt_decode reads back as the same fields: fields in
+   * NTPv4 only, each at least 16 bytes and a multiple of 4, a MAC of a
+   * length the decoder takes, and a last field long enough not to be read
+   * as a MAC (RFC 7822 sec. 7.5: more than 24 bytes after it starts). */
+  if (pkt->n_efs > NTSNTP_PKT_MAX_EFS ||
+      (pkt->n_efs && pkt->hdr.version != 4) ||
+      (pkt->mac_len != 0 && pkt->mac_len != 4 && pkt->mac_len != 20 &&
+       pkt->mac_len != 24))
+    return NTSNTP_ERR_INVALID_ARG;
+  if (pkt->n_efs &&
+      pkt->efs[pkt->n_efs - 1].body_len + 4 + pkt->mac_len <=
+          NTSNTP_PKT_MAX_MAC_LEN)
+    return NTSNTP_ERR_INVALID_ARG;
   ntsntp__wr_init(&w, out, outlen);
   h = ntsntp__wr_reserve(&w, NTSNTP_PKT_HDR_LEN);
   if (h)
@@ -159,7 +176,8 @@ ntsntp_ssize ntsntp_pkt_encode(const ntsntp_pkt *pkt, uint8_t *out,
     const ntsntp_ef *ef = &pkt->efs[i];
     /* Fields are written from type and body; |start| is not trusted here,
      * so a caller can build a packet from scratch. */
-    if (ef->body_len % 4 || ef->body_len + 4 > 0xffff)
+    if (ef->body_len % 4 || ef->body_len + 4 < NTSNTP_PKT_MIN_EF_LEN ||
+        ef->body_len + 4 > 0xffff)
       return NTSNTP_ERR_INVALID_ARG;
     ntsntp__wr_u16(&w, ef->type);
     ntsntp__wr_u16(&w, (uint16_t)(ef->body_len + 4));

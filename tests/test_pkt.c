@@ -195,6 +195,82 @@ START_TEST(test_random_roundtrip) {
 }
 END_TEST
 
+/* What the encoder writes always decodes to the same fields; what it
+ * cannot write that way it refuses. */
+START_TEST(test_encode_decodes_back) {
+  static const uint8_t zero[64];
+  static const size_t macs[] = {0, 4, 8, 20, 24};
+  uint8_t out[600];
+  ntsntp_pkt pkt, back;
+  unsigned seed = 777;
+  int i, ok = 0, refused = 0;
+  for (i = 0; i < 20000; i++) {
+    size_t k;
+    ntsntp_ssize n;
+    memset(&pkt, 0, sizeof(pkt));
+    pkt.hdr.version = (uint8_t)(rand_r(&seed) % 5 ? 4 : 3);
+    pkt.hdr.mode = 3;
+    pkt.n_efs = (size_t)(rand_r(&seed) % 4);
+    for (k = 0; k < pkt.n_efs; k++) {
+      pkt.efs[k].type = (uint16_t)(0x100 + k);
+      pkt.efs[k].body = zero;
+      pkt.efs[k].body_len = 4 * (size_t)(rand_r(&seed) % 12);
+    }
+    pkt.mac_len = macs[rand_r(&seed) % 5];
+    pkt.mac = pkt.mac_len ? zero : NULL;
+    n = ntsntp_pkt_encode(&pkt, out, sizeof(out));
+    if (n < 0) {
+      ck_assert_int_eq(n, NTSNTP_ERR_INVALID_ARG);
+      refused++;
+      continue;
+    }
+    ok++;
+    ck_assert_int_eq(ntsntp_pkt_decode(&back, out, (size_t)n), 0);
+    ck_assert_uint_eq(back.n_efs, pkt.n_efs);
+    ck_assert_uint_eq(back.mac_len, pkt.mac_len);
+    for (k = 0; k < pkt.n_efs; k++) {
+      ck_assert_uint_eq(back.efs[k].type, pkt.efs[k].type);
+      ck_assert_uint_eq(back.efs[k].body_len, pkt.efs[k].body_len);
+    }
+  }
+  ck_assert_int_gt(ok, 1000);
+  ck_assert_int_gt(refused, 1000);
+  /* The cases one by one. */
+  memset(&pkt, 0, sizeof(pkt));
+  pkt.hdr.version = 4;
+  pkt.n_efs = 1;
+  pkt.efs[0].body = zero;
+  pkt.efs[0].body_len = 8; /* 12 bytes: under the minimum of 16 */
+  ck_assert_int_eq(ntsntp_pkt_encode(&pkt, out, sizeof(out)),
+                   NTSNTP_ERR_INVALID_ARG);
+  pkt.efs[0].body_len = 20; /* 24 bytes, last: read back as a MAC */
+  ck_assert_int_eq(ntsntp_pkt_encode(&pkt, out, sizeof(out)),
+                   NTSNTP_ERR_INVALID_ARG);
+  pkt.efs[0].body_len = 24;
+  ck_assert_int_eq(ntsntp_pkt_encode(&pkt, out, sizeof(out)), 48 + 28);
+  pkt.mac = zero;
+  pkt.mac_len = 8; /* not a MAC length */
+  ck_assert_int_eq(ntsntp_pkt_encode(&pkt, out, sizeof(out)),
+                   NTSNTP_ERR_INVALID_ARG);
+  pkt.efs[0].body_len = 12; /* 16-byte field + 20-byte MAC: fine */
+  pkt.mac_len = 20;
+  ck_assert_int_eq(ntsntp_pkt_encode(&pkt, out, sizeof(out)), 48 + 36);
+  pkt.mac_len = 4; /* 16 + 4 = 20: decoded as one MAC */
+  ck_assert_int_eq(ntsntp_pkt_encode(&pkt, out, sizeof(out)),
+                   NTSNTP_ERR_INVALID_ARG);
+  pkt.mac_len = 0;
+  pkt.efs[0].body_len = 24;
+  pkt.hdr.version = 3; /* no fields before NTPv4 */
+  ck_assert_int_eq(ntsntp_pkt_encode(&pkt, out, sizeof(out)),
+                   NTSNTP_ERR_INVALID_ARG);
+  /* ntsntp_ef_encode: 0 means the NTP minimum, 1-3 is refused. */
+  ck_assert_int_eq(ntsntp_ef_encode(out, sizeof(out), 1, NULL, 0, 0), 16);
+  ck_assert_int_eq(ntsntp_ef_encode(out, sizeof(out), 1, NULL, 0, 4), 4);
+  ck_assert_int_eq(ntsntp_ef_encode(out, sizeof(out), 1, NULL, 0, 3),
+                   NTSNTP_ERR_INVALID_ARG);
+}
+END_TEST
+
 START_TEST(test_refid_text) {
   char b[32];
   ntsntp_refid_format(NTSNTP_REFID_LOCAL, 10, b, sizeof(b));
@@ -225,6 +301,7 @@ int main(void) {
   tcase_add_test(tc, test_ef_iter_and_encode);
   tcase_add_test(tc, test_too_many_efs);
   tcase_add_test(tc, test_random_roundtrip);
+  tcase_add_test(tc, test_encode_decodes_back);
   tcase_add_test(tc, test_refid_text);
   suite_add_tcase(s, tc);
   return tu_run(s);

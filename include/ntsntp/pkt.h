@@ -135,7 +135,14 @@ NTSNTP_EXTERN int ntsntp_ef_next(ntsntp_ef_iter *it, ntsntp_ef *ef);
 /*
  * Writes an extension field of |type| with |body_len| bytes of |body|,
  * zero-padded to a multiple of 4 and to at least |min_len| bytes in all.
- * Returns the field length, or NOBUF.
+ * |min_len| 0 means NTSNTP_PKT_MIN_EF_LEN (16), the smallest field of an
+ * NTP packet; 4 is the smallest inside an NTS ciphertext.  In an NTP packet
+ * without a legacy MAC the last field must be longer than 24 bytes (RFC
+ * 7822 sec. 7.5), or the decoder reads it as a MAC: give the last field
+ * |min_len| 28.
+ * Returns the field length.
+ * Errors: INVALID_ARG (|min_len| 1 to 3, or a field over 65535 bytes),
+ * NOBUF.
  */
 NTSNTP_EXTERN ntsntp_ssize ntsntp_ef_encode(uint8_t *out, size_t outlen,
                                             uint16_t type, const uint8_t *body,
@@ -164,7 +171,15 @@ typedef struct ntsntp_pkt {
 NTSNTP_EXTERN int ntsntp_pkt_decode(ntsntp_pkt *pkt, const uint8_t *p,
                                     size_t len);
 
-/* Encodes |pkt|.  Returns the length, or NOBUF. */
+/*
+ * Encodes |pkt|: fields are written from |type|, |body| and |body_len|
+ * (|start| and |len| are not read).  Encodes only what ntsntp_pkt_decode
+ * gives back field for field.  Returns the length.
+ * Errors: INVALID_ARG (more than NTSNTP_PKT_MAX_EFS fields; fields in a
+ * packet whose version is not 4; a body not a multiple of 4 or under 12
+ * bytes; a legacy MAC not 0, 4, 20 or 24 bytes; a last field that, with
+ * the MAC, is 24 bytes or less), NOBUF.
+ */
 NTSNTP_EXTERN ntsntp_ssize ntsntp_pkt_encode(const ntsntp_pkt *pkt,
                                              uint8_t *out, size_t outlen);
 
