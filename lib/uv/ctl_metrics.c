@@ -1,0 +1,187 @@
+/* libntsntp runtime: the Prometheus text exposition (format 0.0.4) that
+ * /metrics and `ntsctl metrics` serve, or the same samples as JSON. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ntsntp/control.h"
+#include "ntsntp/version.h"
+
+#include "ctl.h"
+
+/* Prometheus text format 0.0.4: HELP and TYPE once per family, the samples
+ * of a family together; or the same as a JSON list. */
+typedef struct mout {
+  ntsntp__sbuf *b;
+  int json, n;
+  const char *family;
+} mout;
+
+static void metric_head(mout *m, const char *name, const char *type,
+                        const char *help, const char *lkey, const char *lval) {
+  if (m->json) {
+    ntsntp__sb_printf(m->b, "%s{\"name\":\"%s\",\"type\":\"%s\",\"labels\":{",
+                      m->n++ ? "," : "", name, type);
+    if (lkey)
+      ntsntp__sb_printf(m->b, "\"%s\":\"%s\"", lkey, lval);
+    ntsntp__sb_printf(m->b, "},\"value\":");
+    return;
+  }
+  if (!m->family || strcmp(m->family, name) != 0) {
+    ntsntp__sb_printf(m->b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                      type);
+    m->family = name;
+  }
+  if (lkey)
+    ntsntp__sb_printf(m->b, "%s{%s=\"%s\"} ", name, lkey, lval);
+  else
+    ntsntp__sb_printf(m->b, "%s ", name);
+}
+
+static void metric_u(mout *m, const char *name, const char *type,
+                     const char *help, const char *lkey, const char *lval,
+                     uint64_t v) {
+  metric_head(m, name, type, help, lkey, lval);
+  ntsntp__sb_printf(m->b, m->json ? "%" PRIu64 "}" : "%" PRIu64 "\n", v);
+}
+
+static void metric_d(mout *m, const char *name, const char *help, double v) {
+  metric_head(m, name, "gauge", help, NULL, NULL);
+  if (m->json) {
+    ntsntp__sb_json_num(m->b, v, 9);
+    ntsntp__sb_printf(m->b, "}");
+  } else if (isfinite(v)) {
+    ntsntp__sb_printf(m->b, "%.9g\n", v);
+  } else {
+    ntsntp__sb_printf(m->b, "%s\n", isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+  }
+}
+
+#define COUNTER(name, help, v)                                                 \
+  metric_u(&m, name, "counter", help, NULL, NULL, v)
+
+int ntsntp__ctl_report_metrics(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
+  ntsntp_uv_service_stats st;
+  const ntsntp_server_stats *n = &st.ntp;
+  ntsntp_ctl_tracking t;
+  ntsntp_ctl_source *src = calloc(NTSNTP_CTL_MAX_SOURCES, sizeof(*src));
+  mout m = {b, json, 0, NULL};
+  size_t i, nsrc;
+  if (!src)
+    return NTSNTP_ERR_NOMEM;
+  c->s.provider.stats(c->s.provider.user, &st);
+  c->s.provider.tracking(c->s.provider.user, &t);
+  nsrc = ntsntp__ctl_get_sources(c, src);
+  free(src);
+  if (json)
+    ntsntp__sb_printf(b, "{\"metrics\":[");
+
+  metric_u(&m, "ntsd_build_info", "gauge", "ntsd version.", "version",
+           NTSNTP_VERSION, 1);
+  COUNTER("ntsd_ntp_packets_received_total", "NTP requests received.",
+          n->received);
+  for (i = 0; i < NTSNTP__CTL_N_DROP_REASONS; i++)
+    metric_u(&m, "ntsd_ntp_packets_dropped_total", "counter",
+             "NTP requests dropped without a response, by reason.", "reason",
+             ntsntp_server_reason_name(ntsntp__ctl_drop_reasons[i]),
+             ntsntp__ctl_drops_for(n, i));
+  metric_u(&m, "ntsd_ntp_packets_dropped_total", "counter", "", "reason",
+           "other", ntsntp__ctl_drops_other(n));
+  for (i = 0; i < NTSNTP_REASON_COUNT; i++)
+    metric_u(&m, "ntsd_ntp_requests_total", "counter",
+             "NTP requests by the server's verdict reason (answered or not).",
+             "reason", ntsntp_server_reason_name((ntsntp_server_reason)i),
+             n->reasons[i]);
+  COUNTER("ntsd_ntp_responses_total",
+          "NTP responses prepared, KoDs and NAKs included.", n->responded);
+  COUNTER("ntsd_ntp_send_errors_total",
+          "NTP responses the kernel did not take.", n->tx_errors);
+  COUNTER("ntsd_ntp_kod_responses_total", "Rate-limit KoD responses.", n->kods);
+  COUNTER("ntsd_nts_authenticated_packets_total",
+          "NTS-authenticated NTP requests answered.", n->nts_authenticated);
+  COUNTER("ntsd_nts_naks_total", "NTS NAK responses.", n->naks);
+  COUNTER("ntsd_nts_cookies_issued_total", "NTS cookies sent in NTP responses.",
+          n->cookies_issued);
+  metric_u(&m, "ntsd_rx_timestamps_total", "counter",
+           "NTP receive timestamps by source.", "source", "kernel",
+           n->rx_kernel_ts);
+  metric_u(&m, "ntsd_rx_timestamps_total", "counter", "", "source", "daemon",
+           n->rx_daemon_ts);
+  metric_u(&m, "ntsd_nts_enabled", "gauge", "1 when NTS is configured.", NULL,
+           NULL, (uint64_t)st.nts_enabled);
+  COUNTER("ntsd_nts_ke_connections_accepted_total",
+          "NTS-KE connections given a session.", st.ke.accepted);
+  COUNTER("ntsd_nts_ke_connections_dropped_total",
+          "NTS-KE connections refused (limit or access control).",
+          st.ke.dropped);
+  metric_u(&m, "ntsd_nts_ke_sessions_active", "gauge",
+           "NTS-KE sessions open now.", NULL, NULL, st.ke.active);
+  metric_u(&m, "ntsd_nts_ke_refused_total", "counter",
+           "NTS-KE connections refused at accept, by reason.", "reason",
+           "denied", st.ke.refused_denied);
+  metric_u(&m, "ntsd_nts_ke_refused_total", "counter", "", "reason",
+           "ratelimit", st.ke.refused_ratelimit);
+  metric_u(&m, "ntsd_nts_ke_refused_total", "counter", "", "reason",
+           "client_cap", st.ke.refused_client_cap);
+  metric_u(&m, "ntsd_nts_ke_refused_total", "counter", "", "reason",
+           "network_cap", st.ke.refused_network_cap);
+  metric_u(&m, "ntsd_nts_ke_refused_total", "counter", "", "reason", "full",
+           st.ke.refused_full);
+  metric_u(&m, "ntsd_nts_ke_closed_early_total", "counter",
+           "NTS-KE connections closed before their request was complete, "
+           "by reason.",
+           "reason", "evicted", st.ke.evicted);
+  metric_u(&m, "ntsd_nts_ke_closed_early_total", "counter", "", "reason",
+           "first_byte_timeout", st.ke.first_byte_timeouts);
+  metric_u(&m, "ntsd_nts_ke_closed_early_total", "counter", "", "reason",
+           "header_timeout", st.ke.header_timeouts);
+  COUNTER("ntsd_nts_ke_accept_errors_total",
+          "NTS-KE connections accept could not take.", st.ke.accept_errors);
+  COUNTER("ntsd_nts_ke_sessions_completed_total",
+          "NTS-KE responses with cookies fully produced.",
+          st.ke.ke.sessions_done);
+  COUNTER("ntsd_nts_ke_handshake_failures_total",
+          "NTS-KE TLS handshake failures.", st.ke.ke.handshake_failed);
+  COUNTER("ntsd_nts_ke_bad_requests_total",
+          "NTS-KE requests answered with an Error record.",
+          st.ke.ke.bad_requests);
+  COUNTER("ntsd_nts_ke_timeouts_total", "NTS-KE sessions ended by timeout.",
+          st.ke.ke.timeouts);
+  COUNTER("ntsd_nts_ke_cookies_issued_total", "NTS cookies sent by NTS-KE.",
+          st.ke.ke.cookies_issued);
+  COUNTER("ntsd_nts_key_rotations_total", "NTS server key rotations.",
+          st.key_rotations);
+  COUNTER("ntsd_nts_cert_reloads_total", "Certificate reloads.",
+          st.cert_reloads);
+  COUNTER("ntsd_control_requests_total",
+          "Control and metrics requests answered.", c->requests);
+  COUNTER("ntsd_control_requests_dropped_total",
+          "Control and metrics connections closed unanswered.", c->dropped);
+  metric_u(&m, "ntsd_synchronised", "gauge",
+           "1 when serving a synchronised time.", NULL, NULL,
+           (uint64_t)(t.synchronised != 0));
+  metric_u(&m, "ntsd_stratum", "gauge", "Stratum served.", NULL, NULL,
+           t.stratum);
+  metric_u(&m, "ntsd_leap_status", "gauge",
+           "Leap indicator served (0 normal, 1 insert, 2 delete, 3 unsync).",
+           NULL, NULL, t.leap);
+  metric_d(&m, "ntsd_reference_time_seconds",
+           "Unix time of the last clock update.",
+           (double)t.ref_time_sec + t.ref_time_nsec * 1e-9);
+  metric_d(&m, "ntsd_system_time_offset_seconds",
+           "Local clock offset from NTP time (positive: fast).", t.system_time);
+  metric_d(&m, "ntsd_root_delay_seconds", "Root delay served.", t.root_delay);
+  metric_d(&m, "ntsd_root_dispersion_seconds", "Root dispersion served.",
+           t.root_dispersion);
+  metric_d(&m, "ntsd_frequency_ppm",
+           "Local clock frequency error (positive: fast).", t.frequency_ppm);
+  metric_u(&m, "ntsd_sources", "gauge", "Upstream sources configured.", NULL,
+           NULL, nsrc);
+  if (json)
+    ntsntp__sb_printf(b, "]}\n");
+  return 0;
+}
+
+#undef COUNTER
