@@ -10,6 +10,7 @@
 
 #include "errtext.h"
 #include "ntsntp/common.h"
+#include "ntsntp/version.h"
 
 const char *ntsntp_strerror(int err) {
   switch (err) {
@@ -24,8 +25,6 @@ const char *ntsntp_strerror(int err) {
   case NTSNTP_ERR_UNSUPPORTED: return "not supported";
   case NTSNTP_ERR_BAD_KEYFILE: return "bad key file";
   case NTSNTP_ERR_BAD_CONFIG: return "bad configuration";
-  case NTSNTP_ERR_ACL: return "refused by access control";
-  case NTSNTP_ERR_RATELIMIT: return "rate limited";
   case NTSNTP_ERR_AUTH: return "authentication failed";
   case NTSNTP_ERR_BAD_COOKIE: return "bad cookie";
   case NTSNTP_ERR_UNKNOWN_KEY: return "unknown cookie key";
@@ -42,12 +41,52 @@ const char *ntsntp_strerror(int err) {
   case NTSNTP_ERR_NOMEM: return "out of memory";
   case NTSNTP_ERR_CRYPTO: return "crypto backend failure";
   case NTSNTP_ERR_IO: return "I/O error";
-  case NTSNTP_ERR_CALLBACK_FAILURE: return "callback failure";
   default: return "unknown error";
   }
 }
 
+const char *ntsntp_err_name(int err) {
+  switch (err) {
+#define NAME(e) case NTSNTP_##e: return "NTSNTP_" #e
+  NAME(OK);
+  NAME(ERR_MALFORMED);
+  NAME(ERR_TRUNCATED);
+  NAME(ERR_BAD_EF);
+  NAME(ERR_BAD_VERSION);
+  NAME(ERR_BAD_MODE);
+  NAME(ERR_BAD_RECORD);
+  NAME(ERR_TOO_LARGE);
+  NAME(ERR_UNSUPPORTED);
+  NAME(ERR_BAD_KEYFILE);
+  NAME(ERR_BAD_CONFIG);
+  NAME(ERR_AUTH);
+  NAME(ERR_BAD_COOKIE);
+  NAME(ERR_UNKNOWN_KEY);
+  NAME(ERR_TLS);
+  NAME(ERR_NAK);
+  NAME(ERR_KOD);
+  NAME(ERR_INVALID_ARG);
+  NAME(ERR_NOBUF);
+  NAME(ERR_STATE);
+  NAME(ERR_AGAIN);
+  NAME(ERR_TIMEOUT);
+  NAME(ERR_CLOSED);
+  NAME(ERR_NOT_FOUND);
+  NAME(ERR_NOMEM);
+  NAME(ERR_CRYPTO);
+  NAME(ERR_IO);
+#undef NAME
+  default: return "NTSNTP_ERR_UNKNOWN";
+  }
+}
+
 int ntsntp_err_is_fatal(int err) { return err <= -500; }
+
+const ntsntp_version_info *ntsntp_version(uint32_t least_version) {
+  static const ntsntp_version_info info = {NTSNTP_VERSION_NUM, NTSNTP_VERSION,
+                                           NTSNTP_HAVE_GCM_SIV};
+  return least_version > info.version_num ? NULL : &info;
+}
 
 static void *d_malloc(size_t n, void *u) { (void)u; return malloc(n); }
 static void d_free(void *p, void *u) { (void)u; free(p); }

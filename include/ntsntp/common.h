@@ -41,8 +41,6 @@ enum {
   NTSNTP_ERR_UNSUPPORTED = -108, /* well-formed, but not supported */
   NTSNTP_ERR_BAD_KEYFILE = -109, /* key file syntax or version wrong */
   NTSNTP_ERR_BAD_CONFIG = -110,  /* configuration value invalid */
-  NTSNTP_ERR_ACL = -111,         /* refused by access control */
-  NTSNTP_ERR_RATELIMIT = -112,   /* refused by the rate limiter */
   /* -2xx: authentication */
   NTSNTP_ERR_AUTH = -201,        /* AEAD tag did not verify */
   NTSNTP_ERR_BAD_COOKIE = -202,  /* cookie malformed or did not open */
@@ -61,15 +59,34 @@ enum {
   /* <= -500: fatal */
   NTSNTP_ERR_NOMEM = -501,
   NTSNTP_ERR_CRYPTO = -502, /* crypto backend failure */
-  NTSNTP_ERR_IO = -503,     /* system call failed; errno is kept */
-  NTSNTP_ERR_CALLBACK_FAILURE = -504
+  NTSNTP_ERR_IO = -503      /* system call failed; errno is kept */
 };
 
 /* Returns a static English description of |err| (never NULL). */
 NTSNTP_EXTERN const char *ntsntp_strerror(int err);
 
+/* Returns the name of |err| as written in C, such as "NTSNTP_ERR_AUTH"
+ * (never NULL; "NTSNTP_ERR_UNKNOWN" for a value that is no error code). */
+NTSNTP_EXTERN const char *ntsntp_err_name(int err);
+
 /* Returns non-zero if |err| is fatal (<= -500). */
 NTSNTP_EXTERN int ntsntp_err_is_fatal(int err);
+
+/*
+ * The library actually loaded, which may be newer than the headers a
+ * program was built with (NTSNTP_VERSION_NUM in version.h).
+ */
+typedef struct ntsntp_version_info {
+  uint32_t version_num;    /* 0xMMmmpp: major, minor, patch */
+  const char *version_str; /* "0.1.0" */
+  int have_gcm_siv;        /* AEAD 30 (AES-128-GCM-SIV) available */
+} ntsntp_version_info;
+
+/*
+ * Returns the loaded library's version, or NULL when it is older than
+ * |least_version| (0xMMmmpp; 0 accepts any).
+ */
+NTSNTP_EXTERN const ntsntp_version_info *ntsntp_version(uint32_t least_version);
 
 /*
  * Optional per-object allocator.  NULL means malloc/calloc/realloc/free.
