@@ -148,9 +148,10 @@ static int process_response(ntsntp_ke_client *c) {
    *# Unrecognized warning codes MUST be treated as errors.
    */
   if (m.has_warning) {
-    snprintf(c->errtext, sizeof(c->errtext), "server sent Warning %u",
+    snprintf(c->errtext, sizeof(c->errtext),
+             "server sent Warning %u, which no specification defines",
              (unsigned)m.warning_code);
-    return finish(c, NTSNTP_ERR_NAK);
+    return finish(c, NTSNTP_ERR_UNSUPPORTED);
   }
   if (!m.has_protos)
     return bad(c, "no Next Protocol record");
@@ -183,8 +184,10 @@ static int process_response(ntsntp_ke_client *c) {
 
   r->ncookies = 0;
   for (i = 0; i < m.ncookies; i++) {
-    if (m.cookie_len[i] > NTSNTP_KE_MAX_COOKIE_LEN)
-      return bad(c, "cookie too long");
+    /* A cookie our NTP requests cannot carry is of no use: refuse it
+     * here, with the reason, rather than fail every request later. */
+    if (m.cookie_len[i] > NTSNTP_COOKIE_MAX_LEN)
+      return bad(c, "cookie longer than an NTP request carries");
     memcpy(r->cookies[i], m.cookies[i], m.cookie_len[i]);
     r->cookie_len[i] = m.cookie_len[i];
     r->ncookies++;
@@ -196,6 +199,7 @@ static int process_response(ntsntp_ke_client *c) {
    */
   strcpy(r->ntp_server, m.has_server ? m.server : c->host);
   r->ntp_port = m.has_port ? m.port : 123;
+  r->port_record = m.has_port;
   r->aead = aead;
   r->key_len = ntsntp_aead_key_len(aead);
   /* Without the 1024 record, a server choosing AES-128-GCM-SIV is chrony

@@ -14,6 +14,7 @@
 #include "ntsntp/cookie.h"
 #include "ntsntp/ke.h"
 #include "testutil.h"
+#include "tls.h"
 
 /* ------------------------------------------------------------------ */
 /* Vectors                                                             */
@@ -1397,6 +1398,110 @@ START_TEST(test_client_garbage_and_extras) {
 }
 END_TEST
 
+/* A server that answers the client's request with |resp| (records built
+ * by the test) instead of what ntsntp_ke_server would say. */
+static int scripted(const uint8_t *resp, size_t resplen, ntsntp_ke_result *r,
+                    char *why, size_t whylen) {
+  static uint8_t buf[65536];
+  ntsntp_ke_client_settings cs;
+  ntsntp_ke_client *c;
+  ntsntp__tls *t;
+  int i, sent = 0, rv;
+
+  ntsntp_ke_client_settings_default(&cs);
+  cs.server_name = "localhost";
+  cs.ca_file = ca_pem;
+  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0), 0);
+  ck_assert_int_eq(ntsntp__tls_new_server(&t, creds, NULL), 0);
+  for (i = 0; i < 64; i++) {
+    ntsntp_ssize a = ntsntp_ke_client_write(c, buf, sizeof(buf)), n;
+    size_t b;
+    if (a > 0)
+      ck_assert_int_eq(ntsntp__tls_feed(t, buf, (size_t)a), 0);
+    if (ntsntp__tls_handshake(t) == 0 && !sent) {
+      n = ntsntp__tls_recv(t, buf, sizeof(buf));
+      if (n > 0) { /* the whole request: answer it */
+        ck_assert_int_eq(ntsntp__tls_send(t, resp, resplen), 0);
+        ck_assert_int_eq(ntsntp__tls_bye(t), 0);
+        sent = 1;
+      }
+    }
+    b = ntsntp__tls_take(t, buf, sizeof(buf));
+    if (b > 0)
+      (void)ntsntp_ke_client_read(c, buf, b);
+    if (a <= 0 && b == 0)
+      break;
+  }
+  ck_assert_int_eq(sent, 1);
+  rv = ntsntp_ke_client_result(c, r);
+  snprintf(why, whylen, "%s", ntsntp_ke_client_errtext(c));
+  ntsntp__tls_del(t);
+  ntsntp_ke_client_del(c);
+  return rv;
+}
+
+/* Builds a response: Next Protocol NTPv4, AEAD 15, |ncookies| cookies of
+ * |cookie_len| bytes, then |extra| (|extra_len| bytes), End. */
+static size_t response(uint8_t *out, size_t outlen, size_t cookie_len,
+                       const uint8_t *extra, size_t extra_len) {
+  static const uint8_t cookie[300];
+  const uint16_t proto = 0, aead = 15;
+  size_t n = 0;
+  n += (size_t)ntsntp_ke_wr_u16s(out + n, outlen - n, 1,
+                                 NTSNTP_KE_REC_NEXT_PROTOCOL, &proto, 1);
+  n += (size_t)ntsntp_ke_wr_u16s(out + n, outlen - n, 0, NTSNTP_KE_REC_AEAD,
+                                 &aead, 1);
+  n += (size_t)ntsntp_ke_wr_record(out + n, outlen - n, 0,
+                                   NTSNTP_KE_REC_COOKIE, cookie, cookie_len);
+  memcpy(out + n, extra, extra_len);
+  n += extra_len;
+  n += (size_t)ntsntp_ke_wr_record(out + n, outlen - n, 1, NTSNTP_KE_REC_END,
+                                   NULL, 0);
+  return n;
+}
+
+/* A Warning is no NAK; a cookie an NTP request cannot carry is refused;
+ * the result says whether the port came from a Port record. */
+START_TEST(test_client_scripted_responses) {
+  uint8_t resp[1024], extra[16];
+  ntsntp_ke_result r;
+  char why[256];
+  const uint16_t warning = 7, port = 123;
+  size_t n, e;
+
+  n = response(resp, sizeof(resp), 100, NULL, 0);
+  ck_assert_int_eq(scripted(resp, n, &r, why, sizeof(why)), 0);
+  ck_assert_uint_eq(r.ntp_port, 123);
+  ck_assert_int_eq(r.port_record, 0);
+  ntsntp_ke_result_clear(&r);
+
+  e = (size_t)ntsntp_ke_wr_u16s(extra, sizeof(extra), 1, NTSNTP_KE_REC_PORT,
+                                &port, 1);
+  n = response(resp, sizeof(resp), 100, extra, e);
+  ck_assert_int_eq(scripted(resp, n, &r, why, sizeof(why)), 0);
+  ck_assert_uint_eq(r.ntp_port, 123);
+  ck_assert_int_ne(r.port_record, 0);
+  ntsntp_ke_result_clear(&r);
+
+  e = (size_t)ntsntp_ke_wr_u16s(extra, sizeof(extra), 1,
+                                NTSNTP_KE_REC_WARNING, &warning, 1);
+  n = response(resp, sizeof(resp), 100, extra, e);
+  ck_assert_int_eq(scripted(resp, n, &r, why, sizeof(why)),
+                   NTSNTP_ERR_UNSUPPORTED);
+  ck_assert_int_eq(r.warning_code, 7);
+  ck_assert_int_eq(r.error_code, -1);
+  ck_assert_ptr_nonnull(strstr(why, "Warning 7"));
+
+  n = response(resp, sizeof(resp), NTSNTP_COOKIE_MAX_LEN, NULL, 0);
+  ck_assert_int_eq(scripted(resp, n, &r, why, sizeof(why)), 0);
+  ntsntp_ke_result_clear(&r);
+  n = response(resp, sizeof(resp), NTSNTP_COOKIE_MAX_LEN + 4, NULL, 0);
+  ck_assert_int_eq(scripted(resp, n, &r, why, sizeof(why)),
+                   NTSNTP_ERR_BAD_RECORD);
+  ck_assert_ptr_nonnull(strstr(why, "cookie longer"));
+}
+END_TEST
+
 START_TEST(test_reload) {
   ntsntp_ke_server *srv = new_server(123, NULL);
   ntsntp_ke_session *old_s, *s;
@@ -1499,6 +1604,7 @@ static Suite *ke_suite(void) {
   tcase_add_test(tk, test_client_cert_checks);
   tcase_add_test(tk, test_client_errors);
   tcase_add_test(tk, test_client_garbage_and_extras);
+  tcase_add_test(tk, test_client_scripted_responses);
   tcase_add_test(tk, test_reload);
   suite_add_tcase(s, tk);
   return s;

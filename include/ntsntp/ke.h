@@ -387,6 +387,7 @@ typedef struct ntsntp_ke_result {
   char ntp_server[NTSNTP_KE_MAX_SERVER_LEN + 1];
   /* NTP port: the Port Negotiation record, else 123. */
   uint16_t ntp_port;
+  int port_record; /* non-zero: |ntp_port| came from a Port record */
   /* Codes of Error / Warning records received, or -1. */
   int error_code;
   int warning_code;
@@ -423,8 +424,12 @@ NTSNTP_EXTERN int ntsntp_ke_client_handle_expiry(ntsntp_ke_client *c,
  * reason it failed:
  *   NTSNTP_ERR_STATE       not finished yet.
  *   NTSNTP_ERR_NAK         the server sent an Error record (r->error_code).
- *   NTSNTP_ERR_UNSUPPORTED no common protocol or AEAD.
- *   NTSNTP_ERR_BAD_RECORD  malformed response, or no cookies.
+ *   NTSNTP_ERR_UNSUPPORTED no common protocol or AEAD, or a Warning record
+ *                          (r->warning_code; none is defined, and RFC 8915
+ *                          sec. 4.1.4 treats unknown ones as errors).
+ *   NTSNTP_ERR_BAD_RECORD  malformed response, no cookies, or a cookie
+ *                          longer than NTSNTP_COOKIE_MAX_LEN (an NTP
+ *                          request could not carry it).
  *   NTSNTP_ERR_TLS, NTSNTP_ERR_TIMEOUT, NTSNTP_ERR_CLOSED, NTSNTP_ERR_NOMEM.
  * |r| gets the codes received even on failure; keys only on success.
  */
