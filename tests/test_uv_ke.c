@@ -619,6 +619,23 @@ START_TEST(test_refusals_counted) {
 }
 END_TEST
 
+/* A start that fails with no error buffer returns the error; it does not
+ * write through the NULL pointer. */
+START_TEST(test_start_errors_without_errbuf) {
+  static const char *const bad[] = {"not-an-address"};
+  static const char *const foreign[] = {"192.0.2.1"}; /* not ours */
+  ntsntp_uv_ke_settings ks;
+  ntsntp_uv_ke *ke = NULL;
+  ke_settings(&ks, 16);
+  ks.listen = bad;
+  ck_assert_int_lt(ntsntp_uv_ke_start(NULL, &ks, &ke, NULL, 64), 0);
+  ck_assert_ptr_null(ke);
+  ks.listen = foreign;
+  ck_assert_int_lt(ntsntp_uv_ke_start(NULL, &ks, &ke, NULL, 64), 0);
+  ck_assert_ptr_null(ke);
+}
+END_TEST
+
 static Suite *uv_ke_suite(void) {
   Suite *s = suite_create("uv_ke");
   TCase *tc = tcase_create("server");
@@ -631,6 +648,7 @@ static Suite *uv_ke_suite(void) {
   tcase_add_test(tc, test_deadlines);
   tcase_add_test(tc, test_first_byte_off);
   tcase_add_test(tc, test_refusals_counted);
+  tcase_add_test(tc, test_start_errors_without_errbuf);
   suite_add_tcase(s, tc);
   tc = tcase_create("admission");
   tcase_add_test(tc, test_caps_v4);

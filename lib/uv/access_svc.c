@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "access_svc.h"
+#include "errtext.h"
 
 /* ntsntp_ratelimit_new's smallest table. */
 #define MIN_TABLE_BYTES 1024
@@ -68,7 +69,7 @@ static int add_list(ntsntp_acl *acl, const char *name, const char *list,
     char item[MAX_ITEM + 1];
     int rv;
     if (n == 0) {
-      snprintf(errbuf, errlen, "%s=%.200s has an empty item; fix: separate "
+      ntsntp__errf(errbuf, errlen, "%s=%.200s has an empty item; fix: separate "
                "networks with single commas", name, list);
       return NTSNTP_ERR_BAD_CONFIG;
     }
@@ -79,11 +80,11 @@ static int add_list(ntsntp_acl *acl, const char *name, const char *list,
       rv = ntsntp_acl_add(acl, item, allow);
     }
     if (rv == NTSNTP_ERR_NOMEM) {
-      snprintf(errbuf, errlen, "%s: out of memory", name);
+      ntsntp__errf(errbuf, errlen, "%s: out of memory", name);
       return rv;
     }
     if (rv) {
-      snprintf(errbuf, errlen, "%s item \"%.*s\" is not a network; fix: use "
+      ntsntp__errf(errbuf, errlen, "%s item \"%.*s\" is not a network; fix: use "
                "ADDRESS, ADDRESS/PREFIX with the host bits zero (192.0.2.1, "
                "10.0.0.0/8, 2001:db8::/32) or all, separated by commas "
                "without spaces", name, (int)(n < MAX_ITEM ? n : MAX_ITEM), p);
@@ -442,7 +443,7 @@ static int new_table(ntsntp_ratelimit **rl, const ntsntp_ratelimit_settings *s,
   rs.max_bytes = bytes < MIN_TABLE_BYTES ? MIN_TABLE_BYTES : bytes;
   rv = ntsntp_ratelimit_new(rl, &rs);
   if (rv)
-    snprintf(errbuf, errlen, "%s rate limit: %s; fix: interval -19..12, "
+    ntsntp__errf(errbuf, errlen, "%s rate limit: %s; fix: interval -19..12, "
              "burst 1..255, leak 1..4, kod 0..4 (0 for NTS-KE)", what,
              ntsntp_strerror(rv));
   return rv;
@@ -576,7 +577,7 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
       /* A secret hash seed: clients cannot pick colliding addresses. */
       if (ntsntp_rand_default(NULL, (uint8_t *)a->seed, sizeof(a->seed))) {
         rv = NTSNTP_ERR_CRYPTO;
-        snprintf(errbuf, errlen, "access control: no random bytes");
+        ntsntp__errf(errbuf, errlen, "access control: no random bytes");
         goto fail;
       }
       a->cap_mask = cap - 1;
@@ -587,7 +588,7 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
   return 0;
 fail:
   if (rv == NTSNTP_ERR_NOMEM)
-    snprintf(errbuf, errlen, "access control: out of memory");
+    ntsntp__errf(errbuf, errlen, "access control: out of memory");
   ntsntp__access_svc_del(a);
   return rv;
 }

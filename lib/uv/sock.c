@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errtext.h"
 #include "sock.h"
 
 const char *const ntsntp__sock_wildcards[2] = {"::", "0.0.0.0"};
@@ -35,7 +36,7 @@ int ntsntp__sock_addr(const char *addr, uint16_t port,
     sin6->sin6_port = htons(port);
     return 0;
   }
-  snprintf(errbuf, errlen,
+  ntsntp__errf(errbuf, errlen,
            "\"%s\" is not an IPv4 or IPv6 address; fix: LISTEN takes numeric "
            "addresses separated by commas, e.g. 0.0.0.0,::",
            addr);
@@ -81,7 +82,7 @@ fail:
   err = errno;
   if (fd >= 0)
     close(fd);
-  snprintf(errbuf, errlen, "cannot listen on %s %s: %s%s", what, name,
+  ntsntp__errf(errbuf, errlen, "cannot listen on %s %s: %s%s", what, name,
            strerror(err),
            err == EACCES ? " (ports below 1024 need root or "
                            "CAP_NET_BIND_SERVICE; or choose a port above 1023)"
