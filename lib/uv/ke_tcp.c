@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errtext.h"
 #include "ntsntp/uv_ke.h"
 #include "sock.h"
 
@@ -51,6 +52,7 @@ typedef struct ke_conn {
   uv_shutdown_t shut;
   struct ke_conn *prev, *next; /* in w->tiers[tier], oldest first */
   uint64_t accepted_ms;
+  uint64_t accepted_ns; /* uv_hrtime: the handshake latency histogram */
   unsigned pending_writes;
   int tier;
   int closing, draining, open_handles;
@@ -137,6 +139,20 @@ void ntsntp_uv_ke_settings_default(ntsntp_uv_ke_settings *s) {
     (w)->cnt.field++;                                                          \
     uv_mutex_unlock(&(w)->lock);                                               \
   } while (0)
+
+/* A session answered |s| seconds after accept (see uv_ke.h). */
+static void count_latency(ke_worker *w, double s) {
+  static const double bound[] = NTSNTP_UV_KE_LATENCY_BOUNDS;
+  size_t i;
+  for (i = 0; i < NTSNTP_UV_KE_LATENCY_BUCKETS && s > bound[i]; i++)
+    ;
+  uv_mutex_lock(&w->lock);
+  if (i < NTSNTP_UV_KE_LATENCY_BUCKETS)
+    w->cnt.latency_bucket[i]++;
+  w->cnt.latency_count++;
+  w->cnt.latency_sum += s;
+  uv_mutex_unlock(&w->lock);
+}
 
 static void snapshot(ke_worker *w) {
   uv_mutex_lock(&w->lock);
@@ -251,6 +267,8 @@ static void drain(ke_conn *c) {
   if (c->draining || c->closing)
     return;
   c->draining = 1;
+  if (c->sess && (ntsntp_ke_session_want(c->sess) & NTSNTP_KE_DONE))
+    count_latency(c->w, (double)(uv_hrtime() - c->accepted_ns) * 1e-9);
   c->shut.data = c;
   if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
     conn_close(c);
@@ -499,6 +517,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   c->accepted_ms = uv_now(&w->loop);
+  c->accepted_ns = uv_hrtime();
   COUNT(w, accepted);
   uv_tcp_nodelay(&c->tcp, 1);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
@@ -578,6 +597,10 @@ void ntsntp_uv_ke_get_stats(ntsntp_uv_ke *ke, ntsntp_uv_ke_stats *st) {
     st->first_byte_timeouts += c->first_byte_timeouts;
     st->header_timeouts += c->header_timeouts;
     st->accept_errors += c->accept_errors;
+    for (k = 0; k < NTSNTP_UV_KE_LATENCY_BUCKETS; k++)
+      st->latency_bucket[k] += c->latency_bucket[k];
+    st->latency_count += c->latency_count;
+    st->latency_sum += c->latency_sum;
     for (k = 0; k < sizeof(st->ke) / sizeof(uint64_t); k++)
       dst[k] += src[k];
     uv_mutex_unlock(&w->lock);
@@ -706,13 +729,13 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
   for (t = 0; rv == 0 && t < ke->n_workers; t++) {
     rv = worker_init(ke, &ke->workers[t], t);
     if (rv)
-      snprintf(errbuf, errlen, "NTS-KE server setup failed: %s",
+      ntsntp__errf(errbuf, errlen, "NTS-KE server setup failed: %s",
                ntsntp_strerror(rv));
   }
   for (t = 0; rv == 0 && t < ke->n_workers; t++, started++)
     if (uv_thread_create(&ke->workers[t].thread, worker_main,
                          &ke->workers[t])) {
-      snprintf(errbuf, errlen, "cannot start an NTS-KE thread");
+      ntsntp__errf(errbuf, errlen, "cannot start an NTS-KE thread");
       rv = NTSNTP_ERR_NOMEM;
     }
   if (rv) {
