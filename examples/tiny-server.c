@@ -6,7 +6,8 @@
  * One blocking UDP socket on 127.0.0.1, the local clock at stratum 10, no
  * threads, no libuv: it shows the two-call server API.  For a real server
  * (kernel timestamps, workers, NTS-KE) use ntsntp_uv_service (service.h).
- * Built out of tree by CI with `pkg-config --cflags --libs libntsntp`.
+ * Built out of tree by CI with `pkg-config --cflags --libs libntsntp-core`:
+ * the sans-I/O core alone, without libuv.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>

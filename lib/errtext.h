@@ -4,9 +4,14 @@
 
 #include <stddef.h>
 
+/* An internal function the runtime (libntsntp) calls in the core
+ * (libntsntp-core): exported under the NTSNTP_PRIVATE version, listed by
+ * name in lib/libntsntp-core.map. */
+#define NTSNTP__PRIVATE __attribute__((visibility("default")))
+
 /* printf into |buf| (|len| bytes, truncated); nothing when |buf| is NULL or
  * |len| is 0, so every errbuf/errlen pair may be left out by the caller. */
-void ntsntp__errf(char *buf, size_t len, const char *fmt, ...)
+NTSNTP__PRIVATE void ntsntp__errf(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #endif

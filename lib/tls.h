@@ -10,6 +10,7 @@
 #ifndef NTSNTP_TLS_H
 #define NTSNTP_TLS_H
 
+#include "errtext.h"
 #include "ntsntp/ke.h"
 
 typedef struct ntsntp__tls ntsntp__tls;
@@ -27,7 +28,7 @@ typedef struct ntsntp__tls ntsntp__tls;
  * it, and the fix.  Errors: IO, BAD_CONFIG (not a regular file, size),
  * NOMEM.
  */
-int ntsntp__cred_file_read(const char *path, const ntsntp_mem *mem,
+NTSNTP__PRIVATE int ntsntp__cred_file_read(const char *path, const ntsntp_mem *mem,
                            uint8_t **pbuf, size_t *plen, struct stat *pst,
                            char *errbuf, size_t errlen);
 
@@ -35,7 +36,7 @@ int ntsntp__cred_file_read(const char *path, const ntsntp_mem *mem,
  * The same for a descriptor already open (it is closed); |path| names it
  * in messages.  Errors: IO, BAD_CONFIG, NOMEM.
  */
-int ntsntp__cred_fd_read(int fd, const char *path, const ntsntp_mem *mem,
+NTSNTP__PRIVATE int ntsntp__cred_fd_read(int fd, const char *path, const ntsntp_mem *mem,
                          uint8_t **pbuf, size_t *plen, struct stat *pst,
                          char *errbuf, size_t errlen);
 

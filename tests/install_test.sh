@@ -14,12 +14,23 @@ root=$tmp/root$prefix
 export PKG_CONFIG_PATH=$root/$libdir/pkgconfig
 # The .pc file names the real prefix; point pkg-config at the staged copy.
 export PKG_CONFIG_SYSROOT_DIR=$tmp/root
-for ex in ntp-query nts-query tiny-server; do
-  # Built, not run: tiny-server serves until stopped.
+for ex in ntp-query nts-query; do
   cc -std=gnu11 -Wall -Wextra -Werror -o "$tmp/$ex" "$src/examples/$ex.c" \
     $(pkg-config --cflags --libs libntsntp)
-  echo "ok   - $ex builds out of tree with pkg-config"
+  echo "ok   - $ex builds out of tree with pkg-config libntsntp"
 done
+# The sans-I/O core alone (built, not run: tiny-server serves until
+# stopped): no libuv on the command line or in the binary.
+flags=$(pkg-config --cflags --libs libntsntp-core)
+case $flags in *uv*) echo "FAIL - libntsntp-core.pc names libuv: $flags"; exit 1 ;; esac
+cc -std=gnu11 -Wall -Wextra -Werror -o "$tmp/tiny-server" \
+  "$src/examples/tiny-server.c" $flags
+if objdump -p "$tmp/tiny-server" | grep -q 'NEEDED.*libuv'; then
+  echo "FAIL - tiny-server needs libuv"; exit 1
+fi
+objdump -p "$tmp/tiny-server" | grep -q 'NEEDED.*libntsntp-core.so.0' ||
+  { echo "FAIL - tiny-server is not linked to libntsntp-core.so.0"; exit 1; }
+echo "ok   - tiny-server builds with pkg-config libntsntp-core alone, no libuv"
 test -f "$root/include/ntsntp/ntsntp.h"
 test -f "$tmp/root$prefix/share/man/man8/ntsd.8"
 echo "ok   - headers and man pages installed"
