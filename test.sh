@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 . tools/deps.sh
 # chrony (chronyd -Q, chronyd -x) and gnutls-bin (certtool, gnutls-cli) are
 # the independent implementations the integration tests talk to.
-deps_install "${BUILD_DEPS[@]}" chrony gnutls-bin ca-certificates libfaketime procps
+deps_install "${BUILD_DEPS[@]}" g++ chrony gnutls-bin ca-certificates libfaketime procps
 # The tests talk to "localhost" (TLS names are checked).  A debootstrap root
 # has no /etc/hosts; give it Debian's usual loopback lines.
 if ! getent hosts localhost >/dev/null; then
