@@ -42,8 +42,18 @@ ntsntp_ssize ntsntp_client_request(ntsntp_client_exchange *ex,
   h.version = 4;
   h.mode = NTSNTP_MODE_CLIENT;
   h.poll = p->poll;
-  /* All other timestamps zero: nothing about the client's clock leaks. */
+  /* All other timestamps zero: nothing about the client's clock leaks
+   * (an interleaved request must send its previous receive time). */
   h.tx_ts = ntsntp__get_u64(tx);
+  if (p->xleave && p->xleave->t2 != 0 && p->xleave->t4 != 0) {
+    h.org_ts = p->xleave->t2;
+    h.rx_ts = p->xleave->t4;
+    /* The server tells an interleaved request by receive != transmit. */
+    if (h.tx_ts == h.rx_ts)
+      h.tx_ts ^= 1;
+    ex->xl_org = h.rx_ts;
+    ex->xl = *p->xleave;
+  }
   ex->tx_ts = h.tx_ts;
   ntsntp_pkt_encode_hdr(&h, out);
   if (!p->aead)
@@ -165,8 +175,14 @@ int ntsntp_client_response(ntsntp_client_exchange *ex, const uint8_t *resp,
   /*= https://www.rfc-editor.org/rfc/rfc5905#section-8
    *# [the packet is bogus if] the origin timestamp [...] does not match
    *# the transmit timestamp of the last packet sent */
-  if (s->hdr.org_ts != ex->tx_ts)
-    return NTSNTP_ERR_MALFORMED;
+  s->interleaved = 0;
+  if (s->hdr.org_ts != ex->tx_ts) {
+    /* RFC 9769 sec. 2: an interleaved response carries the receive
+     * timestamp of our request as origin. */
+    if (ex->xl_org == 0 || s->hdr.org_ts != ex->xl_org)
+      return NTSNTP_ERR_MALFORMED;
+    s->interleaved = 1;
+  }
 
   if (ex->aead) {
     rv = check_nts(ex, resp, len, s, &uid_ok);
@@ -188,6 +204,16 @@ int ntsntp_client_response(ntsntp_client_exchange *ex, const uint8_t *resp,
   s->t2 = s->hdr.rx_ts;
   s->t3 = s->hdr.tx_ts;
   s->t4 = t4;
+  if (s->interleaved) {
+    /* The previous exchange, completed by the time its response left. */
+    s->t1 = ex->xl.t1;
+    s->t2 = ex->xl.t2;
+    s->t4 = ex->xl.t4;
+    if (ntsntp_ts_diff(s->t3, s->t2) < 0)
+      return NTSNTP_ERR_MALFORMED;
+    t1 = s->t1;
+    t4 = s->t4;
+  }
   /*= https://www.rfc-editor.org/rfc/rfc5905#section-8
    *# offset = [(T2 - T1) + (T3 - T4)] / 2
    *# delay = (T4 - T1) - (T3 - T2) */
@@ -198,6 +224,14 @@ int ntsntp_client_response(ntsntp_client_exchange *ex, const uint8_t *resp,
   /* One response per request: a replay of it is now rejected. */
   ex->tx_ts = 0;
   return 0;
+}
+
+void ntsntp_client_xleave_update(ntsntp_client_xleave *xl,
+                                 const ntsntp_client_sample *s, uint64_t t1,
+                                 uint64_t t4) {
+  xl->t1 = t1;
+  xl->t2 = s->hdr.rx_ts;
+  xl->t4 = t4;
 }
 
 void ntsntp_client_exchange_clear(ntsntp_client_exchange *ex) {

@@ -15,18 +15,21 @@
 #include <string.h>
 
 #include "ntsntp/access.h"
+#include "ntsntp/server.h"
 
 #define WAYS 8
 
-/* One client: 40 bytes.  hits == 0 marks an empty slot. */
+/* One client: 56 bytes.  hits == 0 marks an empty slot. */
 typedef struct rl_rec {
   uint8_t addr[16]; /* masked; IPv4 as ::ffff:a.b.c.d */
   uint64_t tat;     /* GCRA theoretical arrival time, ns */
   uint32_t hits, drops, kods;
   uint32_t last; /* now_ns >> 30 (about seconds) */
+  /* Interleaved mode: the client's last request and its response. */
+  ntsntp_xleave_state xl;
 } rl_rec;
 
-_Static_assert(sizeof(rl_rec) == 40, "record size is documented");
+_Static_assert(sizeof(rl_rec) == 56, "record size is documented");
 
 struct ntsntp_ratelimit {
   const ntsntp_mem *mem;
@@ -233,18 +236,46 @@ static int peer_key(const ntsntp_ratelimit *rl, const struct sockaddr *sa,
   return 0;
 }
 
+/* The bucket of key |a|. */
+static rl_rec *bucket(const ntsntp_ratelimit *rl, const uint8_t a[16]) {
+  uint64_t h = siphash(rl->hkey, a, 16);
+  /* Lemire's multiply-shift maps 32 hash bits onto any bucket count. */
+  return (rl_rec *)rl->recs +
+         (size_t)(((h >> 32) * (uint64_t)rl->nbuckets) >> 32) * WAYS;
+}
+
+struct ntsntp_xleave_state *ntsntp_ratelimit_find(ntsntp_ratelimit *rl,
+                                                  const struct sockaddr *peer) {
+  uint8_t a[16];
+  rl_rec *b;
+  size_t i;
+  if (!rl || !peer || peer_key(rl, peer, a))
+    return NULL;
+  b = bucket(rl, a);
+  for (i = 0; i < WAYS; i++)
+    if (b[i].hits != 0 && memcmp(b[i].addr, a, sizeof(a)) == 0)
+      return &b[i].xl;
+  return NULL;
+}
+
 int ntsntp_ratelimit_check(ntsntp_ratelimit *rl, const struct sockaddr *peer,
                            uint64_t now_ns) {
+  return ntsntp_ratelimit_check_xleave(rl, peer, now_ns, NULL);
+}
+
+int ntsntp_ratelimit_check_xleave(ntsntp_ratelimit *rl,
+                                  const struct sockaddr *peer, uint64_t now_ns,
+                                  struct ntsntp_xleave_state **xl) {
   uint8_t a[16];
   rl_rec *b, *r = NULL, *empty = NULL, *victim = NULL;
-  uint64_t h, debt, vdebt = 0;
+  uint64_t debt, vdebt = 0;
   size_t i;
 
+  if (xl)
+    *xl = NULL;
   if (!rl || !peer || peer_key(rl, peer, a))
     return NTSNTP_ERR_INVALID_ARG;
-  h = siphash(rl->hkey, a, sizeof(a));
-  /* Lemire's multiply-shift maps 32 hash bits onto any bucket count. */
-  b = rl->recs + (size_t)(((h >> 32) * (uint64_t)rl->nbuckets) >> 32) * WAYS;
+  b = bucket(rl, a);
   for (i = 0; i < WAYS; i++) {
     rl_rec *e = &b[i];
     if (e->hits == 0) {
@@ -274,11 +305,16 @@ int ntsntp_ratelimit_check(ntsntp_ratelimit *rl, const struct sockaddr *peer,
     memcpy(r->addr, a, sizeof(a));
     r->tat = now_ns;
     r->hits = r->drops = r->kods = 0;
+    /* A new client, or one whose record was evicted: basic mode until
+     * it has a request on record again. */
+    memset(&r->xl, 0, sizeof(r->xl));
   }
   if (r->hits != UINT32_MAX)
     r->hits++;
   r->last = (uint32_t)(now_ns >> 30);
   rl->st.checks++;
+  if (xl)
+    *xl = &r->xl;
   if (!rl->enabled)
     return NTSNTP_RL_PASS;
 

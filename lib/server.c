@@ -286,6 +286,11 @@ ntsntp_server_verdict ntsntp_server_parse(const ntsntp_server *srv,
   ctx->rx_ts = rx_ts;
   ctx->nts_pending = 0;
   ctx->req = req;
+  ctx->xleave = 0;
+  ctx->want_tx_ts = 0;
+  ctx->xleave_tx = 0;
+  ctx->client_org = 0;
+  ctx->client_rx = 0;
 
   if (ntsntp_pkt_decode_hdr(&h, req, len))
     return verdict(ctx, NTSNTP_SERVER_DROP, NTSNTP_REASON_TOO_SHORT);
@@ -299,6 +304,8 @@ ntsntp_server_verdict ntsntp_server_parse(const ntsntp_server *srv,
   ctx->version = h.version;
   ctx->poll = h.poll;
   ctx->client_tx = h.tx_ts;
+  ctx->client_org = h.org_ts;
+  ctx->client_rx = h.rx_ts;
 
   if (h.version == 4) {
     ntsntp_ef_iter_init(&it, req, len, NTSNTP_PKT_HDR_LEN,
@@ -400,6 +407,34 @@ void ntsntp_server_ctx_ratelimit(ntsntp_server_ctx *ctx) {
   ctx->reason = NTSNTP_REASON_RATELIMIT;
 }
 
+int ntsntp_server_ctx_xleave(ntsntp_server_ctx *ctx, ntsntp_xleave_state *st) {
+  int asks;
+  if (ctx->verdict != NTSNTP_SERVER_RESPOND)
+    return 0;
+  /* RFC 9769 sec. 2: a request whose origin timestamp is the receive
+   * timestamp of the client's previous request asks for interleaved mode
+   * (in basic mode the origin is our transmit timestamp, or zero).  As
+   * chrony does, the request's receive and transmit fields must differ
+   * too. */
+  asks = st->rx != 0 && ctx->client_org == st->rx &&
+         ctx->client_rx != ctx->client_tx;
+  ctx->want_tx_ts = asks;
+  if (asks && st->tx != 0) {
+    ctx->xleave = 1;
+    ctx->xleave_tx = st->tx;
+  }
+  st->rx = ctx->rx_ts;
+  st->tx = 0;
+  return asks;
+}
+
+int ntsntp_xleave_state_tx(ntsntp_xleave_state *st, uint64_t rx, uint64_t tx) {
+  if (rx == 0 || tx == 0 || st->rx != rx)
+    return 0;
+  st->tx = tx;
+  return 1;
+}
+
 void ntsntp_server_ctx_clear(ntsntp_server_ctx *ctx) {
   /* A cookie was opened: key material may be in the context. */
   if (ctx->aead) {
@@ -429,6 +464,15 @@ ntsntp_ssize ntsntp_server_finish(const ntsntp_server *srv,
   h.org_ts = ctx->client_tx;
   h.rx_ts = ctx->rx_ts;
   h.tx_ts = tx_ts;
+  if (ctx->verdict == NTSNTP_SERVER_RESPOND && ctx->xleave) {
+    /* RFC 9769 sec. 2 (and chrony): origin = the request's receive field
+     * (the client's receive time of our previous response), receive =
+     * this request's, transmit = the measured one of the previous
+     * response. */
+    h.org_ts = ctx->client_rx;
+    h.tx_ts = ctx->xleave_tx;
+    tx_ts = ctx->xleave_tx; /* the cap of ref_ts below */
+  }
   if (ctx->verdict == NTSNTP_SERVER_RESPOND) {
     ntsntp_server_get_clock(srv, &cs);
     h.leap = cs.leap;

@@ -1,10 +1,13 @@
 /* Server core: plain NTP, NTS, NAKs, drops, amplification bound. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <string.h>
 
 #include "aead.h"
+#include "ntsntp/access.h"
 #include "ntsntp/client.h"
 #include "ntsntp/server.h"
+#include "rd.h"
 #include "testutil.h"
 
 /* Calls of det_rand: one per cookie the ring seals and one per response
@@ -918,6 +921,282 @@ START_TEST(test_nts_gcm_siv_bad_nonces) {
 }
 END_TEST
 
+/* ---- interleaved mode (RFC 9769) ---- */
+
+/* A plain request with the given origin, receive and transmit fields. */
+static void xl_request(uint8_t *b, uint64_t org, uint64_t rx, uint64_t tx) {
+  plain_request(b, 4);
+  ntsntp__put_u64(b + 24, org);
+  ntsntp__put_u64(b + 32, rx);
+  ntsntp__put_u64(b + 40, tx);
+}
+
+/* parse, the client's state, finish at |tx|; returns the response. */
+static ntsntp_pkt_hdr xl_serve(const uint8_t *req, uint64_t rx, uint64_t tx,
+                               ntsntp_xleave_state *st, ntsntp_server_ctx *ctx) {
+  uint8_t out[48];
+  ntsntp_pkt_hdr h;
+  ck_assert_int_eq(ntsntp_server_parse(srv_plain, req, 48, rx, ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ntsntp_server_ctx_xleave(ctx, st);
+  ck_assert_int_eq(ntsntp_server_finish(srv_plain, ctx, tx, out, 48), 48);
+  ck_assert_int_eq(ntsntp_pkt_decode_hdr(&h, out, 48), 0);
+  return h;
+}
+
+/* Injected timestamps, one client: the third exchange is the first one
+ * answered interleaved, with the measured transmit time of the second
+ * response; a lost response and a reordered request fall back to basic
+ * mode and never pair a transmit time with the wrong request. */
+START_TEST(test_xleave_bookkeeping) {
+  const uint64_t S = 1ULL << 32; /* one second */
+  ntsntp_xleave_state st = {0, 0};
+  ntsntp_server_ctx ctx;
+  ntsntp_pkt_hdr h;
+  uint8_t req[48];
+  uint64_t r1 = RX, r2 = RX + S, r3 = RX + 2 * S, r4 = RX + 3 * S;
+  uint64_t r5 = RX + 4 * S, r6 = RX + 5 * S;
+  uint64_t k2 = r2 + 1000; /* kernel transmit time of response 2 */
+
+  /* 1: basic request (zeros): basic answer, its receive time recorded. */
+  xl_request(req, 0, 0, 0x1111);
+  h = xl_serve(req, r1, r1 + 500, &st, &ctx);
+  ck_assert_int_eq(ctx.xleave, 0);
+  ck_assert_int_eq(ctx.want_tx_ts, 0);
+  ck_assert_uint_eq(h.org_ts, 0x1111);
+  ck_assert_uint_eq(h.tx_ts, r1 + 500);
+  ck_assert_uint_eq(st.rx, r1);
+  /* 2: asks (origin = our receive time of 1), no transmit time measured
+   * for response 1: basic, and this response is to be measured. */
+  xl_request(req, r1, 0xc0, 0x2222);
+  h = xl_serve(req, r2, r2 + 500, &st, &ctx);
+  ck_assert_int_eq(ctx.xleave, 0);
+  ck_assert_int_eq(ctx.want_tx_ts, 1);
+  ck_assert_uint_eq(h.org_ts, 0x2222);
+  ck_assert_uint_eq(h.tx_ts, r2 + 500);
+  /* A late timestamp of response 1 is refused; 2's is kept. */
+  ck_assert_int_eq(ntsntp_xleave_state_tx(&st, r1, r1 + 900), 0);
+  ck_assert_int_eq(ntsntp_xleave_state_tx(&st, r2, 0), 0);
+  ck_assert_int_eq(ntsntp_xleave_state_tx(&st, r2, k2), 1);
+  /* 3: interleaved: origin = the request's receive field, receive = now,
+   * transmit = the measured time of response 2 (not the clock read). */
+  xl_request(req, r2, 0xc1, 0x3333);
+  h = xl_serve(req, r3, r3 + 500, &st, &ctx);
+  ck_assert_int_eq(ctx.xleave, 1);
+  ck_assert_uint_eq(h.org_ts, 0xc1);
+  ck_assert_uint_eq(h.rx_ts, r3);
+  ck_assert_uint_eq(h.tx_ts, k2);
+  ck_assert_uint_le(h.ref_ts, k2); /* reference time capped at transmit */
+  ck_assert_uint_eq(st.rx, r3);
+  ck_assert_uint_eq(st.tx, 0);
+  /* Response 3 is lost (its timestamp measured anyway); the client asks
+   * again with the origin it had (r2): not the last request, basic. */
+  ck_assert_int_eq(ntsntp_xleave_state_tx(&st, r3, r3 + 800), 1);
+  xl_request(req, r2, 0xc1, 0x4444);
+  h = xl_serve(req, r4, r4 + 500, &st, &ctx);
+  ck_assert_int_eq(ctx.xleave, 0);
+  ck_assert_int_eq(ctx.want_tx_ts, 0);
+  ck_assert_uint_eq(h.org_ts, 0x4444);
+  ck_assert_uint_eq(h.tx_ts, r4 + 500);
+  /* Reordered: request 6 (origin r4) overtakes request 5 (origin r4 as
+   * well): 6 asks but nothing is measured for 4, then 5 no longer matches
+   * (the last request is 6) and the timestamp of 5 is not kept. */
+  xl_request(req, r4, 0xc4, 0x6666);
+  h = xl_serve(req, r6, r6 + 500, &st, &ctx);
+  ck_assert_int_eq(ctx.xleave, 0);
+  ck_assert_int_eq(ctx.want_tx_ts, 1);
+  xl_request(req, r4, 0xc4, 0x5555);
+  h = xl_serve(req, r5, r5 + 500, &st, &ctx);
+  ck_assert_int_eq(ctx.xleave, 0);
+  ck_assert_int_eq(ctx.want_tx_ts, 0);
+  ck_assert_int_eq(ntsntp_xleave_state_tx(&st, r6, r6 + 700), 0);
+  ck_assert_int_eq(ntsntp_xleave_state_tx(&st, r5, r5 + 700), 1);
+}
+END_TEST
+
+/* Clients that did not ask are never answered interleaved: zeros, an
+ * origin equal to our transmit time (basic mode of RFC 5905), receive ==
+ * transmit; a KoD or a drop after the decision is not interleaved, and a
+ * dropped request leaves the state alone. */
+START_TEST(test_xleave_only_when_asked) {
+  ntsntp_xleave_state st = {RX, TX + 77};
+  ntsntp_server_ctx ctx;
+  ntsntp_pkt_hdr h;
+  uint8_t req[48], out[48];
+  xl_request(req, TX + 77, 0xc0, 0x1234); /* ntpd-style: origin = our tx */
+  h = xl_serve(req, RX + 9, TX + 9, &st, &ctx);
+  ck_assert_int_eq(ctx.xleave, 0);
+  ck_assert_uint_eq(h.org_ts, 0x1234);
+  st.rx = RX;
+  st.tx = TX + 77;
+  xl_request(req, RX, 0x1234, 0x1234); /* receive == transmit */
+  h = xl_serve(req, RX + 9, TX + 9, &st, &ctx);
+  ck_assert_int_eq(ctx.xleave, 0);
+  ck_assert_int_eq(ctx.want_tx_ts, 0);
+  /* Asks, state known, then rate limited: a KoD with basic fields. */
+  st.rx = RX;
+  st.tx = TX + 77;
+  xl_request(req, RX, 0xc0, 0x1234);
+  ck_assert_int_eq(ntsntp_server_parse(srv_plain, req, 48, RX + 9, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ntsntp_server_ctx_xleave(&ctx, &st);
+  ntsntp_server_ctx_ratelimit(&ctx);
+  ck_assert_int_eq(ntsntp_server_finish(srv_plain, &ctx, TX + 9, out, 48), 48);
+  ck_assert_int_eq(ntsntp_pkt_decode_hdr(&h, out, 48), 0);
+  ck_assert_uint_eq(h.stratum, 0);
+  ck_assert_uint_eq(h.org_ts, 0x1234);
+  ck_assert_uint_eq(h.tx_ts, TX + 9);
+  /* A request already dropped does not touch the state. */
+  st.rx = RX;
+  st.tx = TX + 77;
+  req[0] = 4 << 3 | 1; /* symmetric active: dropped by parse */
+  ck_assert_int_eq(ntsntp_server_parse(srv_plain, req, 48, RX + 9, &ctx),
+                   NTSNTP_SERVER_DROP);
+  ck_assert_int_eq(ntsntp_server_ctx_xleave(&ctx, &st), 0);
+  ck_assert_uint_eq(st.rx, RX);
+  ck_assert_uint_eq(st.tx, TX + 77);
+}
+END_TEST
+
+/* NTS: ntsntp_client's interleaved request; the authenticated response
+ * carries the same timestamps as a plain one, and the client takes the
+ * previous exchange as its sample. */
+START_TEST(test_xleave_nts) {
+  uint8_t req[2048], out[2048];
+  ntsntp_client_exchange ex;
+  ntsntp_client_sample smp;
+  ntsntp_client_xleave xl = {0, 0, 0};
+  ntsntp_xleave_state st = {0, 0};
+  uint8_t c2s[32], s2c[32], cookie[NTSNTP_COOKIE_MAX_LEN];
+  ntsntp_client_params p;
+  ntsntp_server_ctx ctx;
+  ntsntp_ssize n, r, clen;
+  const uint64_t S = 1ULL << 32;
+  uint64_t t1[3], rx[3], t4[3], k[3];
+  int i;
+  memset(c2s, 0x11, sizeof(c2s));
+  memset(s2c, 0x22, sizeof(s2c));
+  clen = ntsntp_cookie_seal(kr, NTSNTP_AEAD_AES_SIV_CMAC_256, c2s, s2c, cookie,
+                            sizeof(cookie));
+  memset(&p, 0, sizeof(p));
+  p.rand = det_rand;
+  p.rand_user = &seed;
+  p.aead = NTSNTP_AEAD_AES_SIV_CMAC_256;
+  p.c2s = c2s;
+  p.s2c = s2c;
+  p.cookie = cookie;
+  p.cookie_len = (size_t)clen;
+  p.xleave = &xl;
+  for (i = 0; i < 3; i++) {
+    /* Client 1 s behind the server; 10 us each way, 3 us in the server. */
+    t1[i] = RX + (uint64_t)i * 4 * S;
+    rx[i] = t1[i] + S + 42950;      /* + 1 s + 10 us */
+    k[i] = rx[i] + 12885;           /* measured transmit: + 3 us */
+    t4[i] = k[i] - S + 42950;
+    n = ntsntp_client_request(&ex, &p, req, sizeof(req));
+    ck_assert_int_gt(n, 48);
+    ck_assert_int_eq(ntsntp_server_prepare(srv, req, (size_t)n, rx[i], &ctx),
+                     NTSNTP_SERVER_RESPOND);
+    ntsntp_server_ctx_xleave(&ctx, &st);
+    ck_assert_int_eq(ctx.xleave, i == 2);
+    /* A clock read 40 us too early: what basic mode would send. */
+    r = ntsntp_server_finish(srv, &ctx, k[i] - 171800, out, sizeof(out));
+    ck_assert_int_gt(r, 48);
+    if (ctx.want_tx_ts)
+      ck_assert_int_eq(ntsntp_xleave_state_tx(&st, rx[i], k[i]), 1);
+    ck_assert_int_eq(ntsntp_client_response(&ex, out, (size_t)r, t1[i], t4[i],
+                                            &smp), 0);
+    ck_assert_int_eq(smp.authenticated, 1);
+    ck_assert_int_eq(smp.interleaved, i == 2);
+    if (i == 2) {
+      /* The sample is exchange 1, with its measured transmit time. */
+      ck_assert_uint_eq(smp.t1, t1[1]);
+      ck_assert_uint_eq(smp.t2, rx[1]);
+      ck_assert_uint_eq(smp.t3, k[1]);
+      ck_assert_uint_eq(smp.t4, t4[1]);
+      ck_assert(smp.offset > 1.0 - 1e-9 && smp.offset < 1.0 + 1e-9);
+      ck_assert(smp.delay > 20e-6 - 1e-9 && smp.delay < 20e-6 + 1e-9);
+    } else {
+      /* Basic: the early clock read shows as a 20 us offset error. */
+      ck_assert(smp.offset < 1.0 - 19e-6);
+    }
+    ntsntp_client_xleave_update(&xl, &smp, t1[i], t4[i]);
+  }
+  /* A response claiming a transmit time before its receive time is
+   * refused. */
+  n = ntsntp_client_request(&ex, &p, req, sizeof(req));
+  st.tx = st.rx - 1;
+  ck_assert_int_eq(ntsntp_server_prepare(srv, req, (size_t)n, rx[2] + S, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  (void)ntsntp_server_ctx_xleave(&ctx, &st);
+  ck_assert_int_eq(ctx.xleave, 1);
+  r = ntsntp_server_finish(srv, &ctx, rx[2] + S, out, sizeof(out));
+  ck_assert_int_gt(r, 48);
+  ck_assert_int_eq(ntsntp_client_response(&ex, out, (size_t)r, rx[2] + S,
+                                          rx[2] + S, &smp),
+                   NTSNTP_ERR_MALFORMED);
+}
+END_TEST
+
+/* The client table at its bound (one bucket of 8): a client whose record
+ * is evicted loses its interleaved state and is answered in basic mode;
+ * nobody is refused. */
+START_TEST(test_xleave_table_bound) {
+  ntsntp_ratelimit_settings rs;
+  ntsntp_ratelimit *rl;
+  ntsntp_ratelimit_stats rst;
+  ntsntp_xleave_state *xl;
+  ntsntp_server_ctx ctx;
+  struct sockaddr_in a;
+  uint8_t req[48];
+  unsigned i, j;
+  ntsntp_ratelimit_settings_default(&rs, NTSNTP_RL_SERVICE_NTP);
+  rs.enabled = 0;
+  rs.max_bytes = 1024;
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &rs), 0);
+  ntsntp_ratelimit_get_stats(rl, &rst);
+  ck_assert_uint_eq(rst.capacity, 8);
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(0x7f000001);
+  ck_assert_int_eq(ntsntp_ratelimit_check_xleave(rl, (struct sockaddr *)&a, 1,
+                                                 &xl),
+                   NTSNTP_RL_PASS);
+  ck_assert_ptr_nonnull(xl);
+  xl->rx = RX;
+  xl->tx = TX;
+  /* Eight other clients, twice each: the first client has the fewest
+   * hits and is the one evicted. */
+  for (j = 0; j < 2; j++)
+    for (i = 2; i < 10; i++) {
+      a.sin_addr.s_addr = htonl(0x7f000000 + i);
+      ck_assert_int_eq(ntsntp_ratelimit_check_xleave(
+                           rl, (struct sockaddr *)&a, 2, &xl),
+                       NTSNTP_RL_PASS);
+      ck_assert_ptr_nonnull(xl);
+    }
+  a.sin_addr.s_addr = htonl(0x7f000001);
+  ck_assert_ptr_null(ntsntp_ratelimit_find(rl, (struct sockaddr *)&a));
+  /* It comes back with no state: its interleaved request gets a basic
+   * answer (and a fresh record). */
+  ck_assert_int_eq(ntsntp_ratelimit_check_xleave(rl, (struct sockaddr *)&a, 3,
+                                                 &xl),
+                   NTSNTP_RL_PASS);
+  ck_assert_uint_eq(xl->rx, 0);
+  ck_assert_uint_eq(xl->tx, 0);
+  xl_request(req, RX, 0xc0, 0x1234);
+  ck_assert_int_eq(ntsntp_server_parse(srv_plain, req, 48, RX + 5, &ctx),
+                   NTSNTP_SERVER_RESPOND);
+  ck_assert_int_eq(ntsntp_server_ctx_xleave(&ctx, xl), 0);
+  ck_assert_int_eq(ctx.xleave, 0);
+  ck_assert_ptr_eq(ntsntp_ratelimit_find(rl, (struct sockaddr *)&a), xl);
+  ck_assert_uint_eq(xl->rx, RX + 5);
+  ntsntp_ratelimit_get_stats(rl, &rst);
+  ck_assert_uint_ge(rst.evictions, 1);
+  ntsntp_ratelimit_del(rl);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("server");
   TCase *tc = tcase_create("server");
@@ -937,6 +1216,10 @@ int main(void) {
   tcase_add_test(tc, test_root_dispersion_grows);
   tcase_add_test(tc, test_never_amplifies);
   tcase_add_test(tc, test_nts_nonce_padding_rule);
+  tcase_add_test(tc, test_xleave_bookkeeping);
+  tcase_add_test(tc, test_xleave_only_when_asked);
+  tcase_add_test(tc, test_xleave_nts);
+  tcase_add_test(tc, test_xleave_table_bound);
   if (ntsntp_aead_supported(NTSNTP_AEAD_AES_128_GCM_SIV)) {
     tcase_add_test(tc, test_nts_gcm_siv_known_answer);
     tcase_add_test(tc, test_nts_gcm_siv_bad_nonces);

@@ -209,8 +209,8 @@ typedef struct ntsntp_ratelimit_settings {
    * 0 for NTP. */
   int no_leak;
   /* Bytes for the whole table, header included; fixes the number of
-   * records (40 bytes each, in buckets of 8).  Default 524288 bytes
-   * (about 13000 records).  At least 1024. */
+   * records (56 bytes each, in buckets of 8).  Default 524288 bytes
+   * (about 9300 records).  At least 1024. */
   size_t max_bytes;
   /* Aggregation prefixes: 1..32 (default 32) and 1..128 (default 64). */
   unsigned v4_prefix;
@@ -260,6 +260,30 @@ NTSNTP_EXTERN void ntsntp_ratelimit_del(ntsntp_ratelimit *rl);
 NTSNTP_EXTERN int ntsntp_ratelimit_check(ntsntp_ratelimit *rl,
                                          const struct sockaddr *peer,
                                          uint64_t now_ns);
+
+struct ntsntp_xleave_state; /* server.h */
+
+/*
+ * ntsntp_ratelimit_check that also sets |*xl| (if |xl| is not NULL) to
+ * the interleaved-mode state kept in |peer|'s record (server.h,
+ * ntsntp_server_ctx_xleave), or NULL on error.  A new or evicted record
+ * starts with none.  The pointer stays valid until the next call on |rl|.
+ * Use it only when the verdict is PASS: other requests get no response.
+ * version-added: 0.2.0
+ */
+NTSNTP_EXTERN int ntsntp_ratelimit_check_xleave(ntsntp_ratelimit *rl,
+                                                const struct sockaddr *peer,
+                                                uint64_t now_ns,
+                                                struct ntsntp_xleave_state **xl);
+
+/*
+ * The interleaved-mode state of |peer|'s record, or NULL if it has none
+ * (never seen, or evicted since).  Accounts nothing.  Valid until the
+ * next call on |rl|.
+ * version-added: 0.2.0
+ */
+NTSNTP_EXTERN struct ntsntp_xleave_state *
+ntsntp_ratelimit_find(ntsntp_ratelimit *rl, const struct sockaddr *peer);
 
 /* One client (an address or an aggregated prefix) in the table. */
 typedef struct ntsntp_ratelimit_client {

@@ -100,7 +100,15 @@ typedef struct ntsntp_server_ctx {
   uint8_t version;
   int8_t poll;
   uint64_t client_tx;
+  uint64_t client_org; /* the request's origin and receive fields */
+  uint64_t client_rx;
   uint64_t rx_ts;
+  /* Interleaved mode (ntsntp_server_ctx_xleave): |xleave| set answers
+   * with |xleave_tx| as transmit timestamp; |want_tx_ts| asks the runtime
+   * to measure this response's transmit time. */
+  int xleave;
+  int want_tx_ts;
+  uint64_t xleave_tx;
   int nts;               /* authenticated NTS request */
   const uint8_t *uid_ef; /* whole Unique Identifier field, in the request */
   size_t uid_ef_len;
@@ -219,6 +227,57 @@ NTSNTP_EXTERN ntsntp_ssize ntsntp_server_finish(const ntsntp_server *srv,
                                                 uint64_t tx_ts, uint8_t *out,
                                                 size_t outlen);
 
+/*
+ * Interleaved mode (RFC 9769 sec. 2, chrony's server side).
+ *
+ * A server can only put into a response the time it reads before sending
+ * it; the time the kernel (or the network card) actually sent it is known
+ * only afterwards.  In interleaved mode the server sends that measured
+ * time in its next response to the same client.  The runtime keeps, per
+ * client, the receive timestamp of the client's last request and the
+ * measured transmit timestamp of the response to it:
+ */
+typedef struct ntsntp_xleave_state {
+  uint64_t rx; /* served receive timestamp of the last request; 0: none */
+  uint64_t tx; /* measured transmit timestamp of its response; 0: none */
+} ntsntp_xleave_state;
+
+/*
+ * Judges a parsed request (verdict RESPOND, NTS pending or not) against
+ * its client's state |st| and records the request in |st|.
+ *
+ * The request asks for interleaved mode when its origin timestamp equals
+ * st->rx (the receive timestamp our previous response to it carried) and
+ * its receive timestamp differs from its transmit timestamp; a client in
+ * basic mode echoes our transmit timestamp instead (or sends zeros), so
+ * only a client that asked is ever answered interleaved.  If it asks and
+ * st->tx holds a measured transmit time, ctx->xleave is set: finish writes
+ * origin = the request's receive field, receive = this request's receive
+ * time, transmit = st->tx.  If it asks, ctx->want_tx_ts is set too: the
+ * runtime should measure this response's transmit time and give it to
+ * ntsntp_xleave_state_tx.  Either way st->rx becomes this request's
+ * receive time and st->tx 0 (not measured yet).
+ *
+ * Returns ctx->want_tx_ts.  Other verdicts are left alone (returns 0, |st|
+ * unchanged): a dropped or rate-limited request changes nothing.  Call
+ * before finish; a later ntsntp_server_ctx_ratelimit turns a RESPOND into
+ * a KoD, which is never interleaved.
+ * version-added: 0.2.0
+ */
+NTSNTP_EXTERN int ntsntp_server_ctx_xleave(ntsntp_server_ctx *ctx,
+                                           ntsntp_xleave_state *st);
+
+/*
+ * Stores |tx|, the measured transmit time of the response to the request
+ * received at |rx|, if that request is still the client's last one
+ * (st->rx == rx): a timestamp arriving late, after a newer request, is
+ * dropped rather than paired with the wrong receive time.  Returns 1 if
+ * stored, 0 otherwise (also for |tx| or |rx| 0).
+ * version-added: 0.2.0
+ */
+NTSNTP_EXTERN int ntsntp_xleave_state_tx(ntsntp_xleave_state *st, uint64_t rx,
+                                         uint64_t tx);
+
 /* Wipes |ctx| without answering (after a DROP decided by the caller). */
 NTSNTP_EXTERN void ntsntp_server_ctx_clear(ntsntp_server_ctx *ctx);
 
@@ -235,6 +294,12 @@ typedef struct ntsntp_server_stats {
   uint64_t rx_daemon_ts;
   uint64_t tx_errors; /* responses that could not be sent */
   uint64_t reasons[NTSNTP_REASON_COUNT];
+  /* Interleaved mode: responses sent interleaved, and transmit timestamps
+   * measured by the kernel (software) or the network card for responses
+   * to clients that asked for it. */
+  uint64_t xleave;
+  uint64_t tx_kernel_ts;
+  uint64_t tx_hw_ts;
 } ntsntp_server_stats;
 
 /* Accounts one request judged by prepare (and finished, if answered). */

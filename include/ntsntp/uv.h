@@ -42,7 +42,9 @@ extern "C" {
  *      ntsntp_server_authenticate judge the request (so the rate limiter
  *      in |filter| decides before any NTS cryptography);
  *   4. CLOCK_REALTIME is read once per response, adjusted, and
- *      ntsntp_server_finish seals the response with it;
+ *      ntsntp_server_finish seals the response with it (in interleaved
+ *      mode the response carries instead the kernel's transmit timestamp
+ *      of the previous response to that client; see |tx_stamp|);
  *   5. responses leave from the local address the request was sent to
  *      (IP_PKTINFO / IPV6_PKTINFO on wildcard sockets), never blocking:
  *      what the kernel will not take now is dropped and counted in
@@ -143,6 +145,23 @@ typedef struct ntsntp_uv_ntp_settings {
   int (*filter)(void *user, unsigned worker, const struct sockaddr *peer,
                 ntsntp_server_ctx *ctx);
   void *filter_user;
+  /*
+   * Interleaved mode (RFC 9769).  When |filter| leaves ctx->want_tx_ts set
+   * (ntsntp_server_ctx_xleave: the client asked for interleaved mode), the
+   * response asks the kernel for its transmit timestamp (SO_TIMESTAMPING,
+   * software, per datagram; read from the socket's error queue right
+   * after the send, or when it arrives later), and |tx_stamp| gets it:
+   * the time |tx| (served time, NTP-64) the response to |peer|'s request
+   * received at |rx| left, measured by |src|.  The hook stores it for the
+   * client's next request (ntsntp_xleave_state_tx).  Timestamps that do
+   * not belong to the datagram for sure (a send failed and the kernel's
+   * numbering was reset; a clock step) are never passed on.  NULL: no
+   * transmit timestamps, basic mode for everyone.  |worker| as for
+   * |accept|; called from worker threads: thread-safe, never blocking.
+   */
+  void (*tx_stamp)(void *user, unsigned worker, const struct sockaddr *peer,
+                   uint64_t rx, uint64_t tx, ntsntp_ts_source src);
+  void *tx_stamp_user;
   /*
    * Log sink.  Start-up problems are logged from the caller's thread,
    * socket errors from worker threads (first occurrence of each errno per

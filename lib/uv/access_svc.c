@@ -40,7 +40,7 @@ struct ntsntp__access_svc {
   ntsntp_acl *acl;
   ntp_table *ntp;
   unsigned n_ntp, n_ntp_init;
-  int ntp_steer;                     /* NTP limiting on: steer by client */
+  int ntp_steer; /* NTP tables: steer by client (limits, interleaved mode) */
   unsigned ntp_v4_prefix, ntp_v6_prefix; /* the NTP limiter's prefixes */
   uv_mutex_t ke_lock; /* guards ke_rl and cap */
   int ke_lock_init;
@@ -281,9 +281,13 @@ static int ntp_filter(void *user, unsigned worker, const struct sockaddr *peer,
                       ntsntp_server_ctx *ctx) {
   ntsntp__access_svc *a = user;
   ntp_table *t = &a->ntp[worker % a->n_ntp];
+  ntsntp_xleave_state *xl;
   int v;
   uv_mutex_lock(&t->lock);
-  v = ntsntp_ratelimit_check(t->rl, peer, uv_hrtime());
+  v = ntsntp_ratelimit_check_xleave(t->rl, peer, uv_hrtime(), &xl);
+  /* Interleaved mode: the client's state is in its record. */
+  if (v == NTSNTP_RL_PASS && xl != NULL)
+    ntsntp_server_ctx_xleave(ctx, xl);
   uv_mutex_unlock(&t->lock);
   if (v == NTSNTP_RL_PASS)
     return 0;
@@ -297,6 +301,21 @@ static int ntp_filter(void *user, unsigned worker, const struct sockaddr *peer,
   }
   ctx->reason = v < 0 ? NTSNTP_REASON_DENIED : NTSNTP_REASON_RATELIMIT;
   return 1;
+}
+
+/* A measured transmit time for the client's record (interleaved mode). */
+static void ntp_tx_stamp(void *user, unsigned worker,
+                         const struct sockaddr *peer, uint64_t rx, uint64_t tx,
+                         ntsntp_ts_source src) {
+  ntsntp__access_svc *a = user;
+  ntp_table *t = &a->ntp[worker % a->n_ntp];
+  ntsntp_xleave_state *xl;
+  (void)src;
+  uv_mutex_lock(&t->lock);
+  xl = ntsntp_ratelimit_find(t->rl, peer);
+  if (xl != NULL)
+    ntsntp_xleave_state_tx(xl, rx, tx);
+  uv_mutex_unlock(&t->lock);
 }
 
 /* An ntsntp_uv_ke_verdict.  The rate limit never leaks for NTS-KE (the
@@ -329,6 +348,8 @@ void ntsntp__access_svc_wire_ntp(ntsntp__access_svc *a,
   ns->accept_user = a;
   ns->filter = ntp_filter;
   ns->filter_user = a;
+  ns->tx_stamp = ntp_tx_stamp;
+  ns->tx_stamp_user = a;
   /* One table per worker counts a client's every request only if the
    * kernel sends them all to one worker, whatever the source port. */
   ns->steer_by_client = a->ntp_steer;
@@ -528,7 +549,10 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
       rv = NTSNTP_ERR_NOMEM;
       goto fail;
     }
-    a->ntp_steer = s->ntp.enabled != 0;
+    /* Steered also without limiting: the interleaved-mode state of a
+     * client is in one worker's table, which must see all its requests
+     * (chrony changes its source port for every request). */
+    a->ntp_steer = 1;
     a->ntp_v4_prefix = s->ntp.v4_prefix;
     a->ntp_v6_prefix = s->ntp.v6_prefix;
   }

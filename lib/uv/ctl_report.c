@@ -255,7 +255,7 @@ static void report_serverstats(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   struct {
     const char *label, *key;
     uint64_t v;
-  } rows[24];
+  } rows[32];
   size_t nr = 0;
 
   c->s.provider.stats(c->s.provider.user, &st);
@@ -272,8 +272,10 @@ static void report_serverstats(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
       st.ke.dropped);
   ROW("Authenticated NTP packets", "authenticated_ntp_packets",
       n->nts_authenticated);
+  ROW("Interleaved NTP packets", "interleaved_ntp_packets", n->xleave);
   ROW("NTP daemon RX timestamps", "ntp_daemon_rx_timestamps", n->rx_daemon_ts);
   ROW("NTP kernel RX timestamps", "ntp_kernel_rx_timestamps", n->rx_kernel_ts);
+  ROW("NTP kernel TX timestamps", "ntp_kernel_tx_timestamps", n->tx_kernel_ts);
   ROW("NTP responses sent", "ntp_responses_sent", sent);
   ROW("NTP send errors", "ntp_send_errors", n->tx_errors);
   ROW("NTP KoD responses", "ntp_kod_responses", n->kods);

@@ -65,11 +65,34 @@ typedef union rx_cbuf {
             CMSG_SPACE(sizeof(struct in6_pktinfo)) + 128];
 } rx_cbuf;
 
-/* One pktinfo (the IPv6 one is the larger). */
+/* One pktinfo (the IPv6 one is the larger) and the per-datagram
+ * SO_TIMESTAMPING flags that ask for a transmit timestamp. */
 typedef union tx_cbuf {
   size_t align;
-  uint8_t b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+  uint8_t b[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+            CMSG_SPACE(sizeof(uint32_t))];
 } tx_cbuf;
+
+/* Transmit timestamps (interleaved mode).  Responses whose client asked
+ * for interleaved mode carry a SO_TIMESTAMPING control message; the kernel
+ * numbers such datagrams 0, 1, 2... per socket (SOF_TIMESTAMPING_OPT_ID)
+ * and queues each one's timestamp on the error queue without the packet
+ * (OPT_TSONLY).  The worker keeps what it needs to use the timestamp,
+ * found by that number, for the last TXQ_LEN of them. */
+#define TXQ_LEN 256
+/* The longest a transmit timestamp may lag the clock read before the
+ * send (chrony's MAX_TX_DELAY is 1 s): beyond that it is no use. */
+#define MAX_TX_DELAY_NS 1000000000LL
+/* Error-queue messages read per recvmmsg. */
+#define ERRQ_BATCH 16
+
+typedef struct tx_pending {
+  uint32_t key;
+  int used;
+  int64_t read_ns; /* CLOCK_REALTIME read before the send */
+  uint64_t rx;     /* the request's served receive timestamp */
+  struct sockaddr_storage peer;
+} tx_pending;
 
 typedef struct slot {
   uint8_t in[SLOT_LEN];
@@ -100,6 +123,13 @@ typedef struct sock {
   int last_errno;
   int poll_init;
   uv_poll_t poll;
+  /* Transmit timestamps: |txts| set if the kernel took the flags; the
+   * number the kernel gives the next timestamped datagram; the pending
+   * ones (heap, TXQ_LEN). */
+  int txts;
+  int tsflags;
+  uint32_t next_key;
+  tx_pending *txq;
 } sock;
 
 typedef struct worker {
@@ -114,6 +144,11 @@ typedef struct worker {
   slot *slots; /* BATCH of them */
   struct mmsghdr rmsg[BATCH];
   struct mmsghdr tmsg[BATCH];
+  /* For tmsg[j]: the slot it answers, the clock read before its finish,
+   * and whether it asks for a transmit timestamp. */
+  unsigned tslot[BATCH];
+  struct timespec tread[BATCH];
+  uint8_t twant[BATCH];
   /* Send-time model (ns, moving averages): finishing one response, and the
    * spacing of the datagrams one sendmmsg puts on the wire. */
   int64_t finish_ns, spacing_ns;
@@ -260,6 +295,24 @@ static void put_cmsg(struct msghdr *tx, tx_cbuf *cb, int level, int type,
   memcpy(CMSG_DATA(c), data, len);
 }
 
+/* Appends |data| as a control message to |tx|, whose control buffer is
+ * |cb| or none yet. */
+static void add_cmsg(struct msghdr *tx, tx_cbuf *cb, int level, int type,
+                     const void *data, size_t len) {
+  struct cmsghdr *c;
+  size_t used = tx->msg_control != NULL ? tx->msg_controllen : 0;
+  assert(used + CMSG_SPACE(len) <= sizeof(cb->b));
+  assert(used == 0 || tx->msg_control == (void *)cb->b);
+  memset(cb->b + used, 0, CMSG_SPACE(len));
+  tx->msg_control = cb->b;
+  tx->msg_controllen = used + CMSG_SPACE(len);
+  c = (struct cmsghdr *)(void *)(cb->b + used);
+  c->cmsg_level = level;
+  c->cmsg_type = type;
+  c->cmsg_len = CMSG_LEN(len);
+  memcpy(CMSG_DATA(c), data, len);
+}
+
 /* Reads the kernel receive timestamp and, for wildcard sockets, builds the
  * control message that makes the response leave from the address the
  * request was sent to.  Returns 1 if |ts| holds a kernel timestamp. */
@@ -327,21 +380,166 @@ static void average(int64_t *avg, int64_t sample) {
     *avg = 100000;
 }
 
+/* ---- transmit timestamps ---- */
+
+/* Hands one error-queue message to the tx_stamp hook if it is the
+ * timestamp of a pending response. */
+static void errq_one(sock *sk, struct msghdr *mh) {
+  worker *w = sk->w;
+  const ntsntp_uv_ntp *n = w->n;
+  struct cmsghdr *cm;
+  struct scm_timestamping t;
+  struct sock_extended_err ee;
+  int have_ts = 0, have_ee = 0;
+  const ntsntp_ts_source src = NTSNTP_TS_KERNEL;
+  struct timespec ts;
+  tx_pending *p;
+  int64_t ns;
+
+  for (cm = CMSG_FIRSTHDR(mh); cm != NULL; cm = CMSG_NXTHDR(mh, cm)) {
+    if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPING &&
+        cm->cmsg_len >= CMSG_LEN(sizeof(t))) {
+      memcpy(&t, CMSG_DATA(cm), sizeof(t));
+      have_ts = 1;
+    } else if (((cm->cmsg_level == SOL_IP && cm->cmsg_type == IP_RECVERR) ||
+                (cm->cmsg_level == SOL_IPV6 &&
+                 cm->cmsg_type == IPV6_RECVERR)) &&
+               cm->cmsg_len >= CMSG_LEN(sizeof(ee))) {
+      memcpy(&ee, CMSG_DATA(cm), sizeof(ee));
+      have_ee = ee.ee_errno == ENOMSG &&
+                ee.ee_origin == SO_EE_ORIGIN_TIMESTAMPING &&
+                ee.ee_info == SCM_TSTAMP_SND;
+    }
+  }
+  if (!have_ts || !have_ee)
+    return;
+  /* ts[0] is the kernel's software stamp (ts[2], the network card's, is
+   * in the card's own clock and not asked for here). */
+  if (t.ts[0].tv_sec == 0 && t.ts[0].tv_nsec == 0)
+    return;
+  ts = t.ts[0];
+  p = &sk->txq[ee.ee_data % TXQ_LEN];
+  if (!p->used || p->key != ee.ee_data)
+    return;
+  p->used = 0;
+  /* The datagram left after the clock read before its send, and not long
+   * after: anything else is not its timestamp (a clock step, or a stamp
+   * from before a renumbering), and is not used. */
+  ns = ns_of(&ts) - p->read_ns;
+  if (ns < 0 || ns > MAX_TX_DELAY_NS)
+    return;
+  if (n->s.tx_stamp == NULL)
+    return;
+  n->s.tx_stamp(n->s.tx_stamp_user, w->shard,
+                (const struct sockaddr *)&p->peer, p->rx, served_time(n, &ts),
+                src);
+  w->st.tx_kernel_ts++;
+}
+
+/* Reads every message waiting on the error queue: transmit timestamps.
+ * Called after sends and when the socket reports an error condition. */
+static void errq_read(sock *sk) {
+  struct mmsghdr mm[ERRQ_BATCH];
+  union {
+    size_t align;
+    uint8_t b[CMSG_SPACE(sizeof(struct scm_timestamping)) +
+              CMSG_SPACE(sizeof(struct sock_extended_err) +
+                         sizeof(struct sockaddr_in6)) +
+              64];
+  } cb[ERRQ_BATCH];
+  uint8_t data[ERRQ_BATCH][64];
+  struct iovec iov[ERRQ_BATCH];
+  int r, i, rounds;
+
+  for (rounds = 0; rounds < 64; rounds++) {
+    memset(mm, 0, sizeof(mm));
+    for (i = 0; i < ERRQ_BATCH; i++) {
+      iov[i].iov_base = data[i];
+      iov[i].iov_len = sizeof(data[i]);
+      mm[i].msg_hdr.msg_iov = &iov[i];
+      mm[i].msg_hdr.msg_iovlen = 1;
+      mm[i].msg_hdr.msg_control = cb[i].b;
+      mm[i].msg_hdr.msg_controllen = sizeof(cb[i].b);
+    }
+    r = recvmmsg(sk->fd, mm, ERRQ_BATCH, MSG_ERRQUEUE | MSG_DONTWAIT, NULL);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return;
+    for (i = 0; i < r; i++)
+      errq_one(sk, &mm[i].msg_hdr);
+    if (r < ERRQ_BATCH)
+      return;
+  }
+}
+
+/* Sets SO_TIMESTAMPING to |flags|.  Returns 0 or -1 (errno). */
+static int set_tsflags(sock *sk, int flags) {
+  return setsockopt(sk->fd, SOL_SOCKET, SO_TIMESTAMPING, &flags,
+                    sizeof(flags));
+}
+
+/*
+ * A timestamped datagram failed to send.  Whether the kernel used up its
+ * number depends on where it failed (and on the kernel version), so the
+ * numbering is started again: OPT_ID switched off and on resets it to 0.
+ * What is still pending is forgotten; a late timestamp of it that matches
+ * a new number is refused by the time check in errq_one (it is older than
+ * the new datagram's clock read).
+ */
+static void txq_renumber(sock *sk) {
+  errq_read(sk);
+  memset(sk->txq, 0, TXQ_LEN * sizeof(*sk->txq));
+  sk->next_key = 0;
+  if (set_tsflags(sk, sk->tsflags & ~SOF_TIMESTAMPING_OPT_ID) != 0 ||
+      set_tsflags(sk, sk->tsflags) != 0) {
+    sk->txts = 0; /* no transmit timestamps from now on: basic mode */
+    sock_errno(sk, "SO_TIMESTAMPING (transmit timestamps off)", errno);
+  }
+}
+
+/* Accounts the datagrams tmsg[off..off+count) the kernel took: each one
+ * asking for a timestamp got the next number.  Returns how many did. */
+static int txq_sent(sock *sk, unsigned off, unsigned count) {
+  worker *w = sk->w;
+  unsigned i;
+  int added = 0;
+  for (i = off; i < off + count; i++) {
+    slot *sl;
+    tx_pending *p;
+    if (!w->twant[i])
+      continue;
+    sl = &w->slots[w->tslot[i]];
+    p = &sk->txq[sk->next_key % TXQ_LEN];
+    p->key = sk->next_key++;
+    p->used = 1;
+    p->read_ns = ns_of(&w->tread[i]);
+    p->rx = sl->ctx.rx_ts;
+    memcpy(&p->peer, &sl->peer, sizeof(p->peer));
+    added = 1;
+  }
+  return added;
+}
+
 /* Sends tmsg[off..off+count) with as few sendmmsg calls as the kernel
  * allows.  Returns the number queued.  Never blocks the worker. */
 static unsigned send_batch(sock *sk, unsigned off, unsigned count) {
   worker *w = sk->w;
   unsigned sent = 0;
+  int renumber = 0, stamped = 0;
   count += off;
   while (off < count) {
     int r = sendmmsg(sk->fd, w->tmsg + off, count - off, MSG_DONTWAIT);
     if (r > 0) {
+      if (sk->txts)
+        stamped |= txq_sent(sk, off, (unsigned)r);
       off += (unsigned)r;
       sent += (unsigned)r;
       continue;
     }
     if (r < 0 && errno == EINTR)
       continue;
+    renumber |= w->twant[off];
     if (r < 0 &&
         (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
       /* The rest of the batch is lost. */
@@ -355,6 +553,10 @@ static unsigned send_batch(sock *sk, unsigned off, unsigned count) {
     w->st.tx_errors++;
     off++;
   }
+  if (renumber && sk->txts)
+    txq_renumber(sk);
+  else if (stamped)
+    errq_read(sk);
   return sent;
 }
 
@@ -429,6 +631,7 @@ static int respond(sock *sk, unsigned k, unsigned j, int64_t wait,
   struct timespec t;
   ntsntp_ssize r;
 
+  w->twant[j] = 0;
   if (ctx->verdict == NTSNTP_SERVER_DROP)
     return 0;
   clock_gettime(CLOCK_REALTIME, &t);
@@ -451,6 +654,18 @@ static int respond(sock *sk, unsigned k, unsigned j, int64_t wait,
   tx->msg_control = w->tmsg[k].msg_hdr.msg_control;
   tx->msg_controllen = w->tmsg[k].msg_hdr.msg_controllen;
   tx->msg_flags = 0;
+  w->tslot[j] = k;
+  w->tread[j] = *read;
+  if (ctx->want_tx_ts && ctx->verdict == NTSNTP_SERVER_RESPOND && sk->txts) {
+    /* The client asked for interleaved mode: the kernel is to stamp this
+     * datagram as it leaves (per datagram, so basic clients cost no
+     * error-queue traffic). */
+    uint32_t f = SOF_TIMESTAMPING_TX_SOFTWARE;
+    add_cmsg(tx, &sl->tc, SOL_SOCKET, SO_TIMESTAMPING, &f, sizeof(f));
+    w->twant[j] = 1;
+  }
+  if (ctx->xleave && ctx->verdict == NTSNTP_SERVER_RESPOND)
+    w->st.xleave++;
   return 1;
 }
 
@@ -529,6 +744,14 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   unsigned b, k;
   (void)events;
 
+  if (status < 0 && sk->txts) {
+    /* libuv reports a pending error-queue message (a transmit timestamp
+     * that came after the send, e.g. from a busy device queue) as an
+     * error and stops watching: read the queue and watch again. */
+    errq_read(sk);
+    if (uv_poll_start(h, UV_READABLE, on_readable) == 0)
+      return;
+  }
   if (status < 0) {
     /* Not expected for a UDP socket; stop rather than spin. */
     logf_(w->n, NTSNTP_LOG_ERR, "UDP worker %u: poll: %s; socket closed",
@@ -616,7 +839,10 @@ static void worker_main(void *arg) {
 
 static void free_all(ntsntp_uv_ntp *n) {
   unsigned i;
+  size_t a;
   for (i = 0; n->workers != NULL && i < n->n_workers; i++) {
+    for (a = 0; n->workers[i].socks != NULL && a < n->n_addrs; a++)
+      free(n->workers[i].socks[a].txq);
     free(n->workers[i].socks);
     free(n->workers[i].slots);
   }
@@ -714,6 +940,8 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
   sock *sk = &w->socks[ai];
   int one = 1, buf = SOCK_BUF, fd, e;
   int tsflags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+  int txflags =
+      tsflags | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY;
   char where[sizeof(a->text) + 16];
   const char *step;
 
@@ -749,10 +977,19 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
     goto fail;
   (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
   (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-  if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &tsflags, sizeof(tsflags)) !=
-          0 &&
-      setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) != 0 &&
-      w->idx == 0)
+  /* Transmit timestamps are asked for per datagram (add_cmsg); OPT_ID
+   * numbers them, OPT_TSONLY leaves the packet out of the error queue. */
+  sk->txq = n->s.tx_stamp != NULL ? calloc(TXQ_LEN, sizeof(*sk->txq)) : NULL;
+  if (sk->txq != NULL &&
+      setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &txflags, sizeof(txflags)) ==
+          0) {
+    sk->txts = 1;
+    sk->tsflags = txflags;
+  } else if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &tsflags,
+                        sizeof(tsflags)) != 0 &&
+             setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) !=
+                 0 &&
+             w->idx == 0)
     logf_(n, NTSNTP_LOG_WARN,
           "no kernel receive timestamps on %s (%s): timestamps will be "
           "less accurate",
