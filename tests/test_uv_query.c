@@ -297,7 +297,8 @@ typedef struct ntp_out {
   char errtext[512];
   ntsntp_client_sample s;
   int have_sample;
-  ntsntp_ts_source src;
+  ntsntp_ts_source src, tx_src;
+  uint64_t t1, t4;
   unsigned requests, cookies_used;
 } ntp_out;
 
@@ -327,6 +328,9 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
     n->have_sample = 1;
   }
   n->src = o->rx_source;
+  n->tx_src = o->tx_source;
+  n->t1 = o->t1;
+  n->t4 = o->t4;
   n->requests = o->requests;
   n->cookies_used = o->cookies_used;
 }
@@ -617,6 +621,68 @@ START_TEST(plain_ntp) {
 }
 END_TEST
 
+/* Interleaved mode against chronyd (which serves it): kernel transmit
+ * timestamps of our requests, then interleaved samples from the third
+ * exchange on (chrony answers interleaved once it has a transmit
+ * timestamp of its previous response), plain and NTS. */
+static void xleave_polls(ntsntp_uv_ntp_query_settings *ns, int nts,
+                         const ke_out *k, const uint8_t **cookies) {
+  ntsntp_client_xleave xl;
+  ntsntp_client_sample prev;
+  ntp_out n;
+  int i, inter = 0;
+  memset(&xl, 0, sizeof(xl));
+  ns->xleave = &xl;
+  for (i = 0; i < 6; i++) {
+    ntp_run(ns, &n);
+    ck_assert_msg(n.status == 0, "NTP failed: %d %s", n.status, n.errtext);
+    ck_assert_int_eq(n.tx_src, NTSNTP_TS_KERNEL);
+    ck_assert_int_eq(n.s.authenticated, nts);
+    ck_assert_msg(fabs(n.s.offset) < 1e-3, "offset %g", n.s.offset);
+    ck_assert(n.s.delay >= 0 && n.s.delay < 0.01);
+    if (i < 2)
+      ck_assert_int_eq(n.s.interleaved, 0);
+    inter += n.s.interleaved;
+    if (n.s.interleaved)
+      /* The previous exchange: its send time and chronyd's receive time. */
+      ck_assert_uint_eq(n.s.t2, xl.t2);
+    ntsntp_client_xleave_update(&xl, &n.s, n.t1, n.t4);
+    if (nts) {
+      prev = n.s;
+      cookies[0] = prev.cookies[0];
+      ns->cookies = cookies;
+      ns->cookie_len = prev.cookie_len;
+      ns->ncookies = 1;
+    }
+    usleep(20000);
+  }
+  (void)k;
+  ck_assert_msg(inter >= 3, "%d interleaved samples of 6", inter);
+}
+
+START_TEST(plain_ntp_xleave) {
+  ntsntp_uv_ntp_query_settings ns;
+  ntsntp_uv_ntp_query_settings_default(&ns);
+  ns.host = "127.0.0.1";
+  ns.port = ntp_port;
+  xleave_polls(&ns, 0, NULL, NULL);
+}
+END_TEST
+
+START_TEST(nts_xleave) {
+  ntsntp_uv_ke_query_settings ks;
+  ntsntp_uv_ntp_query_settings ns;
+  const uint8_t *cookies[NTSNTP_KE_MAX_COOKIES];
+  ke_out k;
+  ke_settings(&ks, "127.0.0.1", ke_port, ca_path);
+  ke_run(&ks, &k);
+  ck_assert_msg(k.status == 0, "KE failed: %d %s", k.status, k.errtext);
+  nts_settings(&ns, &k, cookies);
+  xleave_polls(&ns, 1, &k, cookies);
+  ntsntp_ke_result_clear(&k.r);
+}
+END_TEST
+
 START_TEST(plain_ntp_timeout) {
   ntsntp_uv_ntp_query_settings ns;
   ntp_out n;
@@ -798,6 +864,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, nts_bad_cookie_gets_nak);
   tcase_add_test(tc, nts_wrong_key_is_ignored);
   tcase_add_test(tc, plain_ntp);
+  tcase_add_test(tc, plain_ntp_xleave);
+  tcase_add_test(tc, nts_xleave);
   tcase_add_test(tc, plain_ntp_timeout);
   tcase_add_test(tc, plain_ntp_port_unreachable);
   tcase_add_test(tc, resolve_failure);

@@ -165,6 +165,14 @@ typedef struct ntsntp_uv_ntp_query_settings {
   /* Randomness (NULL: ntsntp_rand_default). */
   ntsntp_rand_fn rand;
   void *rand_user;
+  /* Interleaved mode (RFC 9769, chrony's xleave): non-NULL asks the
+   * kernel for the transmit timestamp of each request (SO_TIMESTAMPING,
+   * software) and, once |xleave| holds a previous exchange, sends
+   * interleaved requests.  Feed the outcome's t1 and t4 to
+   * ntsntp_client_xleave_update after each success.  Copied.  NULL:
+   * basic mode, t1 read from CLOCK_REALTIME before the send.
+   * version-added: 0.2.0 */
+  const ntsntp_client_xleave *xleave;
 } ntsntp_uv_ntp_query_settings;
 
 /* What a finished NTP query reports.  Valid only during the callback. */
@@ -190,6 +198,13 @@ typedef struct ntsntp_uv_ntp_outcome {
   /* Requests sent, and NTS cookies spent by them (drop those). */
   unsigned requests;
   unsigned cookies_used;
+  /* status 0: this exchange's send and receive times (NTP-64), and where
+   * the send time came from (KERNEL: the kernel's transmit timestamp,
+   * with |xleave| only).  sample->interleaved tells whether the sample
+   * is the previous exchange completed in interleaved mode.
+   * version-added: 0.2.0 */
+  uint64_t t1, t4;
+  ntsntp_ts_source tx_source;
 } ntsntp_uv_ntp_outcome;
 
 typedef void (*ntsntp_uv_ntp_query_cb)(void *user,

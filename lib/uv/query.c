@@ -590,7 +590,14 @@ struct ntsntp_uv_ntp_query {
   int started; /* the first timer run has happened */
   int done;
   ntsntp_client_exchange ex;
-  uint64_t t1;
+  uint64_t t1, t4;
+  int64_t t1_ns;        /* the clock read before the send */
+  int xleave;           /* transmit timestamps asked for */
+  uint32_t tx_key;      /* OPT_ID of the last request (all are stamped) */
+  uint32_t tx_key_next;
+  int tx_key_ok;        /* every send so far counted: tx_key is exact */
+  ntsntp_ts_source tx_src;
+  ntsntp_client_xleave xl;
   unsigned requests, cookies_used;
   int last_errno;
   ntsntp_client_sample sample;
@@ -658,12 +665,80 @@ static void nq_report(ntsntp_uv_ntp_query *q, int status, ntsntp_ts_source src,
   o.peer = q->have_addr ? (const struct sockaddr *)&q->addr : NULL;
   o.requests = q->requests;
   o.cookies_used = q->cookies_used;
+  o.t1 = q->t1;
+  o.t4 = q->t4;
+  o.tx_source = q->tx_src;
   q->done = 1; /* no cancel from inside the callback */
   q->cb(q->user, &o);
   nq_teardown(q);
 }
 
 static void nq_arm(ntsntp_uv_ntp_query *q, uint64_t ms);
+
+/* Longest a transmit timestamp may lag the clock read before the send. */
+#define MAX_TX_DELAY_NS 1000000000LL
+
+/* Reads the error queue: the kernel's transmit timestamps of our
+ * requests.  The one of the last request replaces t1 if it is for sure
+ * its own (numbered by OPT_ID, no send lost since the socket opened, and
+ * taken after the clock read before the send).  Returns the messages
+ * read. */
+static int nq_errqueue(ntsntp_uv_ntp_query *q) {
+  int got = 0;
+  for (;;) {
+    union {
+      struct cmsghdr align;
+      uint8_t b[CMSG_SPACE(sizeof(struct scm_timestamping)) +
+                CMSG_SPACE(sizeof(struct sock_extended_err) +
+                           sizeof(struct sockaddr_in6)) +
+                64];
+    } cb;
+    uint8_t data[64];
+    struct iovec iov = {data, sizeof(data)};
+    struct msghdr mh;
+    struct cmsghdr *cm;
+    struct scm_timestamping t;
+    struct sock_extended_err ee;
+    int have_ts = 0, have_ee = 0;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cb.b;
+    mh.msg_controllen = sizeof(cb.b);
+    if (recvmsg(q->fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
+      if (errno == EINTR)
+        continue;
+      return got;
+    }
+    got++;
+    for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+      if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPING &&
+          cm->cmsg_len >= CMSG_LEN(sizeof(t))) {
+        memcpy(&t, CMSG_DATA(cm), sizeof(t));
+        have_ts = t.ts[0].tv_sec != 0 || t.ts[0].tv_nsec != 0;
+      } else if (((cm->cmsg_level == SOL_IP && cm->cmsg_type == IP_RECVERR) ||
+                  (cm->cmsg_level == SOL_IPV6 &&
+                   cm->cmsg_type == IPV6_RECVERR)) &&
+                 cm->cmsg_len >= CMSG_LEN(sizeof(ee))) {
+        memcpy(&ee, CMSG_DATA(cm), sizeof(ee));
+        have_ee = ee.ee_errno == ENOMSG &&
+                  ee.ee_origin == SO_EE_ORIGIN_TIMESTAMPING &&
+                  ee.ee_info == SCM_TSTAMP_SND;
+      }
+    }
+    if (have_ts && have_ee && q->tx_key_ok && q->requests > 0 &&
+        ee.ee_data == q->tx_key && q->tx_src == NTSNTP_TS_DAEMON) {
+      int64_t d = (int64_t)t.ts[0].tv_sec * 1000000000 + t.ts[0].tv_nsec -
+                  q->t1_ns;
+      /* Only while the response has not been taken yet: t1 is used
+       * then. */
+      if (d >= 0 && d <= MAX_TX_DELAY_NS) {
+        q->t1 = ntsntp_ts_from_timespec(&t.ts[0]);
+        q->tx_src = NTSNTP_TS_KERNEL;
+      }
+    }
+  }
+}
 
 /* Sends the next request.  Returns 0, or reports and returns -1. */
 static int nq_send(ntsntp_uv_ntp_query *q) {
@@ -693,7 +768,18 @@ static int nq_send(ntsntp_uv_ntp_query *q) {
   for (tries = 0; tries < 2; tries++) {
     clock_gettime(CLOCK_REALTIME, &ts);
     q->t1 = ntsntp_ts_from_timespec(&ts);
+    q->t1_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    q->tx_src = NTSNTP_TS_DAEMON;
     sent = send(q->fd, q->buf, (size_t)n, 0);
+    if (q->xleave) {
+      /* Each datagram the kernel took got the next number; a failed send
+       * may or may not have used one (kernel versions differ): from then
+       * on no timestamp is trusted. */
+      if (sent == n)
+        q->tx_key = q->tx_key_next++;
+      else
+        q->tx_key_ok = 0;
+    }
     if (sent == n)
       break;
     if (sent < 0 && errno != ECONNREFUSED && errno != EAGAIN &&
@@ -706,6 +792,8 @@ static int nq_send(ntsntp_uv_ntp_query *q) {
       q->last_errno = errno;
   }
   q->requests++;
+  if (q->xleave)
+    nq_errqueue(q); /* software timestamps are usually there already */
   nq_arm(q, q->timeout_ms);
   return 0;
 }
@@ -752,17 +840,20 @@ static void nq_on_poll(uv_poll_t *h, int status, int events) {
     return;
   if (status < 0) {
     /* libuv reports POLLERR as UV_EBADF and stops watching.  On a connected
-     * UDP socket that is a pending ICMP error: take it and go on. */
-    int e = 0;
+     * UDP socket that is a pending ICMP error, or a transmit timestamp on
+     * the error queue: take it and go on. */
+    int e = 0, stamps = q->xleave ? nq_errqueue(q) : 0;
     socklen_t elen = sizeof(e);
-    if (getsockopt(q->fd, SOL_SOCKET, SO_ERROR, &e, &elen) != 0 || e == 0 ||
+    if (getsockopt(q->fd, SOL_SOCKET, SO_ERROR, &e, &elen) != 0 ||
+        (e == 0 && stamps == 0) ||
         uv_poll_start(&q->poll, UV_READABLE, nq_on_poll) != 0) {
       nq_report(q, NTSNTP_ERR_IO, NTSNTP_TS_DAEMON,
                 "Could not receive from %s: %s", q->where,
                 e ? strerror(e) : uv_text(status));
       return;
     }
-    q->last_errno = e;
+    if (e != 0)
+      q->last_errno = e;
   }
   while (!q->done) {
     struct iovec iov = {q->buf, sizeof(q->buf)};
@@ -798,8 +889,11 @@ static void nq_on_poll(uv_poll_t *h, int status, int events) {
       clock_gettime(CLOCK_REALTIME, &ts);
       src = NTSNTP_TS_DAEMON;
     }
-    rv = ntsntp_client_response(&q->ex, q->buf, (size_t)n, q->t1,
-                                ntsntp_ts_from_timespec(&ts), &q->sample);
+    if (q->xleave)
+      nq_errqueue(q); /* a transmit timestamp that came late */
+    q->t4 = ntsntp_ts_from_timespec(&ts);
+    rv = ntsntp_client_response(&q->ex, q->buf, (size_t)n, q->t1, q->t4,
+                                &q->sample);
     if (rv == 0)
       nq_report(q, 0, src, NULL);
     else if (rv == NTSNTP_ERR_NAK)
@@ -835,7 +929,16 @@ static void nq_open(ntsntp_uv_ntp_query *q) {
               strerror(errno));
     return;
   }
-  if (setsockopt(q->fd, SOL_SOCKET, SO_TIMESTAMPING, &tsflags,
+  if (q->xleave) {
+    /* Every datagram of this socket is a request: stamp them all. */
+    int txflags = tsflags | SOF_TIMESTAMPING_TX_SOFTWARE |
+                  SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY;
+    if (setsockopt(q->fd, SOL_SOCKET, SO_TIMESTAMPING, &txflags,
+                   sizeof(txflags)) == 0)
+      q->tx_key_ok = 1;
+  }
+  if (!q->tx_key_ok &&
+      setsockopt(q->fd, SOL_SOCKET, SO_TIMESTAMPING, &tsflags,
                  sizeof(tsflags)) != 0)
     (void)setsockopt(q->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
   /* Connected: the kernel drops datagrams from other sources and reports
@@ -980,6 +1083,11 @@ int ntsntp_uv_ntp_query_start(uv_loop_t *loop,
   q->params.poll = s->poll;
   q->params.rand = s->rand;
   q->params.rand_user = s->rand_user;
+  if (s->xleave) {
+    q->xleave = 1;
+    q->xl = *s->xleave;
+    q->params.xleave = &q->xl;
+  }
   if (s->aead) {
     q->params.aead = s->aead;
     memcpy(q->c2s, s->c2s, klen);
