@@ -1,0 +1,223 @@
+/*
+ * libntsntp: a complete NTS client, sans I/O (RFC 8915).
+ *
+ * One object follows one NTS server through its whole life: NTS-KE for
+ * keys and cookies, the cookie jar, Cookie Placeholders to keep it full,
+ * NTS-KE again when the jar is empty, on an NTS NAK and when the keys are
+ * old, with exponential back-off after failures.  It never reads a clock
+ * and never does I/O: the caller moves bytes over its own sockets (a
+ * blocking program, epoll, libuv) and passes timestamps in.
+ *
+ *   ntsntp_nts_client_settings_default(&s);
+ *   s.server = "time.example.com";
+ *   ntsntp_nts_client_new(&c, &s, err, sizeof(err));
+ *   loop:
+ *     w = ntsntp_nts_client_want(c, now_ms);
+ *     if (w & NTSNTP_NTS_WANT_KE):    connect TCP to s.server:ke_port, then
+ *       ntsntp_nts_client_ke_begin(c, now_ms);
+ *       while KE runs: ke_write -> send, recv -> ke_read (0 bytes: EOF)
+ *       ntsntp_nts_client_ke_end(c, now_ms) once ke_want has DONE or CLOSE
+ *       (a TCP connect failure: ntsntp_nts_client_ke_failed)
+ *     if (w & NTSNTP_NTS_WANT_NTP):   when the caller wants a sample,
+ *       n = ntsntp_nts_client_request(c, now_ms, buf, sizeof(buf));
+ *       t1 = clock; send to ntsntp_nts_client_ntp_server(c, &port)
+ *       response at t4: ntsntp_nts_client_response(c, ..., t1, t4, ...)
+ *       no response by ntsntp_nts_client_expiry: ntsntp_nts_client_timeout
+ *
+ * |now_ms| is any monotonic millisecond clock; t1 and t4 are NTP-64 times
+ * of the clock the caller measures (see client.h).  One request is
+ * outstanding at a time.  Not thread-safe: one thread per object.
+ */
+#ifndef NTSNTP_NTS_CLIENT_H
+#define NTSNTP_NTS_CLIENT_H
+
+#include "ntsntp/client.h"
+#include "ntsntp/ke.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Versions of ntsntp_nts_client_settings (ngtcp2's _versioned pattern): a
+ * program built with older headers passes the version it knows, so fields
+ * added later keep their defaults. */
+#define NTSNTP_NTS_CLIENT_SETTINGS_V1 1
+#define NTSNTP_NTS_CLIENT_SETTINGS_VERSION NTSNTP_NTS_CLIENT_SETTINGS_V1
+
+typedef struct ntsntp_nts_client_settings {
+  /* NTS-KE server: DNS name or IP literal, also the TLS name (required). */
+  const char *server;
+  /* PEM file of trusted CAs; NULL: the system trust store. */
+  const char *ca_file;
+  /* Non-zero: ignore certificate validity periods (clock not set yet). */
+  int skip_time_checks;
+  /* AEADs to offer, in preference order (default: what ntsntp_ke_client
+   * offers). */
+  int aeads[NTSNTP_KE_MAX_AEADS];
+  size_t naeads;
+  uint32_t ke_timeout_ms;  /* one NTS-KE exchange; default 5000 */
+  uint32_t ntp_timeout_ms; /* one NTP request; default 1000 */
+  /* New keys after this many seconds even when all is well; default
+   * 1209600 (two weeks, chrony's nts refresh); 0: never. */
+  uint32_t refresh_s;
+  /* Back-off after a failed NTS-KE: doubles from min to max; default
+   * 2000 and 3600000 (RFC 8915 sec. 4: clients back off). */
+  uint32_t backoff_min_ms, backoff_max_ms;
+  ntsntp_rand_fn rand; /* request randomness; NULL: ntsntp_rand_default */
+  void *rand_user;
+  const ntsntp_mem *mem; /* NULL: libc */
+} ntsntp_nts_client_settings;
+
+/* Fills |s| with the defaults above, for settings |version|. */
+NTSNTP_EXTERN void
+ntsntp_nts_client_settings_default_versioned(int version,
+                                             ntsntp_nts_client_settings *s);
+#define ntsntp_nts_client_settings_default(S)                                  \
+  ntsntp_nts_client_settings_default_versioned(                               \
+      NTSNTP_NTS_CLIENT_SETTINGS_VERSION, (S))
+
+typedef struct ntsntp_nts_client ntsntp_nts_client;
+
+/*
+ * Creates a client.  The settings and their strings are copied.  On error
+ * |errbuf| (may be NULL) says what to fix.
+ * Errors: INVALID_ARG (no server, a server name over 255 bytes, no AEAD
+ * this build supports, zero timeouts, backoff_min_ms > backoff_max_ms, an
+ * unknown |version|), NOMEM.
+ */
+NTSNTP_EXTERN int ntsntp_nts_client_new_versioned(
+    ntsntp_nts_client **pc, int version, const ntsntp_nts_client_settings *s,
+    char *errbuf, size_t errlen);
+#define ntsntp_nts_client_new(PC, S, ERRBUF, ERRLEN)                           \
+  ntsntp_nts_client_new_versioned((PC), NTSNTP_NTS_CLIENT_SETTINGS_VERSION,    \
+                                  (S), (ERRBUF), (ERRLEN))
+
+/* Frees |c|, wiping keys and cookies.  NULL is fine. */
+NTSNTP_EXTERN void ntsntp_nts_client_del(ntsntp_nts_client *c);
+
+/* What the client needs at |now_ms| (bits):
+ *   WANT_KE       start an NTS-KE exchange (no keys, the jar is empty,
+ *                 a NAK, or the keys are due for refresh) - the back-off
+ *                 after a failure has passed
+ *   WANT_KE_IO    an NTS-KE exchange runs: see ntsntp_nts_client_ke_want
+ *   WANT_NTP      a request can be sent now (keys and a cookie, none
+ *                 outstanding)
+ *   WAIT_NTP      a request is outstanding (response or timeout pending)
+ * 0: nothing until ntsntp_nts_client_expiry. */
+#define NTSNTP_NTS_WANT_KE 0x1u
+#define NTSNTP_NTS_WANT_KE_IO 0x2u
+#define NTSNTP_NTS_WANT_NTP 0x4u
+#define NTSNTP_NTS_WAIT_NTP 0x8u
+NTSNTP_EXTERN unsigned ntsntp_nts_client_want(const ntsntp_nts_client *c,
+                                              uint64_t now_ms);
+
+/* The next time (monotonic ms) something is due: the NTS-KE or NTP
+ * deadline, or the end of the back-off; UINT64_MAX if none. */
+NTSNTP_EXTERN uint64_t ntsntp_nts_client_expiry(const ntsntp_nts_client *c);
+
+/*
+ * Handles the deadlines passed at |now_ms|: an NTS-KE exchange that took
+ * too long fails (back-off), an NTP request without answer is given up
+ * (its cookie is spent).  Returns TIMEOUT if something expired, else 0.
+ */
+NTSNTP_EXTERN int ntsntp_nts_client_handle_expiry(ntsntp_nts_client *c,
+                                                  uint64_t now_ms);
+
+/* ---- NTS-KE: the caller runs a TCP connection to server:4460 ---- */
+
+/*
+ * Starts an NTS-KE exchange over a connection the caller has just opened.
+ * Errors: STATE (one already runs), BAD_CONFIG (the trust store cannot be
+ * loaded; ntsntp_nts_client_errtext says why; back-off), TLS, NOMEM.
+ */
+NTSNTP_EXTERN int ntsntp_nts_client_ke_begin(ntsntp_nts_client *c,
+                                             uint64_t now_ms);
+
+/* Bytes to send on the connection (ntsntp_ke_client_write). */
+NTSNTP_EXTERN ntsntp_ssize ntsntp_nts_client_ke_write(ntsntp_nts_client *c,
+                                                      uint8_t *out,
+                                                      size_t outlen);
+
+/* Bytes received (|len| 0: the peer closed).  Returns 0, or the error
+ * ntsntp_ke_client_read gives (the exchange has then failed: call
+ * ntsntp_nts_client_ke_end). */
+NTSNTP_EXTERN int ntsntp_nts_client_ke_read(ntsntp_nts_client *c,
+                                            const uint8_t *in, size_t len);
+
+/* NTSNTP_KE_WANT_READ/WRITE/DONE/CLOSE of the exchange; 0 if none runs. */
+NTSNTP_EXTERN unsigned ntsntp_nts_client_ke_want(const ntsntp_nts_client *c);
+
+/*
+ * Ends the exchange (close the connection after sending what ke_write
+ * still gives).  On success the keys and cookies replace the old ones and
+ * the back-off is reset.  Returns 0, or why it failed (the errors of
+ * ntsntp_ke_client_result; STATE if none ran or it is not finished: it is
+ * then abandoned).  A failure starts or doubles the back-off.
+ */
+NTSNTP_EXTERN int ntsntp_nts_client_ke_end(ntsntp_nts_client *c,
+                                           uint64_t now_ms);
+
+/* The caller could not connect (or lost the connection before the
+ * exchange began): counts as a failed NTS-KE (back-off).  |why| (may be
+ * NULL) is kept for ntsntp_nts_client_errtext.  The caller may try the
+ * next address of the name next time. */
+NTSNTP_EXTERN void ntsntp_nts_client_ke_failed(ntsntp_nts_client *c,
+                                               uint64_t now_ms,
+                                               const char *why);
+
+/* ---- NTP ---- */
+
+/* Where to send NTP requests: the Server Negotiation record's name, else
+ * the NTS-KE server; |*port| the Port Negotiation record's, else 123.
+ * NULL before the first successful NTS-KE. */
+NTSNTP_EXTERN const char *ntsntp_nts_client_ntp_server(
+    const ntsntp_nts_client *c, uint16_t *port);
+
+/*
+ * Builds an NTS request with the oldest cookie of the jar and as many
+ * Cookie Placeholders as the jar misses.  Returns its length.
+ * Errors: STATE (no keys or no cookie: NTS-KE first; or a request is
+ * outstanding), NOBUF, CRYPTO.
+ */
+NTSNTP_EXTERN ntsntp_ssize ntsntp_nts_client_request(ntsntp_nts_client *c,
+                                                     uint64_t now_ms,
+                                                     uint8_t *out,
+                                                     size_t outlen);
+
+/*
+ * A datagram received from the NTP server, at local times |t1| (request
+ * sent) and |t4| (this received).  Returns 0 with |*sample| filled (the
+ * new cookies went into the jar), or:
+ *   NAK       the server could not open our cookie: the keys are dropped
+ *             and the next want is WANT_KE;
+ *   KOD       a Kiss-o'-Death (sample->hdr.refid has the code);
+ *   AUTH, MALFORMED, BAD_*, STATE (nothing outstanding): not our answer,
+ *             dropped; the request is still outstanding.
+ */
+NTSNTP_EXTERN int ntsntp_nts_client_response(ntsntp_nts_client *c,
+                                             const uint8_t *in, size_t len,
+                                             uint64_t t1, uint64_t t4,
+                                             ntsntp_client_sample *sample);
+
+/* What the client holds, for logs and monitoring. */
+typedef struct ntsntp_nts_client_info {
+  int have_keys;
+  int aead;                /* negotiated AEAD, 0 before NTS-KE */
+  unsigned cookies;        /* in the jar */
+  size_t cookie_len;       /* of the newest cookie */
+  uint64_t ke_ok, ke_failed, naks, requests, responses, timeouts;
+  uint64_t backoff_until_ms; /* 0: no back-off */
+} ntsntp_nts_client_info;
+
+NTSNTP_EXTERN void ntsntp_nts_client_get_info(const ntsntp_nts_client *c,
+                                              ntsntp_nts_client_info *info);
+
+/* Why the last NTS-KE or request failed ("" if nothing failed). */
+NTSNTP_EXTERN const char *
+ntsntp_nts_client_errtext(const ntsntp_nts_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NTSNTP_NTS_CLIENT_H */
