@@ -42,12 +42,19 @@ typedef struct keyset {
   key slots[NTSNTP_KEYRING_SLOTS];
 } keyset;
 
+/* A replaced set stays readable for GRACE_S seconds of the writer's time:
+ * a worker that loaded it just before the swap finishes its cookie long
+ * before.  More than RETIRED_MAX swaps within that time are refused. */
+#define GRACE_S 2
+#define RETIRED_MAX 8
+
 struct ntsntp_keyring {
   _Atomic(keyset *) set;
-  /* Replaced at the last swap.  A reader that loaded it just before the swap
-   * may still use it; it is freed at the following swap, which comes at
-   * least one rotation interval (>= 1 s) later. */
-  keyset *prev;
+  struct {
+    keyset *ks;
+    int64_t at; /* writer's time of the swap that replaced it */
+  } retired[RETIRED_MAX];
+  unsigned nretired;
   const ntsntp_mem *mem;
   uint32_t interval;
   unsigned nkeys;
@@ -83,11 +90,31 @@ static keyset *alloc_set(const ntsntp_keyring *kr) {
   return ks;
 }
 
-/* Publishes |ks|; the set it replaces stays readable until the next swap. */
-static void install(ntsntp_keyring *kr, keyset *ks) {
-  keyset *old = atomic_exchange_explicit(&kr->set, ks, memory_order_acq_rel);
-  free_set(kr, kr->prev);
-  kr->prev = old;
+/* Frees the retired sets whose grace period has passed at |now| (a clock
+ * stepped back keeps them until it passes the swap time again). */
+static void reap(ntsntp_keyring *kr, int64_t now) {
+  unsigned i, n = 0;
+  for (i = 0; i < kr->nretired; i++) {
+    if (now >= kr->retired[i].at && now - kr->retired[i].at >= GRACE_S)
+      free_set(kr, kr->retired[i].ks);
+    else
+      kr->retired[n++] = kr->retired[i];
+  }
+  kr->nretired = n;
+}
+
+/* Publishes |ks|; the set it replaces stays readable for GRACE_S.
+ * Errors: AGAIN (too many swaps within the grace period; |ks| is not
+ * taken). */
+static int install(ntsntp_keyring *kr, keyset *ks, int64_t now) {
+  keyset *old;
+  reap(kr, now);
+  if (kr->nretired == RETIRED_MAX)
+    return NTSNTP_ERR_AGAIN;
+  old = atomic_exchange_explicit(&kr->set, ks, memory_order_acq_rel);
+  kr->retired[kr->nretired].ks = old;
+  kr->retired[kr->nretired++].at = now;
+  return 0;
 }
 
 static unsigned slot_of_epoch(int64_t e) {
@@ -270,7 +297,8 @@ void ntsntp_keyring_del(ntsntp_keyring *kr) {
     return;
   mem = kr->mem;
   free_set(kr, atomic_load_explicit(&kr->set, memory_order_acquire));
-  free_set(kr, kr->prev);
+  while (kr->nretired)
+    free_set(kr, kr->retired[--kr->nretired].ks);
   ntsntp_secure_clear(kr, sizeof(*kr));
   mem->free(kr, mem->user);
 }
@@ -292,7 +320,11 @@ int ntsntp_keyring_update(ntsntp_keyring *kr, int64_t now) {
   rv = build(kr, cur, e, &ks);
   if (rv)
     return rv;
-  install(kr, ks);
+  rv = install(kr, ks, now);
+  if (rv) {
+    free_set(kr, ks);
+    return rv;
+  }
   return 1;
 }
 
@@ -577,8 +609,8 @@ int ntsntp_keyring_load_ex(ntsntp_keyring *kr, const uint8_t *in, size_t len,
     }
   }
   rv = build(kr, src, epoch_at(kr, now), &ks);
-  if (rv == 0)
-    install(kr, ks);
+  if (rv == 0 && (rv = install(kr, ks, now)) != 0)
+    free_set(kr, ks);
 
 out:
   free_set(kr, src);

@@ -773,6 +773,56 @@ START_TEST(t_nomem) {
 }
 END_TEST
 
+/* Key sets replaced by a load and an update in the same second stay in
+ * memory for the 2 s grace period (a worker may still read them), and
+ * are freed after it; too many changes at once are refused. */
+static int frees;
+static void count_free(void *p, void *u) {
+  (void)u;
+  frees++;
+  free(p);
+}
+
+START_TEST(t_swap_grace) {
+  ntsntp_mem mem = {NULL, fm_malloc, count_free, NULL, NULL};
+  ntsntp_keyring_settings s;
+  ntsntp_keyring *kr = NULL;
+  uint8_t text[4096];
+  ntsntp_ssize n;
+  int i;
+
+  fail_at = 0;
+  ntsntp_keyring_settings_default(&s);
+  s.rand = test_rand;
+  s.mem = &mem;
+  s.rotate_interval = 100;
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 1000), 0);
+  n = ntsntp_keyring_save(kr, text, sizeof(text));
+  ck_assert_int_gt(n, 0);
+  frees = 0;
+  /* Load at 1099, rotate at 1100: the set of _new (replaced at 1099) may
+   * still be read. */
+  ck_assert_int_eq(ntsntp_keyring_load(kr, text, (size_t)n, 1099), 0);
+  ck_assert_int_eq(frees, 1); /* only load's own parsed copy */
+  ck_assert_int_eq(ntsntp_keyring_update(kr, 1100), 1);
+  ck_assert_int_eq(ntsntp_keyring_update(kr, 1100), 0); /* same epoch */
+  ck_assert_int_eq(frees, 1);
+  ck_assert_int_eq(ntsntp_keyring_update(kr, 1200), 1);
+  ck_assert_int_eq(frees, 3); /* both aged: freed at the next change */
+  /* Loads in the same second: every replaced set is kept, up to 8; the
+   * ninth change is refused, the ring unchanged. */
+  for (i = 0; i < 7; i++)
+    ck_assert_int_eq(ntsntp_keyring_load(kr, text, (size_t)n, 1300), 0);
+  ck_assert_int_eq(frees, 3 + 7 + 1); /* parsed copies; 1200's set aged */
+  ck_assert_int_eq(ntsntp_keyring_update(kr, 1301), 0);
+  ck_assert_int_eq(ntsntp_keyring_load(kr, text, (size_t)n, 1300), 0);
+  ck_assert_int_eq(ntsntp_keyring_load(kr, text, (size_t)n, 1301),
+                   NTSNTP_ERR_AGAIN);
+  ck_assert_int_eq(ntsntp_keyring_update(kr, 1400), 1); /* all aged */
+  ntsntp_keyring_del(kr);
+}
+END_TEST
+
 /* ---- key files -------------------------------------------------------- */
 
 static char tmpdir[64];
@@ -1038,6 +1088,7 @@ static Suite *cookie_suite(void) {
   tcase_add_test(tc, t_secret);
   tcase_add_test(tc, t_rand_failure);
   tcase_add_test(tc, t_nomem);
+  tcase_add_test(tc, t_swap_grace);
   suite_add_tcase(s, tc);
   tc = tcase_create("keyfile");
   tcase_add_test(tc, t_keyfile);

@@ -97,8 +97,12 @@ NTSNTP_EXTERN void ntsntp_keyring_del(ntsntp_keyring *kr);
  * (exactly when |now| is in another epoch than the ring's current one; the
  * caller should save it), 0 when not.  A clock step back moves the ring
  * back too; keys still inside the new window survive.  Writer thread only.
- * Errors: INVALID_ARG (now < 0), NOMEM, CRYPTO (rand failed); the ring is
- * unchanged and the caller may retry.
+ * Workers in ntsntp_cookie_open/_seal at the time of the change keep using
+ * the keys they loaded: those stay in memory for 2 s of |now| (the grace
+ * period) after the change, whatever changes follow.
+ * Errors: INVALID_ARG (now < 0), NOMEM, CRYPTO (rand failed), AGAIN (more
+ * than 8 changes within 2 s); the ring is unchanged and the caller may
+ * retry.
  */
 NTSNTP_EXTERN int ntsntp_keyring_update(ntsntp_keyring *kr, int64_t now);
 
@@ -123,8 +127,10 @@ NTSNTP_EXTERN ntsntp_ssize ntsntp_keyring_save(const ntsntp_keyring *kr,
  * missing ones generated).  If the file's interval differs from the ring's,
  * its keys keep their order and are relabelled from the instant
  * epoch * interval.  A shared-secret ring only validates |in|: its keys are
- * derived again.  Writer thread only; parsed key copies are wiped.
- * Errors (the ring is unchanged): BAD_KEYFILE (bad magic or version,
+ * derived again.  Writer thread only; parsed key copies are wiped.  The
+ * keys it replaces stay readable for 2 s, as with ntsntp_keyring_update.
+ * Errors (the ring is unchanged): AGAIN (as ntsntp_keyring_update),
+ * BAD_KEYFILE (bad magic or version,
  * missing or malformed line, bad hex, wrong length, duplicate id or lookup
  * slot, fewer than 2 or more than SLOTS keys, trailing garbage, missing
  * final newline), INVALID_ARG (now < 0), NOMEM, CRYPTO.
