@@ -110,6 +110,8 @@ void ntsntp__select(ntsntp__source *src, unsigned n, uint64_t now, double freq,
   for (i = 0; i < (int)n; i++) {
     ntsntp__source *s = &src[i];
     double lam;
+    if (s->removed)
+      continue;
     if (s->stopped) {
       s->state = NTSNTP_SOURCE_STOPPED;
       continue;

@@ -25,6 +25,7 @@ typedef struct ntsntp__source {
   unsigned burst_left;
   uint8_t reach;
   int ever_reached, stopped;
+  int removed; /* slot free (ntsntp_sync_remove_source) */
   uint32_t kod;
   uint64_t next_poll;
   unsigned good, nspike, missed;

@@ -1,5 +1,6 @@
 /* libntsntp: sources + selection + clock model behind ntsntp_sync. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <nettle/md5.h>
@@ -9,6 +10,7 @@
 #include "source.h"
 
 #define MINDISP 0.001 /* root dispersion floor (ntpd's tos mindist) */
+#define HOLDOVER_DEFAULT 3600
 
 struct ntsntp_sync {
   const ntsntp_mem *mem;
@@ -24,6 +26,16 @@ struct ntsntp_sync {
   uint8_t stratum, leap;
   double root_delay, root_disp;
   ntsntp__model model;
+  char ref_name[NTSNTP_SOURCE_NAME_LEN]; /* system peer at the last update */
+  /* Leap seconds: the list, the leap armed (+1/-1 at the midnight
+   * |leap_at|, NTP seconds) and whole seconds folded into the served time
+   * after past leaps.  |leap_word| packs them for serve(): bits 0-31
+   * leap_at, 32-33 dir (1: +1, 2: -1), 48-63 base (int16). */
+  ntsntp_leap_list list;
+  int have_list;
+  int leap_dir, leap_base;
+  uint64_t leap_at;
+  atomic_uint_least64_t leap_word;
 };
 
 static const char *const state_names[] = {
@@ -50,6 +62,7 @@ void ntsntp_sync_settings_default(ntsntp_sync_settings *s) {
   s->max_jitter = 1.0;
   s->min_sources = 1;
   s->precision = -20;
+  s->holdover = HOLDOVER_DEFAULT;
 }
 
 int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s,
@@ -62,7 +75,8 @@ int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s,
       !(s->max_slew_ppm > 0) || !isfinite(s->max_slew_ppm) ||
       !(s->makestep_threshold >= 0) || !(s->max_jitter > 0) ||
       s->precision < -30 || s->precision > 0 ||
-      (s->clock_ops && (!s->clock_ops->slew || !s->clock_ops->step)))
+      (s->clock_ops && (!s->clock_ops->slew || !s->clock_ops->step)) ||
+      (unsigned)s->leap_mode > NTSNTP_LEAP_MODE_SLEW)
     return NTSNTP_ERR_INVALID_ARG;
   if (!mem)
     mem = ntsntp_mem_default();
@@ -77,6 +91,7 @@ int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s,
   }
   sync->peer = -1;
   sync->ref_peer = -1;
+  atomic_init(&sync->leap_word, 0);
   ntsntp__model_init(&sync->model, &sync->set);
   *psync = sync;
   return 0;
@@ -87,31 +102,65 @@ void ntsntp_sync_del(ntsntp_sync *sync) {
     sync->mem->free(sync, sync->mem->user);
 }
 
+/* Slot |i| holds a source. */
+static int active(const ntsntp_sync *sync, unsigned i) {
+  return i < sync->n && !sync->src[i].removed;
+}
+
 int ntsntp_sync_add_source(ntsntp_sync *sync, const char *name, uint32_t refid,
                            uint64_t now) {
-  if (sync->n == NTSNTP_SYNC_MAX_SOURCES)
+  unsigned i;
+  for (i = 0; i < sync->n && !sync->src[i].removed; i++)
+    ;
+  if (i == NTSNTP_SYNC_MAX_SOURCES)
     return NTSNTP_ERR_NOBUF;
-  ntsntp__source_init(&sync->src[sync->n], &sync->set, name, refid, now);
-  return (int)sync->n++;
+  ntsntp__source_init(&sync->src[i], &sync->set, name, refid, now);
+  if (i == sync->n)
+    sync->n++;
+  return (int)i;
+}
+
+static void reselect(ntsntp_sync *sync, uint64_t now, ntsntp__selection *sel);
+
+int ntsntp_sync_remove_source(ntsntp_sync *sync, unsigned i, uint64_t now) {
+  ntsntp__selection sel;
+  if (!active(sync, i))
+    return NTSNTP_ERR_INVALID_ARG;
+  memset(&sync->src[i], 0, sizeof(sync->src[i]));
+  sync->src[i].removed = 1;
+  sync->src[i].stopped = 1;
+  sync->src[i].next_poll = UINT64_MAX;
+  if (sync->ref_peer == (int)i)
+    sync->ref_peer = -1; /* its name stays in ref_name */
+  if (sync->peer == (int)i)
+    sync->peer = -1;
+  while (sync->n && sync->src[sync->n - 1].removed)
+    sync->n--;
+  reselect(sync, now, &sel);
+  return 0;
+}
+
+int ntsntp_sync_source_active(const ntsntp_sync *sync, unsigned i) {
+  return active(sync, i);
 }
 
 unsigned ntsntp_sync_n_sources(const ntsntp_sync *sync) { return sync->n; }
 
 int ntsntp_sync_set_refid(ntsntp_sync *sync, unsigned i, uint32_t refid) {
-  if (i >= sync->n)
+  if (!active(sync, i))
     return NTSNTP_ERR_INVALID_ARG;
   sync->src[i].refid = refid;
   return 0;
 }
 
 uint64_t ntsntp_sync_next_poll(const ntsntp_sync *sync, unsigned i) {
-  if (i >= sync->n || sync->src[i].stopped)
+  if (!active(sync, i) || sync->src[i].stopped)
     return UINT64_MAX;
   return sync->src[i].next_poll;
 }
 
 int8_t ntsntp_sync_poll(const ntsntp_sync *sync, unsigned i) {
-  return i < sync->n ? sync->src[i].poll : sync->set.minpoll;
+  return active(sync, i) ? sync->src[i].poll : sync->set.minpoll;
 }
 
 int ntsntp_sync_on_send(ntsntp_sync *sync, unsigned i, uint64_t now) {
@@ -119,13 +168,62 @@ int ntsntp_sync_on_send(ntsntp_sync *sync, unsigned i, uint64_t now) {
   uint8_t b[4];
   double r = 0;
 
-  if (i >= sync->n)
+  if (!active(sync, i))
     return NTSNTP_ERR_INVALID_ARG;
   if (rnd(sync->set.rand_user, b, sizeof(b)) == 0)
     r = (double)((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
                  (uint32_t)b[2] << 8 | b[3]) /
         4294967296.0;
   return ntsntp__source_on_send(&sync->src[i], now, r);
+}
+
+/* Leap seconds.  The model keeps a continuous time scale; the served
+ * time adds leap_corr() to it.  Outside SYSTEM mode the system clock does
+ * not pass the leap either, so samples taken after it are moved back onto
+ * the continuous scale (leap_sample_corr). */
+static int word_dir(uint64_t w) {
+  return (w >> 32 & 3) == 1 ? 1 : (w >> 32 & 3) == 2 ? -1 : 0;
+}
+
+/* NTP-64 time of the leap instant: the midnight for an insertion, the
+ * second before it for a deletion. */
+static uint64_t leap_instant(uint64_t at, int dir) {
+  return (at - (dir < 0 ? 1 : 0)) << 32;
+}
+
+static double leap_corr(const ntsntp_sync *sync, uint64_t w, uint64_t t) {
+  int dir = word_dir(w);
+  double base = (int16_t)(uint16_t)(w >> 48);
+  if (!dir)
+    return base;
+  return base +
+         ntsntp_leap_correction(
+             sync->set.leap_mode, sync->set.leap_smear,
+             sync->set.max_slew_ppm * 1e-6, dir,
+             ntsntp_ts_diff(ntsntp_ts_add(t, base),
+                            leap_instant(w & 0xffffffffu, dir)));
+}
+
+static double leap_sample_corr(const ntsntp_sync *sync, uint64_t t) {
+  double c = -(double)sync->leap_base;
+  if (sync->set.leap_mode == NTSNTP_LEAP_MODE_SYSTEM)
+    return 0;
+  if (sync->leap_dir &&
+      ntsntp_ts_diff(ntsntp_ts_add(ntsntp__model_serve(&sync->model, t),
+                                   sync->leap_base),
+                     leap_instant(sync->leap_at, sync->leap_dir)) >= 0)
+    c += sync->leap_dir;
+  return c;
+}
+
+static void leap_store(ntsntp_sync *sync) {
+  uint64_t w = 0;
+  if (sync->leap_dir || sync->leap_base)
+    w = (sync->leap_at & 0xffffffffu) |
+        (uint64_t)(sync->leap_dir > 0 ? 1 : sync->leap_dir < 0 ? 2 : 0)
+            << 32 |
+        (uint64_t)(uint16_t)(int16_t)sync->leap_base << 48;
+  atomic_store_explicit(&sync->leap_word, w, memory_order_release);
 }
 
 #define MIN_ERR 1e-5 /* s, floor of a sample's error for its weight */
@@ -159,6 +257,7 @@ static void update(ntsntp_sync *sync, unsigned i, uint64_t now, uint64_t ts,
       ntsntp__source_relabel(&sync->src[k], step);
   sync->synced = 1;
   sync->ref_peer = sel->peer;
+  memcpy(sync->ref_name, p->name, sizeof(sync->ref_name));
   sync->refid = p->refid;
   sync->stratum = (uint8_t)(p->stratum + 1);
   sync->leap = sel->leap;
@@ -184,11 +283,12 @@ int ntsntp_sync_on_sample(ntsntp_sync *sync, unsigned i,
   double y;
   int rv;
 
-  if (i >= sync->n)
+  if (!active(sync, i))
     return NTSNTP_ERR_INVALID_ARG;
   /* The offset holds at the midpoint of the exchange. */
   t = ntsntp_ts_add(sample->t1, ntsntp_ts_diff(sample->t4, sample->t1) / 2);
-  y = sample->offset + ntsntp__model_applied(&sync->model, t);
+  y = sample->offset + ntsntp__model_applied(&sync->model, t) +
+      leap_sample_corr(sync, t);
   rv = ntsntp__source_on_sample(&sync->src[i], &sample->hdr, t, y,
                                 sample->delay, sync->model.freq, now);
   if (rv < 0)
@@ -205,7 +305,7 @@ int ntsntp_sync_on_sample(ntsntp_sync *sync, unsigned i,
 int ntsntp_sync_on_kod(ntsntp_sync *sync, unsigned i,
                        const ntsntp_client_sample *sample, uint64_t now) {
   int rv;
-  if (i >= sync->n)
+  if (!active(sync, i))
     return NTSNTP_ERR_INVALID_ARG;
   rv = ntsntp__source_on_kod(&sync->src[i], sample->hdr.refid,
                              sample->hdr.poll, now);
@@ -269,7 +369,7 @@ static void source_stats(const ntsntp__source *s, ntsntp_source_info *info) {
 int ntsntp_sync_source_info(const ntsntp_sync *sync, unsigned i, uint64_t now,
                             ntsntp_source_info *info) {
   const ntsntp__source *s;
-  if (i >= sync->n)
+  if (!active(sync, i))
     return NTSNTP_ERR_INVALID_ARG;
   s = &sync->src[i];
   memset(info, 0, sizeof(*info));
@@ -300,18 +400,96 @@ int ntsntp_sync_source_info(const ntsntp_sync *sync, unsigned i, uint64_t now,
 }
 
 uint64_t ntsntp_sync_serve(const ntsntp_sync *sync, uint64_t sys) {
-  return ntsntp__model_serve(&sync->model, sys);
+  uint64_t t = ntsntp__model_serve(&sync->model, sys);
+  uint64_t w = atomic_load_explicit(
+      &((ntsntp_sync *)sync)->leap_word, memory_order_acquire);
+  return w ? ntsntp_ts_add(t, leap_corr(sync, w, t)) : t;
 }
 
-/* Synchronised at |now|: updated once and root distance still usable. */
+/* Synchronised at |now|: updated once, root distance still usable, and
+ * with no source selectable, not longer than the holdover. */
 static int is_synced(const ntsntp_sync *sync, uint64_t now) {
   double age;
   if (!sync->synced || sync->stratum >= 16)
     return 0;
   age = ntsntp_ts_diff(now, sync->model.last_update);
+  if (sync->peer < 0 && age > (double)sync->set.holdover)
+    return 0;
   return sync->root_delay / 2 + sync->root_disp +
              NTSNTP_PHI * (age > 0 ? age : 0) <
          NTSNTP_MAXDIST;
+}
+
+/* UTC seconds (NTP, era 0) now as served, before any leap in progress. */
+static uint64_t utc_sec(const ntsntp_sync *sync, uint64_t now) {
+  return ntsntp_ts_add(ntsntp__model_serve(&sync->model, now),
+                       sync->leap_base) >>
+         32;
+}
+
+/* chrony's decision for the day: the sources' vote, or when they say
+ * nothing, the list; only on the days a leap second may end. */
+static int leap_decide(const ntsntp_sync *sync, uint64_t now) {
+  uint64_t day = utc_sec(sync, now);
+  int dir = 0;
+  if (is_synced(sync, now))
+    dir = sync->leap == NTSNTP_LEAP_INSERT   ? 1
+          : sync->leap == NTSNTP_LEAP_DELETE ? -1
+                                             : 0;
+  if (!dir && sync->have_list)
+    dir = ntsntp_leap_list_day_end(&sync->list, day);
+  return ntsntp_leap_day_allowed(day) ? dir : 0;
+}
+
+/* The leap bits to serve: the leap armed or decided, until its instant;
+ * never while smearing (chrony's smoothtime does not announce it). */
+static int leap_announced(const ntsntp_sync *sync, uint64_t now) {
+  int dir;
+  if (sync->set.leap_smear)
+    return 0;
+  if (!sync->leap_dir)
+    return leap_decide(sync, now);
+  dir = sync->leap_dir;
+  return ntsntp_ts_diff(ntsntp_ts_add(ntsntp__model_serve(&sync->model, now),
+                                      sync->leap_base),
+                        leap_instant(sync->leap_at, dir)) < 0
+             ? dir
+             : 0;
+}
+
+void ntsntp_sync_set_leap_list(ntsntp_sync *sync, const ntsntp_leap_list *l) {
+  sync->have_list = l != NULL;
+  if (l)
+    sync->list = *l;
+}
+
+int ntsntp_sync_leap_update(ntsntp_sync *sync, uint64_t now) {
+  uint64_t t = ntsntp_ts_add(ntsntp__model_serve(&sync->model, now),
+                             sync->leap_base);
+  int dir;
+  if (sync->leap_dir) {
+    double since =
+        ntsntp_ts_diff(t, leap_instant(sync->leap_at, sync->leap_dir));
+    if (since >= 86400) {
+      /* A day on, every transition is over: keep the second for good. */
+      sync->leap_base += (int)lround(ntsntp_leap_correction(
+          sync->set.leap_mode, sync->set.leap_smear,
+          sync->set.max_slew_ppm * 1e-6, sync->leap_dir, since));
+      sync->leap_dir = 0;
+      sync->leap_at = 0;
+      leap_store(sync);
+      return 0;
+    }
+    if (since >= 0)
+      return sync->leap_dir; /* in progress: never withdrawn */
+  }
+  dir = leap_decide(sync, now);
+  if (dir != sync->leap_dir) {
+    sync->leap_dir = dir;
+    sync->leap_at = dir ? ntsntp_leap_day_end(t >> 32) : 0;
+    leap_store(sync);
+  }
+  return dir;
 }
 
 void ntsntp_sync_clock_state(const ntsntp_sync *sync, uint64_t now,
@@ -326,7 +504,9 @@ void ntsntp_sync_clock_state(const ntsntp_sync *sync, uint64_t now,
     cs->stratum = 16;
     return;
   }
-  cs->leap = sync->leap;
+  cs->leap = (uint8_t)(leap_announced(sync, now) > 0   ? NTSNTP_LEAP_INSERT
+                       : leap_announced(sync, now) < 0 ? NTSNTP_LEAP_DELETE
+                                                       : NTSNTP_LEAP_NONE);
   cs->stratum = sync->stratum;
   cs->refid = sync->refid;
   cs->root_delay = ntsntp_short_from_double(sync->root_delay);
@@ -340,12 +520,25 @@ void ntsntp_sync_tracking(const ntsntp_sync *sync, uint64_t now,
 
   memset(t, 0, sizeof(*t));
   t->synced = is_synced(sync, now);
-  t->leap = t->synced ? sync->leap : NTSNTP_LEAP_UNSYNC;
+  t->leap_announced = t->synced ? leap_announced(sync, now) : 0;
+  t->leap = !t->synced                ? NTSNTP_LEAP_UNSYNC
+            : t->leap_announced > 0 ? NTSNTP_LEAP_INSERT
+            : t->leap_announced < 0 ? NTSNTP_LEAP_DELETE
+                                    : NTSNTP_LEAP_NONE;
+  t->leap_pending = sync->leap_dir;
+  t->leap_at = sync->leap_at;
+  t->leap_list = !sync->have_list ? 0
+                 : ntsntp_leap_list_expired(&sync->list, utc_sec(sync, now))
+                     ? 2
+                     : 1;
+  t->leap_list_expires = sync->have_list ? sync->list.expires : 0;
+  t->holdover = t->synced && sync->peer < 0;
+  if (t->holdover)
+    t->holdover_left = sync->set.holdover - (age > 0 ? age : 0);
   t->stratum = t->synced ? sync->stratum : 16;
   if (sync->synced) {
     t->refid = sync->refid;
-    if (sync->ref_peer >= 0)
-      memcpy(t->ref_name, sync->src[sync->ref_peer].name, sizeof(t->ref_name));
+    memcpy(t->ref_name, sync->ref_name, sizeof(t->ref_name));
     t->ref_time = ntsntp_sync_serve(sync, md->last_update);
     t->root_delay = sync->root_delay;
     t->root_disp = sync->root_disp + NTSNTP_PHI * (age > 0 ? age : 0);

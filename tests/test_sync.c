@@ -950,6 +950,157 @@ START_TEST(test_serve_threads) {
 }
 END_TEST
 
+/* Removing sources (a pool member replaced, a server dropped on reload):
+ * the slot is free, the other indexes stay, add reuses the slot. */
+START_TEST(test_remove_source) {
+  ntsntp_sync_settings set;
+  ntsntp_sync *sync;
+  ntsntp_source_info info;
+  ntsntp_client_sample smp;
+  uint64_t now = ntp(0);
+
+  ntsntp_sync_settings_default(&set);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &set, NULL), 0);
+  ck_assert_int_eq(ntsntp_sync_add_source(sync, "a", 1, now), 0);
+  ck_assert_int_eq(ntsntp_sync_add_source(sync, "b", 2, now), 1);
+  ck_assert_int_eq(ntsntp_sync_add_source(sync, "c", 3, now), 2);
+  ck_assert_int_eq(ntsntp_sync_remove_source(sync, 1, now), 0);
+  ck_assert_uint_eq(ntsntp_sync_n_sources(sync), 3);
+  ck_assert_int_eq(ntsntp_sync_source_active(sync, 1), 0);
+  ck_assert_int_eq(ntsntp_sync_source_active(sync, 2), 1);
+  /* Bad input: removed twice, out of range; every call on the hole. */
+  ck_assert_int_eq(ntsntp_sync_remove_source(sync, 1, now),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_sync_remove_source(sync, 99, now),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_sync_source_info(sync, 1, now, &info),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert(ntsntp_sync_next_poll(sync, 1) == UINT64_MAX);
+  ck_assert_int_eq(ntsntp_sync_on_send(sync, 1, now), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_sync_set_refid(sync, 1, 5), NTSNTP_ERR_INVALID_ARG);
+  mk_sample(&smp, 0, 0, 0.01);
+  ck_assert_int_eq(ntsntp_sync_on_sample(sync, 1, &smp, now),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_sync_on_kod(sync, 1, &smp, now),
+                   NTSNTP_ERR_INVALID_ARG);
+  ntsntp_sync_on_timeout(sync, 1, now); /* ignored */
+  /* The slot is reused, fresh. */
+  ck_assert_int_eq(ntsntp_sync_add_source(sync, "d", 4, now), 1);
+  ck_assert_int_eq(ntsntp_sync_source_info(sync, 1, now, &info), 0);
+  ck_assert_str_eq(info.name, "d");
+  ck_assert_uint_eq(info.refid, 4);
+  ck_assert_uint_eq(info.reach, 0);
+  /* Removing the last shrinks the count. */
+  ck_assert_int_eq(ntsntp_sync_remove_source(sync, 2, now), 0);
+  ck_assert_uint_eq(ntsntp_sync_n_sources(sync), 2);
+  ntsntp_sync_del(sync);
+}
+END_TEST
+
+/* A falseticker replaced in place (what a pool does): the new source at
+ * the same index becomes a truechimer; the others keep their reach and the
+ * served time stays within bounds. */
+START_TEST(test_replace_falseticker) {
+  sim sm;
+  ntsntp_source_info info;
+  ntsntp_tracking tr;
+  unsigned i;
+
+  sim_init(&sm, NULL, 0.2, 30e-6, 4);
+  sm.srv[3].bias = 5.0;
+  sim_run(&sm, 3600, 1e9);
+  ntsntp_sync_source_info(sm.sync, 3, ntp(sm.sys), &info);
+  ck_assert_int_eq(info.state, NTSNTP_SOURCE_FALSETICKER);
+  ck_assert_int_eq(ntsntp_sync_remove_source(sm.sync, 3, ntp(sm.sys)), 0);
+  sm.srv[3].bias = 0;
+  ck_assert_int_eq(
+      ntsntp_sync_add_source(sm.sync, "srv3b", 77, ntp(sm.sys)), 3);
+  sim_run(&sm, 2 * 3600, 3600 + 60);
+  ck_assert_double_le(sm.max_err, BOUND_SERVED);
+  ntsntp_sync_source_info(sm.sync, 3, ntp(sm.sys), &info);
+  ck_assert_str_eq(info.name, "srv3b");
+  ck_assert(info.state == NTSNTP_SOURCE_SELECTED ||
+            info.state == NTSNTP_SOURCE_COMBINED);
+  for (i = 0; i < 3; i++) {
+    ntsntp_sync_source_info(sm.sync, i, ntp(sm.sys), &info);
+    ck_assert_uint_eq(info.reach, 0xff);
+  }
+  /* The system peer removed: still synchronised (its name kept for
+   * tracking), another one takes over at the next update. */
+  ntsntp_sync_tracking(sm.sync, ntp(sm.sys), &tr);
+  for (i = 0; i < 4; i++) {
+    ntsntp_sync_source_info(sm.sync, i, ntp(sm.sys), &info);
+    if (info.state == NTSNTP_SOURCE_SELECTED)
+      break;
+  }
+  ck_assert_uint_lt(i, 4);
+  ck_assert_int_eq(ntsntp_sync_remove_source(sm.sync, i, ntp(sm.sys)), 0);
+  ntsntp_sync_tracking(sm.sync, ntp(sm.sys), &tr);
+  ck_assert_int_eq(tr.synced, 1);
+  ck_assert_str_ne(tr.ref_name, "");
+  sm.srv[i].down = 1; /* gone: never polled again */
+  sim_run(&sm, 3 * 3600, 1e9);
+  ntsntp_sync_tracking(sm.sync, ntp(sm.sys), &tr);
+  ck_assert_int_eq(tr.synced, 1);
+  ck_assert_int_eq(tr.holdover, 0);
+  ck_assert_uint_ne(tr.refid, sm.srv[i].refid);
+  ntsntp_sync_del(sm.sync);
+}
+END_TEST
+
+/* Holdover: after the last source goes, the clock is served as
+ * synchronised (dispersion growing) for the holdover only. */
+START_TEST(test_holdover) {
+  ntsntp_sync_settings set;
+  sim sm;
+  ntsntp_tracking tr;
+  ntsntp_clock_state cs;
+  double lost;
+
+  ntsntp_sync_settings_default(&set);
+  ck_assert_uint_eq(set.holdover, 3600);
+  set.holdover = 1800;
+  set.maxpoll = 6;
+  sim_init(&sm, &set, 0.1, 10e-6, 1);
+  sim_run(&sm, 1800, 1e9);
+  sm.srv[0].down = 1;
+  /* Reach falls to 0 after 8 polls of 64 s. */
+  sim_run(&sm, 1800 + 9 * 64, 1e9);
+  lost = sm.T;
+  ntsntp_sync_tracking(sm.sync, ntp(sm.sys), &tr);
+  ck_assert_int_eq(tr.synced, 1);
+  ck_assert_int_eq(tr.holdover, 1);
+  ck_assert(tr.holdover_left > 0 && tr.holdover_left < 1800);
+  ntsntp_sync_clock_state(sm.sync, ntp(sm.sys), &cs);
+  ck_assert_uint_eq(cs.stratum, 2);
+  ck_assert(cs.disp_rate == NTSNTP_PHI);
+  /* Until the holdover is over (counted from the last update). */
+  sim_run(&sm, lost + tr.holdover_left + 10, 1e9);
+  ntsntp_sync_tracking(sm.sync, ntp(sm.sys), &tr);
+  ck_assert_int_eq(tr.synced, 0);
+  ck_assert_int_eq(tr.holdover, 0);
+  ntsntp_sync_clock_state(sm.sync, ntp(sm.sys), &cs);
+  ck_assert_uint_eq(cs.leap, NTSNTP_LEAP_UNSYNC);
+  ck_assert_uint_eq(cs.stratum, 16);
+  /* Back: synchronised again, no holdover. */
+  sm.srv[0].down = 0;
+  sim_run(&sm, sm.T + 600, 1e9);
+  ntsntp_sync_tracking(sm.sync, ntp(sm.sys), &tr);
+  ck_assert_int_eq(tr.synced, 1);
+  ck_assert_int_eq(tr.holdover, 0);
+  ntsntp_sync_del(sm.sync);
+  /* HOLDOVER=0: unsynchronised as soon as nothing is selectable. */
+  set.holdover = 0;
+  sim_init(&sm, &set, 0.1, 10e-6, 1);
+  sim_run(&sm, 1800, 1e9);
+  sm.srv[0].down = 1;
+  sim_run(&sm, 1800 + 9 * 64, 1e9);
+  ntsntp_sync_tracking(sm.sync, ntp(sm.sys), &tr);
+  ck_assert_int_eq(tr.synced, 0);
+  ntsntp_sync_del(sm.sync);
+}
+END_TEST
+
 static Suite *sync_suite(void) {
   Suite *s = suite_create("sync");
   TCase *tc = tcase_create("core");
@@ -972,6 +1123,9 @@ static Suite *sync_suite(void) {
   tcase_add_test(tc, test_clock_control_failure);
   tcase_add_test(tc, test_drift);
   tcase_add_test(tc, test_serve_threads);
+  tcase_add_test(tc, test_remove_source);
+  tcase_add_test(tc, test_replace_falseticker);
+  tcase_add_test(tc, test_holdover);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "ntsntp/client.h"
+#include "ntsntp/leap.h"
 #include "ntsntp/server.h"
 
 #ifdef __cplusplus
@@ -132,6 +133,15 @@ typedef struct ntsntp_sync_settings {
   int rtcsync;               /* with clock_ops: set the RTC every 11 min */
   ntsntp_rand_fn rand;       /* poll jitter; NULL: ntsntp_rand_default */
   void *rand_user;
+  /* Holdover (HOLDOVER): seconds after the last clock update during
+   * which, with no source selectable any more, the clock is still served
+   * as synchronised (root dispersion growing by NTSNTP_PHI per second);
+   * default 3600; 0: unsynchronised as soon as no source is selectable. */
+  uint32_t holdover;
+  /* Leap seconds: how the served time passes one (LEAPSECMODE), and the
+   * leap-only smear (LEAP_SMEAR; off by default).  leap.h. */
+  ntsntp_leap_mode leap_mode;
+  int leap_smear;
 } ntsntp_sync_settings;
 
 /* Fills |s| with the defaults above. */
@@ -163,6 +173,20 @@ NTSNTP_EXTERN int ntsntp_sync_add_source(ntsntp_sync *sync, const char *name,
                                          uint32_t refid, uint64_t now);
 
 /*
+ * Removes source |i| (a pool member replaced, a server gone from the
+ * configuration): it is no longer polled, selected or listed, and the
+ * selection runs again at |now|.  The indexes of the other sources do not
+ * change; ntsntp_sync_add_source reuses the lowest free slot.
+ * Errors: INVALID_ARG (bad index, or removed already).
+ */
+NTSNTP_EXTERN int ntsntp_sync_remove_source(ntsntp_sync *sync, unsigned i,
+                                            uint64_t now);
+
+/* 1 if slot |i| holds a source (added and not removed), else 0. */
+NTSNTP_EXTERN int ntsntp_sync_source_active(const ntsntp_sync *sync,
+                                            unsigned i);
+
+/*
  * Sets the reference ID served while source |i| is the system peer: its
  * address, once a name is resolved (or re-resolved to another address).
  * Errors: INVALID_ARG (bad index).
@@ -170,7 +194,8 @@ NTSNTP_EXTERN int ntsntp_sync_add_source(ntsntp_sync *sync, const char *name,
 NTSNTP_EXTERN int ntsntp_sync_set_refid(ntsntp_sync *sync, unsigned i,
                                         uint32_t refid);
 
-/* Number of sources added. */
+/* Number of source slots (the highest index in use + 1); removed
+ * sources leave holes (ntsntp_sync_source_active). */
 NTSNTP_EXTERN unsigned ntsntp_sync_n_sources(const ntsntp_sync *sync);
 
 /*
@@ -298,11 +323,43 @@ typedef struct ntsntp_tracking {
   unsigned updates;             /* clock model updates so far */
   unsigned steps;               /* of them, steps */
   int clock_control;            /* 1 while the system clock is driven */
+  /* Holdover: synchronised although no source is selectable; seconds
+   * left before ntsd serves as unsynchronised. */
+  int holdover;
+  double holdover_left;
+  /* Leap second: +1 insert, -1 delete at |leap_at| (NTP seconds of the
+   * leap instant's midnight), 0 none; announced to clients now. */
+  int leap_pending;
+  uint64_t leap_at;
+  int leap_announced;
+  /* Leap-second list: 0 none, 1 in use, 2 expired (upstream votes only);
+   * its expiry (NTP seconds). */
+  int leap_list;
+  uint64_t leap_list_expires;
 } ntsntp_tracking;
 
 /* Fills |t| at system time |now|. */
 NTSNTP_EXTERN void ntsntp_sync_tracking(const ntsntp_sync *sync,
                                         uint64_t now, ntsntp_tracking *t);
+
+/*
+ * Gives the sync core the leap-second list (copied; NULL: none).  An
+ * expired list is kept but no longer announces leaps.
+ */
+NTSNTP_EXTERN void ntsntp_sync_set_leap_list(ntsntp_sync *sync,
+                                             const ntsntp_leap_list *l);
+
+/*
+ * Leap seconds, as chrony decides them: the majority vote of the
+ * selectable sources, or when it says none, the list; announced only
+ * during 30 June or 31 December (UTC, served time) and not while the
+ * leap smear is on.  Arms the served-time correction for the leap (the
+ * settings' leap_mode and leap_smear) and, a day after it, folds it into
+ * the time served from then on.  Call it at least once a second (the
+ * runtime does, before publishing the clock state).  Returns +1 or -1
+ * while a leap is pending or in progress, else 0.
+ */
+NTSNTP_EXTERN int ntsntp_sync_leap_update(ntsntp_sync *sync, uint64_t now);
 
 /*
  * Writes the drift file contents, chrony's format "<freq ppm> <skew ppm>\n",

@@ -1,6 +1,7 @@
-/* libntsntp runtime: polling upstream servers (plain NTP and NTS). */
+/* libntsntp runtime: polling upstream servers (plain NTP and NTS), pools. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "file.h"
+#include "ntsntp/leap.h"
 #include "ntsntp/uv_client.h"
 #include "ntsntp/upstream.h"
 #include "sock.h"
@@ -21,19 +23,50 @@
 #define CLOCK_REFRESH_MS 1000
 #define KE_BACKOFF_MIN 8
 #define KE_BACKOFF_MAX 86400
-#define UNREACH_POLLS 8
+#define UNREACH_POLLS 8 /* polls without a sample: next address */
+#define FALSE_POLLS 4   /* polls as a falseticker: a pool member goes */
+#define MAX_ENTRIES 16  /* NTP_SERVERS items */
+#define MAX_ADDRS 16    /* addresses kept per name */
+#define LEAP_LIST_MAX 65536
+#define LOCAL_ITEM "127.127.1.1"
 
-typedef struct up_source {
+enum { ENTRY_SERVER, ENTRY_POOL, ENTRY_LOCAL };
+
+/* One NTP_SERVERS item.  A server has one source (member), a pool up to
+ * maxsources, the local clock none. */
+typedef struct up_entry {
   struct ntsntp_uv_upstream *up;
-  unsigned idx;
+  int used, kind, nts;
+  char item[256]; /* as written: what a reload compares */
   char host[256];
   char name[NTSNTP_SOURCE_NAME_LEN]; /* host, with the port if not default */
   uint16_t port; /* NTP port (plain) or NTS-KE port (nts) */
+  /* The name's addresses (port set), for plain servers and pools. */
+  struct sockaddr_storage addrs[MAX_ADDRS];
+  int bad[MAX_ADDRS]; /* dropped from the pool until the next resolution */
+  unsigned naddrs, cursor;
+  int resolving, want_resolve, resolved_once;
+  uint64_t resolve_after_ms; /* loop time: no resolution before */
+  uint32_t resolve_backoff_ms;
+  uv_getaddrinfo_t gai;
+} up_entry;
+
+typedef struct up_source {
+  struct ntsntp_uv_upstream *up;
+  int used;        /* slot holds a server source (not a reference clock) */
+  unsigned idx;    /* = its index in the sync core and in up->src */
+  unsigned entry;  /* its NTP_SERVERS item */
+  int fixed;       /* address given by the entry (plain server, pool) */
+  struct sockaddr_storage eaddr; /* that address (pool: KE address) */
+  int replace;     /* to be replaced at the end of this event */
+  unsigned falsetick; /* polls in a row as a falseticker */
+  char host[256]; /* NTS-KE host (nts), or where to send (plain) */
+  char name[NTSNTP_SOURCE_NAME_LEN]; /* host, with the port if not default */
+  uint16_t port; /* NTP port (plain) or NTS-KE port (nts) */
   int nts;
-  uv_timer_t timer;
   ntsntp_uv_ntp_query *q;
   ntsntp_uv_ke_query *keq;
-  /* Where to send NTP: resolved by the query and kept. */
+  /* Where to send NTP: from the entry, or resolved by the query and kept. */
   struct sockaddr_storage addr;
   int have_addr;
   char addr_text[64];
@@ -50,19 +83,31 @@ typedef struct up_source {
   uint64_t ke_retry_ms;  /* no NTS-KE before this loop time */
   uint32_t ke_backoff_s; /* next back-off */
   int was_reachable;
+  /* monitoring: ntsctl authdata and ntpdata (ntsntp_uv_upstream_source) */
+  struct {
+    uint64_t ke_ok, ke_tries, ke_total, naks, tx, rx, valid_rx, kernel_rx;
+    int have_sample;
+    ntsntp_client_sample last; /* cookies not kept */
+    ntsntp_ts_source rx_source;
+    uint64_t last_rx_ms; /* loop time */
+  } mon;
 } up_source;
 
 struct ntsntp_uv_upstream {
   ntsntp_uv_upstream_settings s;
   uv_loop_t *loop;
   ntsntp_sync *sync;
-  up_source src[NTSNTP_SYNC_MAX_SOURCES];
-  unsigned n;
-  char ca_file[4096], drift[4096];
+  up_source src[NTSNTP_SYNC_MAX_SOURCES]; /* by sync core index */
+  uv_timer_t timer[NTSNTP_SYNC_MAX_SOURCES]; /* one per slot, kept */
+  unsigned n; /* slots in use: the sync core's count */
+  up_entry ent[MAX_ENTRIES];
+  int local; /* 127.127.1.1 in the list */
+  char ca_file[4096], drift[4096], leapseclist[4096];
   uv_timer_t clock_timer, drift_timer;
-  int handles, stopping;
+  int handles, pending, stopping;
   uint32_t last_refid;
-  int last_synced;
+  int last_synced, last_holdover, last_local, last_leap, leap_expired_said;
+  int single_said;
   ntsntp_uv_upstream_stats stats;
   void (*done)(void *);
   void *done_user;
@@ -92,17 +137,36 @@ void ntsntp_uv_upstream_settings_default(ntsntp_uv_upstream_settings *s) {
   ntsntp_sync_settings_default(&s->sync);
   s->nts_refresh = 1209600; /* chrony's ntsrefresh: two weeks */
   s->timeout_ms = 1000;
+  s->maxsources = 4; /* chrony's pool maxsources */
+  s->local_stratum = 10;
 }
 
-/* "[nts://]HOST[:PORT]", HOST an IPv6 literal in brackets if it has ':'. */
-static int parse_server(up_source *src, const char *item, char *errbuf,
-                        size_t errlen) {
+/* "[nts://|pool://|pool+nts://]HOST[:PORT]", HOST an IPv6 literal in
+ * brackets if it has ':'; or "127.127.1.1", the local clock. */
+static int parse_item(up_entry *e, const char *item, char *errbuf,
+                      size_t errlen) {
   const char *p = item, *host, *end, *colon;
   size_t hlen;
   unsigned long port = 0;
+  memset(e, 0, sizeof(*e));
+  if (strlen(item) >= sizeof(e->item))
+    goto bad;
+  snprintf(e->item, sizeof(e->item), "%s", item);
+  if (!strcmp(item, LOCAL_ITEM)) {
+    e->kind = ENTRY_LOCAL;
+    snprintf(e->name, sizeof(e->name), "LOCAL");
+    return 0;
+  }
   if (!strncmp(p, "nts://", 6)) {
-    src->nts = 1;
+    e->nts = 1;
     p += 6;
+  } else if (!strncmp(p, "pool://", 7)) {
+    e->kind = ENTRY_POOL;
+    p += 7;
+  } else if (!strncmp(p, "pool+nts://", 11)) {
+    e->kind = ENTRY_POOL;
+    e->nts = 1;
+    p += 11;
   } else if (strstr(p, "://")) {
     goto bad;
   }
@@ -122,57 +186,187 @@ static int parse_server(up_source *src, const char *item, char *errbuf,
       goto bad; /* IPv6 without brackets: ambiguous with a port */
     hlen = colon ? (size_t)(colon - host) : strlen(host);
   }
-  if (hlen == 0 || hlen >= sizeof(src->host))
+  if (hlen == 0 || hlen >= sizeof(e->host))
     goto bad;
   if (colon) {
-    char *e;
-    port = strtoul(colon + 1, &e, 10);
-    if (*e || port == 0 || port > 65535)
+    char *x;
+    port = strtoul(colon + 1, &x, 10);
+    if (*x || port == 0 || port > 65535)
       goto bad;
   }
-  memcpy(src->host, host, hlen);
-  src->host[hlen] = 0;
-  src->port = port ? (uint16_t)port : src->nts ? NTSNTP_KE_PORT : 123;
+  memcpy(e->host, host, hlen);
+  e->host[hlen] = 0;
+  e->port = port ? (uint16_t)port : e->nts ? NTSNTP_KE_PORT : 123;
   /* The name shown in logs and ntsctl: the host, and the port if given. */
-  if (hlen > sizeof(src->name) - 7)
-    hlen = sizeof(src->name) - 7;
-  memcpy(src->name, host, hlen);
-  src->name[hlen] = 0;
+  if (hlen > sizeof(e->name) - 7)
+    hlen = sizeof(e->name) - 7;
+  memcpy(e->name, host, hlen);
+  e->name[hlen] = 0;
   if (port)
-    snprintf(src->name + hlen, sizeof(src->name) - hlen, ":%lu", port);
+    snprintf(e->name + hlen, sizeof(e->name) - hlen, ":%lu", port);
   return 0;
 bad:
   snprintf(errbuf, errlen,
-           "NTP_SERVERS item \"%s\" is not a server; fix: use HOST, "
-           "HOST:PORT, [IPv6]:PORT, or nts://HOST[:NTS-KE-PORT] for NTS",
+           "NTP_SERVERS item \"%.200s\" is not a server; fix: use HOST, "
+           "HOST:PORT, [IPv6]:PORT, nts://HOST[:NTS-KE-PORT] for NTS, "
+           "pool://NAME[:PORT] or pool+nts://NAME[:NTS-KE-PORT] for a pool, "
+           "or 127.127.1.1 for the local clock",
            item);
   return NTSNTP_ERR_BAD_CONFIG;
+}
+
+static void addr_text(const struct sockaddr *sa, char *out, size_t len,
+                      uint32_t *refid) {
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    *refid = ntsntp_refid_ipv6(s6->sin6_addr.s6_addr);
+    inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t)len);
+  } else {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    *refid = ntohl(s4->sin_addr.s_addr);
+    inet_ntop(AF_INET, &s4->sin_addr, out, (socklen_t)len);
+  }
+}
+
+static size_t sa_len(const struct sockaddr *sa) {
+  return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                   : sizeof(struct sockaddr_in);
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port) {
+  if (ss->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+  else
+    ((struct sockaddr_in *)ss)->sin_port = htons(port);
+}
+
+static int same_addr(const struct sockaddr_storage *a,
+                     const struct sockaddr_storage *b) {
+  return a->ss_family == b->ss_family &&
+         !memcmp(a, b, sa_len((const struct sockaddr *)a));
+}
+
+/* "2016-12-31" for logs. */
+static void ntp_date(uint64_t ntp_sec, char *out, size_t len) {
+  time_t t = (time_t)((int64_t)ntp_sec - (int64_t)NTSNTP_UNIX_OFFSET);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, len, "%Y-%m-%d", &tm);
+}
+
+/* Reads the leap-second list (links followed: /usr/share/zoneinfo may
+ * hold one) and hands it to the sync core; on any error the core keeps
+ * what it had. */
+static void load_leap_list(ntsntp_uv_upstream *up) {
+  static char buf[LEAP_LIST_MAX + 1];
+  ntsntp_leap_list l;
+  char err[256], date[32];
+  struct stat st;
+  ssize_t n = -1;
+  size_t len = 0;
+  int fd, rv;
+  if (!up->leapseclist[0])
+    return;
+  fd = open(up->leapseclist, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    ulog(up, NTSNTP_LOG_WARN,
+         "LEAPSECLIST %s not read: %s; leap seconds come from the sources' "
+         "leap bits only; fix: install tzdata or point LEAPSECLIST at an "
+         "IERS leap-seconds.list",
+         up->leapseclist, fd < 0 ? strerror(errno) : "not a regular file");
+    if (fd >= 0)
+      close(fd);
+    return;
+  }
+  while (len <= LEAP_LIST_MAX &&
+         (n = read(fd, buf + len, LEAP_LIST_MAX + 1 - len)) > 0)
+    len += (size_t)n;
+  close(fd);
+  rv = n < 0 ? NTSNTP_ERR_IO
+               : ntsntp_leap_list_parse(buf, len, &l, err, sizeof(err));
+  if (rv) {
+    ulog(up, NTSNTP_LOG_WARN,
+         "LEAPSECLIST %s not used: %s; fix: install a current list "
+         "(tzdata) or set LEAPSECLIST=none",
+         up->leapseclist, rv == NTSNTP_ERR_IO ? strerror(errno) : err);
+    return;
+  }
+  ntsntp_sync_set_leap_list(up->sync, &l);
+  ntp_date(l.expires, date, sizeof(date));
+  if (ntsntp_leap_list_expired(&l, sys_now() >> 32)) {
+    ulog(up, NTSNTP_LOG_WARN,
+         "Leap second list %s expired on %s: only the sources' leap bits "
+         "count; fix: update tzdata",
+         up->leapseclist, date);
+    up->leap_expired_said = 1;
+  } else {
+    ulog(up, NTSNTP_LOG_INFO, "Loaded leap second list %s (TAI-UTC %d s, "
+         "expires %s)", up->leapseclist,
+         ntsntp_leap_list_tai_offset(&l, sys_now() >> 32), date);
+    up->leap_expired_said = 0;
+  }
 }
 
 static void publish(ntsntp_uv_upstream *up) {
   ntsntp_clock_state cs;
   ntsntp_tracking t;
   uint64_t now = sys_now();
+  int leap = ntsntp_sync_leap_update(up->sync, now), local;
   ntsntp_sync_clock_state(up->sync, now, &cs);
-  ntsntp_server_set_clock(up->s.server, &cs);
   ntsntp_sync_tracking(up->sync, now, &t);
-  if (t.synced && (!up->last_synced || t.refid != up->last_refid)) {
-    const char *addr = "";
+  /* chrony's `local`: the local clock while no source is selectable. */
+  local = up->local && (!t.synced || t.holdover);
+  if (local)
+    ntsntp_clock_state_local(&cs, up->s.local_stratum,
+                             ntsntp_sync_serve(up->sync, now));
+  ntsntp_server_set_clock(up->s.server, &cs);
+  if (t.synced && !t.holdover &&
+      (!up->last_synced || up->last_holdover || t.refid != up->last_refid)) {
+    const char *addr = t.ref_name;
     unsigned i;
     ntsntp_source_info info;
     for (i = 0; i < up->n; i++)
-      if (ntsntp_sync_source_info(up->sync, i, now, &info) == 0 &&
+      if (up->src[i].used &&
+          ntsntp_sync_source_info(up->sync, i, now, &info) == 0 &&
           info.state == NTSNTP_SOURCE_SELECTED)
-        addr = up->src[i].addr_text;
+        addr = up->src[i].addr_text[0] ? up->src[i].addr_text : info.name;
     ulog(up, NTSNTP_LOG_INFO, "Selected source %s (%s)", addr, t.ref_name);
+  } else if (t.holdover && !up->last_holdover) {
+    ulog(up, NTSNTP_LOG_WARN,
+         "No selectable sources: holdover, serving as synchronised for up to "
+         "%.0f s more (HOLDOVER)", t.holdover_left);
   } else if (!t.synced && up->last_synced) {
     ulog(up, NTSNTP_LOG_WARN, "Can't synchronise: no selectable sources");
   }
+  if (local != up->last_local)
+    ulog(up, NTSNTP_LOG_INFO, local ? "Serving the local clock (stratum %u, "
+         "reference ID 7F7F0101) until a source is selectable"
+         : "Local clock no longer served (stratum %u)",
+         (unsigned)up->s.local_stratum);
+  if (leap && !up->last_leap) {
+    char date[32];
+    ntp_date(t.leap_at - 1, date, sizeof(date));
+    ulog(up, NTSNTP_LOG_INFO, "Leap second %s at the end of %s UTC "
+         "(LEAPSECMODE=%s%s)", leap > 0 ? "inserted" : "deleted", date,
+         ntsntp_leap_mode_name(up->s.sync.leap_mode),
+         up->s.sync.leap_smear ? ", smeared" : "");
+  } else if (!leap && up->last_leap) {
+    ulog(up, NTSNTP_LOG_INFO, "Leap second over");
+  }
+  if (t.leap_list == 2 && !up->leap_expired_said) {
+    char date[32];
+    ntp_date(t.leap_list_expires, date, sizeof(date));
+    ulog(up, NTSNTP_LOG_WARN,
+         "Leap second list %s expired on %s: only the sources' leap bits "
+         "count; fix: update tzdata", up->leapseclist, date);
+    up->leap_expired_said = 1;
+  }
+  up->last_leap = leap;
+  up->last_local = local;
   up->last_synced = t.synced;
+  up->last_holdover = t.holdover;
   up->last_refid = t.refid;
 }
-
-static void on_clock_timer(uv_timer_t *t) { publish(t->data); }
 
 static void save_drift(ntsntp_uv_upstream *up) {
   char buf[128], err[512];
@@ -230,6 +424,7 @@ static void load_drift(ntsntp_uv_upstream *up) {
 
 static void arm(up_source *src);
 static void poll_source(up_source *src);
+static void entry_fill(up_entry *e);
 
 static void forget_keys(up_source *src) {
   ntsntp_secure_clear(src->c2s, sizeof(src->c2s));
@@ -239,18 +434,50 @@ static void forget_keys(up_source *src) {
   src->ncookies = 0;
 }
 
-/* A poll that produced no sample: reach decays; after UNREACH_POLLS the
- * name is resolved again (and NTS keys renewed) at the next poll. */
+static void take_addr(up_source *src, const struct sockaddr *sa) {
+  uint32_t refid;
+  memcpy(&src->addr, sa, sa_len(sa));
+  src->have_addr = 1;
+  addr_text(sa, src->addr_text, sizeof(src->addr_text), &refid);
+  ntsntp_sync_set_refid(src->up->sync, src->idx, refid);
+}
+
+/* Eight polls without a sample: a plain server moves to the name's next
+ * address (resolving it again after the last), a pool member is replaced,
+ * an nts:// server resolves and runs NTS-KE again. */
+static void unreachable(up_source *src) {
+  up_entry *e = &src->up->ent[src->entry];
+  if (e->kind == ENTRY_POOL) {
+    src->replace = 1;
+    return;
+  }
+  if (!src->fixed) {
+    src->have_addr = 0;
+    if (src->nts)
+      forget_keys(src);
+    return;
+  }
+  src->missed = 0;
+  if (e->naddrs > 1 && e->cursor + 1 < e->naddrs) {
+    char old[64];
+    snprintf(old, sizeof(old), "%s", src->addr_text);
+    e->cursor++;
+    take_addr(src, (const struct sockaddr *)&e->addrs[e->cursor]);
+    ulog(src->up, NTSNTP_LOG_INFO, "Source %s (%s) does not answer: "
+         "trying %s", old, src->name, src->addr_text);
+  } else if (!e->resolving) {
+    e->want_resolve = 1; /* the next tick resolves it again */
+  }
+}
+
+/* A poll that produced no sample: reach decays; see unreachable(). */
 static void missed(up_source *src) {
   ntsntp_uv_upstream *up = src->up;
   ntsntp_source_info info;
   ntsntp_sync_on_timeout(up->sync, src->idx, sys_now());
   up->stats.timeouts++;
-  if (++src->missed == UNREACH_POLLS) {
-    src->have_addr = 0;
-    if (src->nts)
-      forget_keys(src);
-  }
+  if (++src->missed == UNREACH_POLLS)
+    unreachable(src);
   ntsntp_sync_source_info(up->sync, src->idx, sys_now(), &info);
   if (info.reach == 0 && src->was_reachable) {
     src->was_reachable = 0;
@@ -260,24 +487,9 @@ static void missed(up_source *src) {
 }
 
 static void remember_addr(up_source *src, const struct sockaddr *sa) {
-  uint32_t refid;
   if (!sa || src->have_addr)
     return;
-  memcpy(&src->addr, sa,
-         sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                   : sizeof(struct sockaddr_in));
-  src->have_addr = 1;
-  if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-    refid = ntsntp_refid_ipv6(s6->sin6_addr.s6_addr);
-    inet_ntop(AF_INET6, &s6->sin6_addr, src->addr_text,
-              sizeof(src->addr_text));
-  } else {
-    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-    refid = ntohl(s4->sin_addr.s_addr);
-    inet_ntop(AF_INET, &s4->sin_addr, src->addr_text, sizeof(src->addr_text));
-  }
-  ntsntp_sync_set_refid(src->up->sync, src->idx, refid);
+  take_addr(src, sa);
 }
 
 static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
@@ -287,6 +499,18 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
   src->q = NULL;
   if (o->status == 0 || o->status == NTSNTP_ERR_KOD)
     remember_addr(src, o->peer);
+  src->mon.tx += o->requests; /* monitoring */
+  if (o->sample)
+    src->mon.rx++;
+  if (o->status == 0) {
+    src->mon.valid_rx++;
+    src->mon.kernel_rx += o->rx_source == NTSNTP_TS_KERNEL;
+    src->mon.have_sample = 1;
+    src->mon.last = *o->sample;
+    src->mon.last.n_cookies = 0;
+    src->mon.rx_source = o->rx_source;
+    src->mon.last_rx_ms = uv_now(up->loop);
+  }
   /* Cookies sent are spent, whatever came back. */
   used = o->cookies_used < src->ncookies ? o->cookies_used : src->ncookies;
   if (used) {
@@ -297,7 +521,8 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
     src->ncookies -= used;
   }
   switch (o->status) {
-  case 0:
+  case 0: {
+    ntsntp_source_info info;
     for (i = 0; i < o->sample->n_cookies &&
                 src->ncookies < NTSNTP_CLIENT_MAX_COOKIES; i++) {
       memcpy(src->cookies[src->ncookies], o->sample->cookies[i],
@@ -309,17 +534,30 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
     up->stats.samples++;
     if (ntsntp_sync_on_sample(up->sync, src->idx, o->sample, sys_now()) == 1)
       publish(up);
+    /* A pool member the others outvote is replaced (chrony too). */
+    if (up->ent[src->entry].kind == ENTRY_POOL &&
+        ntsntp_sync_source_info(up->sync, src->idx, sys_now(), &info) == 0) {
+      src->falsetick =
+          info.state == NTSNTP_SOURCE_FALSETICKER ? src->falsetick + 1 : 0;
+      if (src->falsetick >= FALSE_POLLS)
+        src->replace = 2;
+    }
     break;
+  }
   case NTSNTP_ERR_KOD:
     if (ntsntp_sync_on_kod(up->sync, src->idx, o->sample, sys_now()) ==
-        NTSNTP_ERR_CLOSED)
+        NTSNTP_ERR_CLOSED) {
       ulog(up, NTSNTP_LOG_WARN, "%s: no longer used", o->errtext);
+      if (up->ent[src->entry].kind == ENTRY_POOL)
+        src->replace = 3;
+    }
     break;
   case NTSNTP_ERR_NAK:
     /*= https://www.rfc-editor.org/rfc/rfc8915#section-5.7
      *# [on an NTS NAK] the client [...] SHOULD [...] initiate a fresh NTS-KE
      *# handshake */
     up->stats.naks++;
+    src->mon.naks++;
     ulog(up, NTSNTP_LOG_WARN, "NTS NAK from %s: new NTS-KE", src->host);
     forget_keys(src);
     missed(src);
@@ -385,6 +623,8 @@ static void on_ke(void *user, const ntsntp_uv_ke_outcome *o) {
     return;
   }
   up->stats.ke_ok++;
+  src->mon.ke_tries = 0;
+  src->mon.ke_ok++;
   src->ke_backoff_s = KE_BACKOFF_MIN;
   src->ke_done_ms = uv_now(up->loop);
   src->aead = r->aead;
@@ -418,8 +658,14 @@ static void start_ke(up_source *src) {
   ntsntp_uv_ke_query_settings_default(&ks);
   ks.host = src->host;
   ks.port = src->port;
+  /* A pool member: NTS-KE with its address, the certificate checked
+   * against the pool's name. */
+  if (src->fixed)
+    ks.ke.server_name = src->up->ent[src->entry].host;
   if (up->ca_file[0])
     ks.ke.ca_file = up->ca_file;
+  src->mon.ke_tries++;
+  src->mon.ke_total++;
   if (ntsntp_uv_ke_query_start(up->loop, &ks, on_ke, src, &src->keq) < 0) {
     src->keq = NULL;
     ntsntp_sync_on_send(up->sync, src->idx, sys_now());
@@ -452,95 +698,593 @@ static void poll_source(up_source *src) {
 
 static void on_timer(uv_timer_t *t) { poll_source(t->data); }
 
-/* Schedules the next poll when the sync core wants it. */
+/* Takes source |src| out: queries cancelled, timer stopped, gone from the
+ * sync core (its slot free for the next source). */
+static void drop_source(up_source *src) {
+  ntsntp_uv_upstream *up = src->up;
+  if (src->q)
+    ntsntp_uv_ntp_query_cancel(src->q);
+  if (src->keq)
+    ntsntp_uv_ke_query_cancel(src->keq);
+  uv_timer_stop(&up->timer[src->idx]);
+  forget_keys(src);
+  ntsntp_sync_remove_source(up->sync, src->idx, sys_now());
+  src->used = 0;
+  up->n = ntsntp_sync_n_sources(up->sync);
+}
+
+/* A pool member unreachable, a falseticker or refused: its address is
+ * dropped until the pool is resolved again, another one takes its place. */
+static void replace_member(up_source *src) {
+  ntsntp_uv_upstream *up = src->up;
+  up_entry *e = &up->ent[src->entry];
+  static const char *const why[] = {"", "unreachable", "a falseticker",
+                                     "refused us"};
+  unsigned k;
+  for (k = 0; k < e->naddrs; k++)
+    if (same_addr(&e->addrs[k], &src->eaddr))
+      e->bad[k] = 1;
+  ulog(up, NTSNTP_LOG_INFO, "Source %s (pool %s) %s: replacing it",
+       src->host, e->name, why[src->replace <= 3 ? src->replace : 0]);
+  drop_source(src);
+  entry_fill(e);
+}
+
+/* Schedules the next poll when the sync core wants it (or replaces the
+ * source first, at the end of the event that decided it). */
 static void arm(up_source *src) {
-  uint64_t next = ntsntp_sync_next_poll(src->up->sync, src->idx);
+  ntsntp_uv_upstream *up = src->up;
+  uint64_t next;
   double in;
-  if (src->up->stopping || next == UINT64_MAX)
+  if (up->stopping || !src->used)
+    return;
+  if (src->replace) {
+    replace_member(src);
+    return;
+  }
+  next = ntsntp_sync_next_poll(up->sync, src->idx);
+  if (next == UINT64_MAX)
     return;
   in = ntsntp_ts_diff(next, sys_now());
-  uv_timer_start(&src->timer, on_timer, in > 0 ? (uint64_t)(in * 1000) : 0,
-                 0);
+  uv_timer_start(&up->timer[src->idx], on_timer,
+                 in > 0 ? (uint64_t)(in * 1000) : 0, 0);
+}
+
+/* A new source for entry |e| at its address |k| (plain servers and
+ * pools), or, k < 0, with the name resolved by each query (nts://). */
+static int add_member(up_entry *e, int k) {
+  ntsntp_uv_upstream *up = e->up;
+  up_source *src;
+  char text[64] = "";
+  uint32_t refid = 0;
+  int idx;
+  if (k >= 0)
+    addr_text((const struct sockaddr *)&e->addrs[k], text, sizeof(text),
+              &refid);
+  idx = ntsntp_sync_add_source(up->sync,
+                               e->kind == ENTRY_POOL ? text : e->name, refid,
+                               sys_now());
+  if (idx < 0) {
+    ulog(up, NTSNTP_LOG_WARN, "Source %s (%s) not added: %d sources at "
+         "most; fix: fewer NTP_SERVERS items or a lower MAXSOURCES",
+         k >= 0 ? text : e->host, e->name, NTSNTP_SYNC_MAX_SOURCES);
+    return idx;
+  }
+  src = &up->src[idx];
+  memset(src, 0, sizeof(*src));
+  src->up = up;
+  src->used = 1;
+  src->idx = (unsigned)idx;
+  src->entry = (unsigned)(e - up->ent);
+  src->nts = e->nts;
+  src->port = e->port;
+  src->ke_backoff_s = KE_BACKOFF_MIN;
+  snprintf(src->name, sizeof(src->name), "%s",
+           e->kind == ENTRY_POOL ? text : e->name);
+  if (k >= 0) {
+    src->fixed = 1;
+    src->eaddr = e->addrs[k];
+    /* nts: NTS-KE with this address; plain: NTP to it. */
+    snprintf(src->host, sizeof(src->host), "%s", text);
+    if (!src->nts)
+      take_addr(src, (const struct sockaddr *)&e->addrs[k]);
+  } else {
+    snprintf(src->host, sizeof(src->host), "%s", e->host);
+  }
+  up->timer[idx].data = src;
+  up->n = ntsntp_sync_n_sources(up->sync);
+  if (e->kind == ENTRY_POOL && e->resolved_once)
+    ulog(up, NTSNTP_LOG_INFO, "Added source %s (pool %s)", text, e->name);
+  arm(src);
+  return 0;
+}
+
+static unsigned members(const up_entry *e) {
+  const ntsntp_uv_upstream *up = e->up;
+  unsigned i, m = 0;
+  for (i = 0; i < up->n; i++)
+    m += up->src[i].used && up->src[i].entry == (unsigned)(e - up->ent);
+  return m;
+}
+
+static int addr_in_use(const up_entry *e, unsigned k) {
+  const ntsntp_uv_upstream *up = e->up;
+  unsigned i;
+  for (i = 0; i < up->n; i++)
+    if (up->src[i].used && up->src[i].entry == (unsigned)(e - up->ent) &&
+        up->src[i].fixed && same_addr(&up->src[i].eaddr, &e->addrs[k]))
+      return 1;
+  return 0;
+}
+
+/* Brings entry |e| to its number of sources from its addresses; when
+ * they are used up, asks for a new resolution. */
+static void entry_fill(up_entry *e) {
+  ntsntp_uv_upstream *up = e->up;
+  unsigned want, have, k;
+  if (!e->used || e->kind == ENTRY_LOCAL || up->stopping)
+    return;
+  if (e->kind == ENTRY_SERVER && e->nts) {
+    if (!members(e))
+      add_member(e, -1);
+    return;
+  }
+  want = e->kind == ENTRY_POOL ? up->s.maxsources : 1;
+  have = members(e);
+  for (k = 0; k < e->naddrs && have < want; k++) {
+    unsigned a = (e->cursor + k) % e->naddrs;
+    if (e->bad[a] || addr_in_use(e, a))
+      continue;
+    if (add_member(e, (int)a) < 0)
+      return;
+    if (e->kind == ENTRY_SERVER)
+      e->cursor = a;
+    have++;
+  }
+  if (have < want)
+    e->want_resolve = 1;
+}
+
+/* The addresses of |e| are known (or the resolution failed). */
+static void entry_resolved(up_entry *e, int rv) {
+  ntsntp_uv_upstream *up = e->up;
+  uint64_t now_ms = uv_now(up->loop);
+  /* Pools (and names without an answer) are asked again at most every
+   * 8 minimum polls, doubling to an hour while nothing new comes. */
+  uint64_t min_ms = up->s.sync.minpoll >= 0
+                        ? 8000ull << up->s.sync.minpoll
+                        : 8000ull >> -up->s.sync.minpoll;
+  e->resolving = 0;
+  if (rv < 0 || e->naddrs == 0) {
+    ulog(up, NTSNTP_LOG_WARN, "Could not resolve %s: %s; trying again",
+         e->host, rv < 0 ? ntsntp_strerror(rv) : "no address");
+  }
+  if (!e->resolve_backoff_ms || e->naddrs)
+    e->resolve_backoff_ms = (uint32_t)(min_ms < 1000 ? 1000 : min_ms);
+  else if (e->resolve_backoff_ms < 3600000)
+    e->resolve_backoff_ms *= 2;
+  e->resolve_after_ms = now_ms + e->resolve_backoff_ms;
+  e->resolved_once = 1;
+  if (e->kind == ENTRY_SERVER && e->naddrs) {
+    /* A plain server after its last address: back to the first. */
+    unsigned i;
+    e->cursor = 0;
+    for (i = 0; i < up->n; i++)
+      if (up->src[i].used && up->src[i].entry == (unsigned)(e - up->ent)) {
+        up->src[i].eaddr = e->addrs[0];
+        up->src[i].have_addr = 0;
+        take_addr(&up->src[i], (const struct sockaddr *)&e->addrs[0]);
+      }
+  }
+  entry_fill(e);
+}
+
+/* Keeps the addresses of |res| (IPv4 and IPv6, no duplicates). */
+static void entry_take(up_entry *e, const struct sockaddr_storage *a,
+                       size_t n) {
+  size_t i;
+  unsigned k;
+  e->naddrs = 0;
+  memset(e->bad, 0, sizeof(e->bad));
+  for (i = 0; i < n && e->naddrs < MAX_ADDRS; i++) {
+    if (a[i].ss_family != AF_INET && a[i].ss_family != AF_INET6)
+      continue;
+    e->addrs[e->naddrs] = a[i];
+    set_port(&e->addrs[e->naddrs], e->port);
+    for (k = 0; k < e->naddrs; k++)
+      if (same_addr(&e->addrs[k], &e->addrs[e->naddrs]))
+        break;
+    if (k == e->naddrs)
+      e->naddrs++;
+  }
+  if (e->cursor >= e->naddrs)
+    e->cursor = 0;
+}
+
+static void up_closed(ntsntp_uv_upstream *up);
+
+static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  up_entry *e = req->data;
+  ntsntp_uv_upstream *up = e->up;
+  struct sockaddr_storage a[MAX_ADDRS];
+  struct addrinfo *ai;
+  size_t n = 0;
+  up->pending--;
+  for (ai = status == 0 ? res : NULL; ai && n < MAX_ADDRS; ai = ai->ai_next)
+    if (ai->ai_addrlen <= sizeof(a[0])) {
+      memset(&a[n], 0, sizeof(a[n]));
+      memcpy(&a[n++], ai->ai_addr, ai->ai_addrlen);
+    }
+  if (res)
+    uv_freeaddrinfo(res);
+  if (up->stopping) {
+    e->resolving = 0;
+    if (up->pending == 0 && up->handles == 0)
+      up_closed(up);
+    return;
+  }
+  if (!e->used) { /* removed by a reload meanwhile */
+    e->resolving = 0;
+    return;
+  }
+  if (status == 0)
+    entry_take(e, a, n);
+  else
+    e->naddrs = 0;
+  entry_resolved(e, status == 0 ? 0 : NTSNTP_ERR_IO);
+}
+
+/* Literal addresses need no resolver. */
+static int literal(const char *host, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof(*ss));
+  if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+    ss->ss_family = AF_INET;
+    return 1;
+  }
+  if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) ==
+      1) {
+    ss->ss_family = AF_INET6;
+    return 1;
+  }
+  return 0;
+}
+
+static void entry_resolve(up_entry *e) {
+  ntsntp_uv_upstream *up = e->up;
+  struct sockaddr_storage a[MAX_ADDRS];
+  struct addrinfo hints;
+  int rv;
+  if (e->resolving || up->stopping)
+    return;
+  e->want_resolve = 0;
+  if (literal(e->host, &a[0])) {
+    entry_take(e, a, 1);
+    entry_resolved(e, 0);
+    return;
+  }
+  if (up->s.resolve) {
+    memset(a, 0, sizeof(a));
+    rv = up->s.resolve(up->s.resolve_user, e->host, a, MAX_ADDRS);
+    if (rv >= 0)
+      entry_take(e, a, (size_t)rv > MAX_ADDRS ? MAX_ADDRS : (size_t)rv);
+    else
+      e->naddrs = 0;
+    entry_resolved(e, rv < 0 ? rv : 0);
+    return;
+  }
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  e->gai.data = e;
+  if (uv_getaddrinfo(up->loop, &e->gai, on_gai, e->host, NULL, &hints) == 0) {
+    e->resolving = 1;
+    up->pending++;
+  } else {
+    entry_resolved(e, NTSNTP_ERR_IO);
+  }
+}
+
+/* Once a second: resolutions that are due, pools that lost members. */
+static void maintain(ntsntp_uv_upstream *up) {
+  uint64_t now_ms = uv_now(up->loop);
+  unsigned i;
+  for (i = 0; i < MAX_ENTRIES; i++) {
+    up_entry *e = &up->ent[i];
+    if (!e->used || e->kind == ENTRY_LOCAL || (e->kind == ENTRY_SERVER &&
+                                               e->nts))
+      continue;
+    if (e->want_resolve && !e->resolving && now_ms >= e->resolve_after_ms)
+      entry_resolve(e);
+  }
+}
+
+static void on_clock_timer(uv_timer_t *t) {
+  maintain(t->data);
+  publish(t->data);
+}
+
+/* The first start of an entry. */
+static void entry_start(up_entry *e) {
+  if (e->kind == ENTRY_LOCAL)
+    e->up->local = 1;
+  else if (e->kind == ENTRY_SERVER && e->nts)
+    entry_fill(e);
+  else
+    entry_resolve(e);
+}
+
+/* A reload dropped entry |e|: its sources go. */
+static void entry_stop(up_entry *e) {
+  ntsntp_uv_upstream *up = e->up;
+  unsigned i;
+  for (i = 0; i < up->n; i++)
+    if (up->src[i].used && up->src[i].entry == (unsigned)(e - up->ent))
+      drop_source(&up->src[i]);
+  e->used = 0; /* an answer still on its way is dropped (on_gai) */
+}
+
+/* With one source a falseticker cannot be told apart (said once). */
+static void check_single(ntsntp_uv_upstream *up) {
+  unsigned i, n = 0, pool = 0;
+  const char *name = "";
+  for (i = 0; i < MAX_ENTRIES; i++)
+    if (up->ent[i].used && up->ent[i].kind != ENTRY_LOCAL) {
+      n++;
+      pool |= up->ent[i].kind == ENTRY_POOL;
+      name = up->ent[i].name;
+    }
+  if (n == 1 && !pool && up->s.n_refclocks == 0 && !up->single_said) {
+    ulog(up, NTSNTP_LOG_WARN, "Only one source (%s): a falseticker cannot "
+         "be detected with one source; fix: list three or more servers in "
+         "NTP_SERVERS, or a pool://", name);
+    up->single_said = 1;
+  }
+}
+
+static void copy_paths(ntsntp_uv_upstream *up,
+                       const ntsntp_uv_upstream_settings *s) {
+  snprintf(up->ca_file, sizeof(up->ca_file), "%s",
+           s->ca_file ? s->ca_file : "");
+  snprintf(up->leapseclist, sizeof(up->leapseclist), "%s",
+           s->leapseclist ? s->leapseclist : "");
+}
+
+static int check_list(const ntsntp_uv_upstream_settings *s, up_entry *tmp,
+                      char *errbuf, size_t errlen) {
+  size_t i;
+  int rv;
+  if (s->n_servers > MAX_ENTRIES) {
+    snprintf(errbuf, errlen, "NTP_SERVERS has %zu items; at most %d",
+             s->n_servers, MAX_ENTRIES);
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  if (s->maxsources < 1 || s->maxsources > NTSNTP_SYNC_MAX_SOURCES) {
+    snprintf(errbuf, errlen, "MAXSOURCES is %u; fix: 1 to %d",
+             s->maxsources, NTSNTP_SYNC_MAX_SOURCES);
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  for (i = 0; i < s->n_servers; i++) {
+    if (!s->servers[i])
+      return NTSNTP_ERR_INVALID_ARG;
+    rv = parse_item(&tmp[i], s->servers[i], errbuf, errlen);
+    if (rv)
+      return rv;
+  }
+  return 0;
+}
+
+int ntsntp_uv_upstream_reload(ntsntp_uv_upstream *up,
+                              const ntsntp_uv_upstream_settings *s,
+                              ntsntp_uv_upstream_changes *ch, char *errbuf,
+                              size_t errlen) {
+  static up_entry tmp[MAX_ENTRIES];
+  ntsntp_uv_upstream_changes c = {0, 0, 0};
+  int keep[MAX_ENTRIES] = {0}, rv;
+  unsigned maxsources_was;
+  size_t i, j;
+  if (!up || !s || up->stopping)
+    return NTSNTP_ERR_INVALID_ARG;
+  rv = check_list(s, tmp, errbuf, errlen);
+  if (rv)
+    return rv;
+  /* Unchanged items keep their entry and sources. */
+  for (j = 0; j < MAX_ENTRIES; j++) {
+    up_entry *e = &up->ent[j];
+    if (!e->used)
+      continue;
+    for (i = 0; i < s->n_servers; i++)
+      if (!keep[i] && !strcmp(tmp[i].item, e->item))
+        break;
+    if (i < s->n_servers) {
+      keep[i] = 1;
+      c.kept++;
+      continue;
+    }
+    ulog(up, NTSNTP_LOG_INFO, "Removed source %s", e->item);
+    if (e->kind == ENTRY_LOCAL)
+      up->local = 0;
+    entry_stop(e);
+    c.removed++;
+  }
+  maxsources_was = up->s.maxsources;
+  up->s.maxsources = s->maxsources;
+  copy_paths(up, s);
+  load_leap_list(up);
+  for (i = 0; i < s->n_servers; i++) {
+    up_entry *e = NULL;
+    if (keep[i])
+      continue;
+    for (j = 0; j < MAX_ENTRIES && !e; j++)
+      if (!up->ent[j].used && !up->ent[j].resolving)
+        e = &up->ent[j];
+    if (!e) {
+      ulog(up, NTSNTP_LOG_WARN, "Source %s not added: a name is still "
+           "being resolved; fix: reload again", tmp[i].item);
+      continue;
+    }
+    *e = tmp[i];
+    e->up = up;
+    e->used = 1;
+    ulog(up, NTSNTP_LOG_INFO, "Added source %s", e->item);
+    entry_start(e);
+    c.added++;
+  }
+  /* MAXSOURCES changed: pools shed members or take more. */
+  if (up->s.maxsources != maxsources_was)
+    for (j = 0; j < MAX_ENTRIES; j++) {
+      up_entry *e = &up->ent[j];
+      unsigned k;
+      if (!e->used || e->kind != ENTRY_POOL)
+        continue;
+      for (k = up->n; k-- > 0 && members(e) > up->s.maxsources;)
+        if (up->src[k].used && up->src[k].entry == j)
+          drop_source(&up->src[k]);
+      entry_fill(e);
+    }
+  check_single(up);
+  publish(up);
+  if (ch)
+    *ch = c;
+  return 0;
 }
 
 const ntsntp_sync *ntsntp_uv_upstream_sync(const ntsntp_uv_upstream *up) {
   return up->sync;
 }
 
+ntsntp_sync *ntsntp_uv_upstream_sync_rw(ntsntp_uv_upstream *up) {
+  return up->sync;
+}
+
+void ntsntp_uv_upstream_publish(ntsntp_uv_upstream *up) { publish(up); }
+
 void ntsntp_uv_upstream_get_stats(const ntsntp_uv_upstream *up,
                                   ntsntp_uv_upstream_stats *st) {
   *st = up->stats;
 }
 
-static void up_closed(ntsntp_uv_upstream *up) {
-  if (--up->handles == 0) {
-    void (*done)(void *) = up->done;
-    void *user = up->done_user;
-    unsigned i;
-    for (i = 0; i < up->n; i++)
-      forget_keys(&up->src[i]);
-    ntsntp_sync_del(up->sync);
-    free(up);
-    if (done)
-      done(user);
+/* monitoring: begin */
+int ntsntp_uv_upstream_source_get(const ntsntp_uv_upstream *up, unsigned i,
+                                  ntsntp_uv_upstream_source *out) {
+  const up_source *src;
+  uint64_t now_ms;
+  if (!up || !out || i >= up->n || !up->src[i].used)
+    return NTSNTP_ERR_INVALID_ARG;
+  src = &up->src[i];
+  now_ms = uv_now(up->loop);
+  memset(out, 0, sizeof(*out));
+  snprintf(out->name, sizeof(out->name), "%s", src->name);
+  if (src->have_addr) {
+    snprintf(out->addr, sizeof(out->addr), "%s", src->addr_text);
+    out->port = ntohs(src->addr.ss_family == AF_INET6
+                          ? ((const struct sockaddr_in6 *)&src->addr)->sin6_port
+                          : ((const struct sockaddr_in *)&src->addr)->sin_port);
   }
+  out->nts = src->nts;
+  if (src->have_keys) {
+    out->aead = src->aead;
+    out->key_len = (unsigned)ntsntp_aead_key_len(src->aead);
+  }
+  out->ke_ago = src->ke_done_ms && src->mon.ke_total
+                    ? (int64_t)((now_ms - src->ke_done_ms) / 1000)
+                    : -1;
+  out->key_id = src->mon.ke_ok;
+  out->ke_tries = src->mon.ke_tries;
+  out->ke_total = src->mon.ke_total;
+  out->naks = src->mon.naks;
+  out->cookies = src->ncookies;
+  out->cookie_len = src->ncookies ? src->cookie_len[0] : 0;
+  out->tx = src->mon.tx;
+  out->rx = src->mon.rx;
+  out->valid_rx = src->mon.valid_rx;
+  out->kernel_rx = src->mon.kernel_rx;
+  out->have_sample = src->mon.have_sample;
+  out->last_rx_ago = -1;
+  if (src->mon.have_sample) {
+    const ntsntp_client_sample *s = &src->mon.last;
+    out->hdr = s->hdr;
+    out->offset = s->offset;
+    out->delay = s->delay;
+    out->response_time = ntsntp_ts_diff(s->t3, s->t2);
+    out->authenticated = s->authenticated;
+    out->rx_source = src->mon.rx_source;
+    out->tx_source = NTSNTP_TS_DAEMON;
+    out->last_rx_ago = (int64_t)((now_ms - src->mon.last_rx_ms) / 1000);
+  }
+  return 0;
+}
+/* monitoring: end */
+
+static void up_closed(ntsntp_uv_upstream *up) {
+  void (*done)(void *) = up->done;
+  void *user = up->done_user;
+  unsigned i;
+  if (up->handles > 0 || up->pending > 0)
+    return;
+  up->handles = -1; /* once */
+  for (i = 0; i < NTSNTP_SYNC_MAX_SOURCES; i++)
+    forget_keys(&up->src[i]);
+  ntsntp_sync_del(up->sync);
+  free(up);
+  if (done)
+    done(user);
 }
 
-static void timer_closed(uv_handle_t *h) { up_closed(h->data); }
-
-static void src_timer_closed(uv_handle_t *h) {
-  up_closed(((up_source *)h->data)->up);
+static void handle_closed(uv_handle_t *h) {
+  ntsntp_uv_upstream *up = h->data;
+  up->handles--;
+  up_closed(up);
 }
 
 static void close_all(ntsntp_uv_upstream *up) {
   unsigned i;
   up->stopping = 1;
   for (i = 0; i < up->n; i++) {
+    if (!up->src[i].used)
+      continue;
     if (up->src[i].q)
       ntsntp_uv_ntp_query_cancel(up->src[i].q);
     if (up->src[i].keq)
       ntsntp_uv_ke_query_cancel(up->src[i].keq);
-    uv_close((uv_handle_t *)&up->src[i].timer, src_timer_closed);
   }
-  uv_close((uv_handle_t *)&up->clock_timer, timer_closed);
-  uv_close((uv_handle_t *)&up->drift_timer, timer_closed);
+  for (i = 0; i < MAX_ENTRIES; i++)
+    if (up->ent[i].resolving)
+      uv_cancel((uv_req_t *)&up->ent[i].gai);
+  for (i = 0; i < NTSNTP_SYNC_MAX_SOURCES; i++) {
+    up->timer[i].data = up;
+    uv_close((uv_handle_t *)&up->timer[i], handle_closed);
+  }
+  uv_close((uv_handle_t *)&up->clock_timer, handle_closed);
+  uv_close((uv_handle_t *)&up->drift_timer, handle_closed);
 }
 
 int ntsntp_uv_upstream_start(uv_loop_t *loop,
                              const ntsntp_uv_upstream_settings *s,
                              ntsntp_uv_upstream **out, char *errbuf,
                              size_t errlen) {
+  static up_entry tmp[MAX_ENTRIES];
   ntsntp_uv_upstream *up;
-  uint64_t now = sys_now();
   unsigned i;
   int rv;
-  if (!loop || !s || !out || !s->server || s->n_servers == 0)
+  if (!loop || !s || !out || !s->server ||
+      (s->n_servers == 0 && s->n_refclocks == 0))
     return NTSNTP_ERR_INVALID_ARG;
-  if (s->n_servers > NTSNTP_SYNC_MAX_SOURCES) {
-    snprintf(errbuf, errlen, "NTP_SERVERS has %zu servers; at most %d",
-             s->n_servers, NTSNTP_SYNC_MAX_SOURCES);
-    return NTSNTP_ERR_BAD_CONFIG;
-  }
+  rv = check_list(s, tmp, errbuf, errlen);
+  if (rv)
+    return rv;
   up = calloc(1, sizeof(*up));
   if (!up)
     return NTSNTP_ERR_NOMEM;
   up->s = *s;
   up->loop = loop;
-  if (s->ca_file)
-    snprintf(up->ca_file, sizeof(up->ca_file), "%s", s->ca_file);
+  copy_paths(up, s);
   if (s->state_dir && *s->state_dir)
     snprintf(up->drift, sizeof(up->drift), "%s/%s", s->state_dir,
              DRIFT_NAME);
   up->s.ca_file = NULL;
   up->s.state_dir = NULL;
   up->s.servers = NULL;
-  for (i = 0; i < s->n_servers; i++) {
-    rv = parse_server(&up->src[i], s->servers[i], errbuf, errlen);
-    if (rv) {
-      free(up);
-      return rv;
-    }
-  }
+  up->s.leapseclist = NULL;
   rv = ntsntp_sync_new(&up->sync, &s->sync, NULL);
   if (rv) {
     free(up);
@@ -550,20 +1294,21 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
   }
   if (up->drift[0])
     load_drift(up);
-  up->n = (unsigned)s->n_servers;
+  load_leap_list(up);
   uv_timer_init(loop, &up->clock_timer);
   uv_timer_init(loop, &up->drift_timer);
   up->clock_timer.data = up->drift_timer.data = up;
-  up->handles = 2 + (int)up->n;
-  for (i = 0; i < up->n; i++) {
-    up_source *src = &up->src[i];
-    src->up = up;
-    src->idx = (unsigned)ntsntp_sync_add_source(up->sync, src->name, 0, now);
-    src->ke_backoff_s = KE_BACKOFF_MIN;
-    uv_timer_init(loop, &src->timer);
-    src->timer.data = src;
-    arm(src);
+  for (i = 0; i < NTSNTP_SYNC_MAX_SOURCES; i++)
+    uv_timer_init(loop, &up->timer[i]);
+  up->handles = 2 + NTSNTP_SYNC_MAX_SOURCES;
+  for (i = 0; i < s->n_servers; i++) {
+    up->ent[i] = tmp[i];
+    up->ent[i].up = up;
+    up->ent[i].used = 1;
   }
+  for (i = 0; i < s->n_servers; i++)
+    entry_start(&up->ent[i]);
+  check_single(up);
   publish(up);
   uv_timer_start(&up->clock_timer, on_clock_timer, CLOCK_REFRESH_MS,
                  CLOCK_REFRESH_MS);
