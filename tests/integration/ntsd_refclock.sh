@@ -20,11 +20,12 @@ WPIDS=()
 stop_writers() { local p; for p in "${WPIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; WPIDS=(); }
 SHM_UNIT=$((100 + RANDOM % 100))
 SHM_KEY=$(printf '0x%08x' $((0x4e545030 + SHM_UNIT)))
-trap 'stop_writers; ipcrm -M "$SHM_KEY" 2>/dev/null; t_cleanup' EXIT
+trap 'rc=$?; stop_writers; ipcrm -M "$SHM_KEY" 2>/dev/null; (exit $rc); t_cleanup' EXIT
 
 # --- SOCK: stratum 1, the announced offset served -------------------------
 SOCK=$T_DIR/gps.sock
-t_start_ntsd S NTP_SERVERS= REFCLOCKS="SOCK $SOCK refid GPS poll 0"
+MP=$(t_port)
+t_start_ntsd S NTP_SERVERS= REFCLOCKS="SOCK $SOCK refid GPS poll 0" METRICS_LISTEN=127.0.0.1:$MP
 t_check "SOCK socket created, mode 0660" bash -c "[ \"\$(stat -c %a '$SOCK')\" = 660 ] && [ -S '$SOCK' ]"
 "$WRITER" sock "$SOCK" --offset 0.0123 --interval 100 --bad 2 & WPIDS+=($!)
 t_check "SOCK: serves stratum 1" t_wait 15 stratum_is S 1
@@ -35,10 +36,12 @@ t_check "SOCK: malformed datagrams dropped and logged" grep -q "Refclock GPS: da
 sleep 3 # a few polls for the clock model
 out=$(t_chrony_q "server 127.0.0.1 port $S_NTP iburst maxsamples 4")
 t_check "SOCK: chronyd -Q measures the announced +12.3 ms within 1 ms" offset_near "$out" 0.0123 0.001
+metrics() { exec 3<>/dev/tcp/127.0.0.1/$MP; printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3; cat <&3; }
+t_check "/metrics has the refclock's offset" bash -c "$(declare -f metrics); MP=$MP; metrics | grep -q 'ntsd_source_offset_seconds{source=\"GPS\"}'"
 t_check "sourcestats includes the refclock" bash -c "'$NTSCTL' -s $T_DIR/S.state/ntsd.sock sourcestats | grep -q '^GPS '"
 stop_writers
 t_check "SOCK: a writer that stops is reported" t_wait 5 grep -q "Refclock GPS: no samples" "$S_LOG"
-t_check "SOCK: ... and after 8 empty polls nothing is served as synchronised" t_wait 20 stratum_is S 16
+t_check "SOCK: ... and after 8 empty polls it is unreachable (reach 0)" t_wait 20 bash -c "'$NTSCTL' -s $T_DIR/S.state/ntsd.sock sources | grep -Eq '^#\? GPS +0 +0 +0 '"
 t_stop "$S_PID"
 t_check "SOCK: socket removed at exit (or left for the next start)" bash -c "[ ! -e '$SOCK' ] || [ -S '$SOCK' ]"
 
@@ -61,11 +64,16 @@ t_check "SHM mode 0: chronyd -Q measures +7.7 ms within 1 ms" offset_near "$out"
 t_stop "$H0_PID"; stop_writers
 
 # --- with upstream servers: selection and falsetickers across both ---------
-CP=$(t_port)
+t_make_certs || { echo "cannot make certificates"; exit 1; }
+CP=$(t_port) CK=$(t_port)
 mkdir -p "$T_DIR/chrony" && chmod 700 "$T_DIR/chrony"
 cat > "$T_DIR/chrony/chrony.conf" <<CONF
 local stratum 1
 port $CP
+ntsport $CK
+ntsservercert $T_DIR/live/fullchain.pem
+ntsserverkey $T_DIR/live/privkey.pem
+ntsdumpdir $T_DIR/chrony
 bindaddress 127.0.0.1
 allow 127.0.0.1
 cmdport 0
@@ -73,18 +81,20 @@ pidfile $T_DIR/chrony/chronyd.pid
 CONF
 setpriv --bounding-set -sys_time chronyd -4 -x -d -u root -f "$T_DIR/chrony/chrony.conf" >"$T_DIR/chrony/log" 2>&1 &
 T_PIDS+=($!)
+t_wait 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CK" || echo "chronyd did not start: $(cat "$T_DIR/chrony/log")"
 coproc OS { exec "$OFFSRV" 0 0.0; }; T_PIDS+=($OS_PID)
 read -r _ OP <&"${OS[0]}"
 coproc BAD { exec "$OFFSRV" 0 0.5; }; T_PIDS+=($BAD_PID)
 read -r _ BP <&"${BAD[0]}"
 FAST=(MINPOLL=-2 MAXPOLL=-2)
-t_start_ntsd M NTP_SERVERS=127.0.0.1:$CP,127.0.0.1:$OP,127.0.0.1:$BP REFCLOCKS="SOCK $SOCK refid GPS poll -1" "${FAST[@]}"
+t_start_ntsd M NTP_SERVERS=nts://127.0.0.1:$CK,127.0.0.1:$OP,127.0.0.1:$BP NTS_CA_FILE="$T_DIR/ca.pem" REFCLOCKS="SOCK $SOCK refid GPS poll -1" "${FAST[@]}"
 "$WRITER" sock "$SOCK" --offset 0 --interval 50 & WPIDS+=($!)
 t_check "mixed: the refclock is the system peer, stratum 1" t_wait 20 bash -c "'$NTSCTL' -s $T_DIR/M.state/ntsd.sock sources | grep -q '^#\* GPS '"
 t_check "mixed: the 0.5 s server is a falseticker" t_wait 10 bash -c "'$NTSCTL' -s $T_DIR/M.state/ntsd.sock sources | grep -q '^^x 127.0.0.1:$BP'"
+t_check "mixed: the NTS upstream is a truechimer next to the refclock" t_wait 10 bash -c "'$NTSCTL' -s $T_DIR/M.state/ntsd.sock sources | grep -Eq '^\^[+-] 127.0.0.1:$CK '"
 ctl M sources
 t_stop "$M_PID"; stop_writers
-t_start_ntsd W NTP_SERVERS=127.0.0.1:$CP,127.0.0.1:$OP REFCLOCKS="SOCK $SOCK refid GPS poll -1" "${FAST[@]}"
+t_start_ntsd W NTP_SERVERS=nts://127.0.0.1:$CK,127.0.0.1:$OP NTS_CA_FILE="$T_DIR/ca.pem" REFCLOCKS="SOCK $SOCK refid GPS poll -1" "${FAST[@]}"
 "$WRITER" sock "$SOCK" --offset 0.2 --interval 50 & WPIDS+=($!)
 t_check "mixed: a refclock 200 ms off two agreeing servers is the falseticker" t_wait 20 bash -c "'$NTSCTL' -s $T_DIR/W.state/ntsd.sock sources | grep -q '^#x GPS '"
 t_check "mixed: ... and a server is served, stratum 2" t_wait 10 stratum_is W 2
