@@ -13,6 +13,15 @@
  *       binary search for the highest rate answered with 0 loss
  *   ntsbench fixed -p PORT [--nts ...] -r RATE [--timestamps] [options]
  *       one step at RATE: loss, latency (t4-t1) and served-time offset
+ *   --xleave (max and fixed): interleaved mode (RFC 9769).  --sockets N
+ *       clients (up to 4096), each with its own source address
+ *       (127.64.0.1 and up, sent with IP_PKTINFO from one socket) and at
+ *       most one request in flight; requests carry the client's previous
+ *       exchange, t1 is the kernel's transmit timestamp (OPT_ID numbers
+ *       them) and t4 its receive timestamp.  The offsets reported are
+ *       those of the interleaved samples only (on loopback, the
+ *       served-time error); xleave= is the fraction of valid responses
+ *       that were interleaved.
  *   ntsbench ke    -k KEPORT -c CA --pid PID -n N --conc C
  *       N NTS-KE handshakes with C concurrent clients; server CPU each
  *   ntsbench core  -n N [--aead 15,30]
@@ -48,6 +57,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
+
 #include "ntsntp/client.h"
 #include "ntsntp/cookie.h"
 #include "ntsntp/ke.h"
@@ -59,6 +71,8 @@
 #define RESP_MAX 1024     /* larger responses are invalid anyway */
 #define NSLOT (1u << 17)  /* in-flight window; must exceed rate x latency */
 #define MAX_SOCKS 256
+#define MAX_XCLIENTS 4096 /* --xleave: clients (source addresses) */
+#define XKEYS 8192        /* --xleave: transmit timestamps in flight */
 #define MAX_SAMPLES (4u << 20)
 
 /* ---- small helpers ---- */
@@ -175,6 +189,7 @@ typedef struct opts {
   int max_steps;
   double precision; /* stop bisecting at this relative gap */
   int timestamps;   /* kernel RX timestamps for t4 */
+  int xleave;       /* interleaved mode: one client per socket */
   int n, conc;      /* ke mode */
   int sources;      /* clients mode: distinct source addresses */
   int srv_cpu, gen_cpu; /* cores, for /proc/stat */
@@ -217,6 +232,7 @@ static void usage(void) {
           "  --step-ms MS   length of one step (2000)\n"
           "  --steps N      at most N search steps (9)\n"
           "  --timestamps   kernel RX timestamps for t4 (fixed mode)\n"
+          "  --xleave       interleaved mode, a client per socket (max, fixed)\n"
           "  -n N --conc C  ke mode: handshakes and concurrency\n"
           "  --sources N    clients mode: source addresses from 127.64.0.0 (65536)\n"
           "  -n N           core mode: requests per kind (default 2000, use more)\n"
@@ -290,6 +306,8 @@ static void parse_opts(int argc, char **argv) {
       o.precision = atof(v);
     else if (strcmp(a, "--timestamps") == 0)
       o.timestamps = 1;
+    else if (strcmp(a, "--xleave") == 0)
+      o.xleave = o.timestamps = 1;
     else if (ARG("-n"))
       o.n = atoi(v);
     else if (ARG("--conc"))
@@ -306,7 +324,8 @@ static void parse_opts(int argc, char **argv) {
       usage();
 #undef ARG
   }
-  if (o.sockets < 1 || o.sockets > MAX_SOCKS || o.burst < 1 ||
+  if (o.sockets < 1 || o.sockets > (o.xleave ? MAX_XCLIENTS : MAX_SOCKS) ||
+      o.burst < 1 ||
       o.burst > BATCH || o.sources < 1 || o.sources > (1 << 22))
     usage();
 }
@@ -662,8 +681,32 @@ typedef struct slot {
   int64_t t1; /* CLOCK_REALTIME ns */
 } slot;
 
+/* Interleaved mode: one client per socket, one request in flight. */
+typedef struct xclient {
+  int busy;
+  uint64_t seq; /* the request in flight */
+  int64_t t1;   /* its send time, ns (kernel TX timestamp if any) */
+  ntsntp_client_xleave xl;
+} xclient;
+
 typedef struct load {
   int fds[MAX_SOCKS];
+  /* --xleave: the clients, and for each transmit timestamp number the
+   * client and request it belongs to. */
+  xclient xc[MAX_XCLIENTS];
+  unsigned nxc, xnext;
+  uint32_t xkey;
+  struct {
+    unsigned client;
+    uint64_t seq;
+  } xk[XKEYS];
+  uint8_t *xspec[BATCH];
+  union {
+    struct cmsghdr align;
+    uint8_t b[CMSG_SPACE(sizeof(struct in_pktinfo))];
+  } xctl[BATCH];
+  struct sockaddr_in xto;
+  uint64_t n_xleave, n_kernel_t1;
   int nfd;
   int epfd;
   slot *slots;
@@ -681,7 +724,8 @@ typedef struct load {
   struct mmsghdr rmsg[BATCH];
   union {
     struct cmsghdr align;
-    uint8_t b[CMSG_SPACE(sizeof(struct timespec)) + 64];
+    uint8_t b[CMSG_SPACE(3 * sizeof(struct timespec)) +
+              CMSG_SPACE(sizeof(struct in_pktinfo)) + 64];
   } rctl[BATCH];
   ntsntp_client_sample sample;
   rand_state rs;
@@ -712,7 +756,7 @@ static void load_open(load *l) {
 
   server_addr(&sin, o.port);
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
-  l->nfd = o.sockets;
+  l->nfd = o.xleave ? 1 : o.sockets;
   for (i = 0; i < l->nfd; i++) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -722,7 +766,25 @@ static void load_open(load *l) {
     if (o.timestamps &&
         setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) != 0)
       die("SO_TIMESTAMPNS: %s", strerror(errno));
-    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
+    if (o.xleave) {
+      /* One unconnected socket for all clients: each request leaves from
+       * its client's address (IP_PKTINFO), whose answers come back here;
+       * servers keep interleaved state per address.  Kernel transmit
+       * timestamps (numbered) for t1. */
+      struct sockaddr_in any;
+      int f = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE |
+              SOF_TIMESTAMPING_OPT_TSONLY | SOF_TIMESTAMPING_OPT_ID;
+      memset(&any, 0, sizeof(any));
+      any.sin_family = AF_INET;
+      if (bind(fd, (struct sockaddr *)&any, sizeof(any)) != 0)
+        die("bind: %s", strerror(errno));
+      if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &f, sizeof(f)) != 0)
+        die("SO_TIMESTAMPING: %s", strerror(errno));
+      if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) != 0)
+        die("IP_PKTINFO: %s", strerror(errno));
+      l->xto = sin;
+      l->nxc = (unsigned)o.sockets;
+    } else if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
       die("connect: %s", strerror(errno));
     if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
       our_ports[n_our_ports++] = ntohs(me.sin_port);
@@ -737,6 +799,19 @@ static void load_open(load *l) {
     l->tiov[i].iov_base = l->req[i];
     l->tmsg[i].msg_hdr.msg_iov = &l->tiov[i];
     l->tmsg[i].msg_hdr.msg_iovlen = 1;
+    if (o.xleave) {
+      struct msghdr *mh = &l->tmsg[i].msg_hdr;
+      struct cmsghdr *c;
+      mh->msg_name = &l->xto;
+      mh->msg_namelen = sizeof(l->xto);
+      mh->msg_control = l->xctl[i].b;
+      mh->msg_controllen = sizeof(l->xctl[i].b);
+      c = CMSG_FIRSTHDR(mh);
+      c->cmsg_level = IPPROTO_IP;
+      c->cmsg_type = IP_PKTINFO;
+      c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+      l->xspec[i] = CMSG_DATA(c);
+    }
     l->riov[i].iov_base = l->resp[i];
     l->riov[i].iov_len = RESP_MAX;
   }
@@ -745,7 +820,7 @@ static void load_open(load *l) {
   l->rs.have_tx = 0;
 }
 
-static void build(load *l, unsigned k, uint64_t seq) {
+static void build(load *l, unsigned k, uint64_t seq, int client) {
   ntsntp_client_params p;
   slot *s = &l->slots[seq & (NSLOT - 1)];
   ntsntp_ssize n;
@@ -762,21 +837,24 @@ static void build(load *l, unsigned k, uint64_t seq) {
     p.cookie = l->ke.cookies[c];
     p.cookie_len = l->ke.cookie_len[c];
   }
+  if (client >= 0)
+    p.xleave = &l->xc[client].xl;
   l->rs.have_tx = 1;
   l->rs.tx = tx;
   n = ntsntp_client_request(&s->ex, &p, l->req[k], REQ_MAX);
   if (n < 0)
     die("building a request: %s", ntsntp_strerror((int)n));
-  if (s->ex.tx_ts != tx)
+  if (s->ex.tx_ts != tx && client < 0)
     die("client builder no longer takes the transmit timestamp first");
   l->tiov[k].iov_len = (size_t)n;
 }
 
 static void on_response(load *l, const uint8_t *buf, size_t len,
-                        int64_t t4_ns) {
+                        int64_t t4_ns, int sock) {
   uint64_t org, seq;
   slot *s;
   struct timespec t1s, t4s;
+  xclient *xc = o.xleave ? &l->xc[sock] : NULL;
   int rv;
 
   if (len < 48) {
@@ -784,9 +862,15 @@ static void on_response(load *l, const uint8_t *buf, size_t len,
     return;
   }
   org = rd64(buf + 24);
-  seq = (org - l->base) >> 1;
+  seq = xc ? xc->seq : (org - l->base) >> 1;
   s = &l->slots[seq & (NSLOT - 1)];
-  if (s->ex.tx_ts != org) {
+  if (xc && !xc->busy) {
+    l->stale++;
+    return;
+  }
+  if (xc)
+    s->t1 = xc->t1;
+  if (!xc && s->ex.tx_ts != org) {
     /* Not outstanding: a duplicate, a response to a slot since reused, or
      * garbage.  Either way it does not count. */
     l->stale++;
@@ -798,12 +882,25 @@ static void on_response(load *l, const uint8_t *buf, size_t len,
   t4s.tv_nsec = t4_ns % 1000000000;
   rv = ntsntp_client_response(&s->ex, buf, len, ts_to_ntp(&t1s),
                               ts_to_ntp(&t4s), &l->sample);
+  if (xc && rv == NTSNTP_ERR_MALFORMED) {
+    l->stale++; /* not the answer to the request in flight */
+    return;
+  }
+  if (xc) {
+    xc->busy = 0;
+    if (rv == 0)
+      ntsntp_client_xleave_update(&xc->xl, &l->sample, ts_to_ntp(&t1s),
+                                  ts_to_ntp(&t4s));
+  }
   if (rv == 0 && (!o.nts || l->sample.authenticated) &&
       l->sample.hdr.leap != NTSNTP_LEAP_UNSYNC &&
       ntsntp_ts_diff(l->sample.t3, l->sample.t2) >= 0 &&
       (!o.nts || l->sample.n_cookies >= 1)) {
     l->valid++;
-    if (l->collect && l->n_samples < MAX_SAMPLES) {
+    l->n_xleave += l->sample.interleaved;
+    /* Interleaved mode: the offsets are those of interleaved samples. */
+    if (l->collect && l->n_samples < MAX_SAMPLES &&
+        (!xc || l->sample.interleaved)) {
       l->lat[l->n_samples] = t4_ns - s->t1;
       l->off[l->n_samples] = (int64_t)llround(l->sample.offset * 1e9);
       l->d_out[l->n_samples] =
@@ -854,6 +951,7 @@ static unsigned recv_sock(load *l, int i) {
       now = now_ns(CLOCK_REALTIME);
     for (k = 0; k < r; k++) {
       int64_t t4 = now;
+      int client = i;
       if (o.timestamps) {
         struct msghdr *mh = &l->rmsg[k].msg_hdr;
         struct cmsghdr *c;
@@ -863,11 +961,25 @@ static unsigned recv_sock(load *l, int i) {
             struct timespec ts;
             memcpy(&ts, CMSG_DATA(c), sizeof(ts));
             t4 = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+          } else if (c->cmsg_level == SOL_SOCKET &&
+                     c->cmsg_type == SCM_TIMESTAMPING) {
+            struct timespec ts[3];
+            memcpy(ts, CMSG_DATA(c), sizeof(ts));
+            t4 = (int64_t)ts[0].tv_sec * 1000000000 + ts[0].tv_nsec;
+          } else if (c->cmsg_level == IPPROTO_IP &&
+                     c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+            client = (int)(ntohl(pi.ipi_addr.s_addr) - 0x7f400001u);
           }
         if (t4 == 0)
           t4 = now_ns(CLOCK_REALTIME);
       }
-      on_response(l, l->resp[k], l->rmsg[k].msg_len, t4);
+      if (o.xleave && (client < 0 || (unsigned)client >= l->nxc)) {
+        l->stale++; /* not to one of our clients */
+        continue;
+      }
+      on_response(l, l->resp[k], l->rmsg[k].msg_len, t4, client);
     }
     total += (unsigned)r;
     if (r < BATCH)
@@ -890,12 +1002,153 @@ static unsigned poll_recv(load *l, int64_t timeout_ns) {
   return total;
 }
 
+/* Reads the transmit timestamps the kernel queued for our requests: each
+ * one's number (OPT_ID) gives its client; one taken after the clock read
+ * before the send replaces t1. */
+static void xleave_stamps(load *l) {
+  enum { N = 64 };
+  static union {
+    struct cmsghdr align;
+    uint8_t b[256];
+  } cb[N];
+  static uint8_t data[N][64];
+  struct iovec iov[N];
+  struct mmsghdr mm[N];
+  int r, i;
+  for (;;) {
+    memset(mm, 0, sizeof(mm));
+    for (i = 0; i < N; i++) {
+      iov[i].iov_base = data[i];
+      iov[i].iov_len = sizeof(data[i]);
+      mm[i].msg_hdr.msg_iov = &iov[i];
+      mm[i].msg_hdr.msg_iovlen = 1;
+      mm[i].msg_hdr.msg_control = cb[i].b;
+      mm[i].msg_hdr.msg_controllen = sizeof(cb[i].b);
+    }
+    r = recvmmsg(l->fds[0], mm, N, MSG_ERRQUEUE | MSG_DONTWAIT, NULL);
+    if (r <= 0)
+      return;
+    for (i = 0; i < r; i++) {
+      struct msghdr *mh = &mm[i].msg_hdr;
+      struct cmsghdr *c;
+      int64_t t = 0;
+      uint32_t key = 0;
+      int have_key = 0;
+      for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING) {
+          struct timespec ts[3];
+          memcpy(ts, CMSG_DATA(c), sizeof(ts));
+          t = (int64_t)ts[0].tv_sec * 1000000000 + ts[0].tv_nsec;
+        } else if (c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) {
+          struct sock_extended_err ee;
+          memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+          if (ee.ee_origin == SO_EE_ORIGIN_TIMESTAMPING) {
+            key = ee.ee_data;
+            have_key = 1;
+          }
+        }
+      }
+      if (t != 0 && have_key) {
+        xclient *xc = &l->xc[l->xk[key % XKEYS].client];
+        if (xc->busy && xc->seq == l->xk[key % XKEYS].seq && t >= xc->t1 &&
+            t - xc->t1 < 1000000000) {
+          xc->t1 = t;
+          l->n_kernel_t1++;
+        }
+      }
+    }
+    if (r < N)
+      return;
+  }
+}
+
+/* Interleaved mode: |count| requests, each from the next idle client, in
+ * one sendmmsg.  A request no client is idle for is counted as a send
+ * error (the generator then reports itself as the limit: add clients). */
+static void send_xleave(load *l, unsigned count) {
+  int64_t now = now_ns(CLOCK_REALTIME), t1;
+  unsigned k, n = 0, tries, cl[BATCH];
+  int r;
+  if (count > BATCH)
+    count = BATCH;
+  for (k = 0; k < count; k++) {
+    unsigned c = 0;
+    int found = 0;
+    for (tries = 0; tries < l->nxc; tries++) {
+      c = l->xnext;
+      l->xnext = (l->xnext + 1) % l->nxc;
+      /* A request unanswered for 200 ms is lost (and counted so). */
+      if (l->xc[c].busy && now - l->xc[c].t1 > 200000000)
+        l->xc[c].busy = 0;
+      if (!l->xc[c].busy) {
+        found = 1;
+        break;
+      }
+    }
+    if (!found) {
+      l->send_err++;
+      continue;
+    }
+    {
+      struct in_pktinfo pi;
+      memset(&pi, 0, sizeof(pi));
+      pi.ipi_spec_dst.s_addr = htonl(0x7f400001u + c);
+      memcpy(l->xspec[n], &pi, sizeof(pi));
+    }
+    build(l, n, l->seq + n, (int)c);
+    l->xc[c].busy = 1; /* not picked twice in this burst */
+    cl[n++] = c;
+  }
+  t1 = now_ns(CLOCK_REALTIME);
+  for (k = 0; k < n; k++) {
+    xclient *xc = &l->xc[cl[k]];
+    xc->seq = l->seq + k;
+    xc->t1 = t1;
+    l->slots[(l->seq + k) & (NSLOT - 1)].t1 = t1;
+  }
+  k = 0;
+  while (k < n) {
+    r = sendmmsg(l->fds[0], l->tmsg + k, n - k, 0);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      /* Unsent: their clients are idle again; the numbering may have
+       * moved (kernels differ), so it starts again from 0. */
+      int f = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE |
+              SOF_TIMESTAMPING_OPT_TSONLY;
+      for (; k < n; k++) {
+        l->xc[cl[k]].busy = 0;
+        l->slots[(l->seq + k) & (NSLOT - 1)].ex.tx_ts = 0;
+        l->send_err++;
+      }
+      xleave_stamps(l);
+      (void)setsockopt(l->fds[0], SOL_SOCKET, SO_TIMESTAMPING, &f, sizeof(f));
+      f |= SOF_TIMESTAMPING_OPT_ID;
+      (void)setsockopt(l->fds[0], SOL_SOCKET, SO_TIMESTAMPING, &f, sizeof(f));
+      l->xkey = 0;
+      break;
+    }
+    for (; r > 0; r--, k++) {
+      l->xk[l->xkey % XKEYS].client = cl[k];
+      l->xk[l->xkey % XKEYS].seq = l->seq + k;
+      l->xkey++;
+      l->sent++;
+    }
+  }
+  l->seq += n;
+  xleave_stamps(l);
+}
+
 /* Sends |count| requests on the next socket. */
 static void send_burst(load *l, unsigned count, unsigned sock) {
   unsigned k, off = 0;
   int64_t t1;
+  if (o.xleave) {
+    send_xleave(l, count);
+    return;
+  }
   for (k = 0; k < count; k++)
-    build(l, k, l->seq + k);
+    build(l, k, l->seq + k, -1);
   if (o.burst == 1) {
     /* Latency mode: one send per request, each with its own t1, so that a
      * catch-up burst does not bias the offsets of its later requests. */
@@ -942,6 +1195,7 @@ typedef struct step_res {
   double lat_p50, lat_p99, lat_max, off_p1, off_p50, off_p99;
   double out_p1, out_p50, out_p99, back_p1, back_p50, back_p99;
   uint64_t sync_lo, sync_hi;
+  double xleave, kernel_t1;
 } step_res;
 
 static int cmp64(const void *a, const void *b) {
@@ -973,6 +1227,7 @@ static void run_step(load *l, double rate, int ms, int collect,
   l->collect = collect;
   l->n_samples = 0;
   l->sync_lo = l->sync_hi = 0;
+  l->n_xleave = l->n_kernel_t1 = 0;
   (void)sent0;
 
   udp_drops(o.port, &sd0, &gd0);
@@ -1036,6 +1291,8 @@ static void run_step(load *l, double rate, int ms, int collect,
   /* The generator could not offer the rate, or dropped responses itself:
    * the result is then a bound on the generator, not the server. */
   res->gen_limited = res->achieved < 0.98 * rate || res->gen_drops > 0;
+  res->xleave = l->valid ? (double)l->n_xleave / (double)l->valid : 0;
+  res->kernel_t1 = l->sent ? (double)l->n_kernel_t1 / (double)l->sent : 0;
   res->sync_lo = (uint64_t)l->sync_lo;
   res->sync_hi = (uint64_t)l->sync_hi;
   if (collect && l->n_samples > 0) {
@@ -1085,6 +1342,8 @@ static void print_step(const char *tag, const step_res *r) {
            "back_p50_us=%.2f back_p99_us=%.2f",
            r->out_p1, r->out_p50, r->out_p99, r->back_p1, r->back_p50,
            r->back_p99);
+  if (o.xleave)
+    printf(" xleave=%.3f kernel_t1=%.3f", r->xleave, r->kernel_t1);
   if (o.pid > 0)
     printf(" rss_kb=%ld hwm_kb=%ld", proc_status_kb(o.pid, "VmRSS"),
            proc_status_kb(o.pid, "VmHWM"));
@@ -1109,7 +1368,15 @@ static void load_init(load *l) {
  * chronyd) client records exist before anything is measured. */
 static void warm_up(load *l, double rate) {
   step_res r;
-  run_step(l, rate, 300, 0, &r);
+  int ms = 300;
+  /* Interleaved mode: every client's first two exchanges are basic; give
+   * each of them three before anything is measured. */
+  if (o.xleave && rate > 0) {
+    ms += (int)(3000.0 * l->nxc / rate);
+    if (ms > 5000)
+      ms = 5000;
+  }
+  run_step(l, rate, ms, 0, &r);
   if (r.valid == 0)
     die("no valid response from %s:%d (%s; sent %" PRIu64 ", invalid %" PRIu64
         ")",
@@ -1135,7 +1402,10 @@ static int run_fixed(void) {
 }
 
 static int step_ok(const step_res *r) {
-  return r->sent > 0 && r->valid == r->sent && r->invalid == 0;
+  /* Interleaved mode: also interleaved (the first two exchanges of a
+   * client are basic; a server that falls back to basic mode fails). */
+  return r->sent > 0 && r->valid == r->sent && r->invalid == 0 &&
+         (!o.xleave || r->xleave >= 0.9);
 }
 
 static int run_max(void) {
@@ -1192,6 +1462,8 @@ static int run_max(void) {
          o.nts ? "nts" : "ntp", lo, hi, steps, gen_limited,
          best.valid ? best.srv_cpu_s / (double)best.valid * 1e6 : 0.0,
          best.gen_cpu, best.srv_core, best.gen_core);
+  if (o.xleave)
+    printf(" xleave=%.3f", best.xleave);
   if (o.pid > 0)
     printf(" rss_kb=%ld hwm_kb=%ld", proc_status_kb(o.pid, "VmRSS"),
            proc_status_kb(o.pid, "VmHWM"));

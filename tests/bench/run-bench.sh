@@ -160,7 +160,7 @@ ntsdumpdir $d
 cmdport 0
 bindcmdaddress $d/chronyd.sock
 pidfile $d/chronyd.pid
-allow 127.0.0.1
+allow 127.0.0.0/8
 bindaddress 127.0.0.1
 $CH_EXTRA
 EOF
@@ -200,9 +200,14 @@ stop_pid() {
 # ---- parameters ----
 if [ "$SMOKE" = 1 ]; then
   STEP=300 STEPS=2 START_NTP=5000 START_NTS=5000 LAT_MS=500 LAT_ROUNDS=1 KE_N=16 KE_C=4
+  START_XL=5000 XL_ROUNDS=1
 else
   STEP=1500 STEPS=8 START_NTP=120000 START_NTS=80000 LAT_MS=1200 LAT_ROUNDS=9 KE_N=1500 KE_C=8
+  START_XL=40000 XL_ROUNDS=5
 fi
+# Interleaved mode: clients (source addresses 127.64.0.1 and up), each
+# with one request in flight.
+XL_CLIENTS=1024
 COMMON=(--srv-cpu "$SRV_CPU" --gen-cpu "$GEN_CPU")
 
 kv() { # key line
@@ -285,6 +290,40 @@ measure_latency() { # ntp_rate nts_rate servers...: "name pid port keport"
   done
 }
 
+# Interleaved mode (RFC 9769): max 0-loss rate with every client
+# interleaved, then the served-time error (offsets of the interleaved
+# samples, kernel timestamps at both ends) at a fixed rate.
+measure_xleave_max() { # name pid port
+  local n=$1 r
+  log "$n: interleaved max rate ($XL_CLIENTS clients)"
+  r=$(run_gen "$n.xl.max" max -p "$3" --pid "$2" --xleave --sockets "$XL_CLIENTS" \
+      --start "$START_XL" --step-ms "$STEP" --steps "$STEPS" --burst 16)
+  eval "${n}_XL_MAX=$(kv max_rate "$r") ${n}_XL_US=$(kv srv_us_per_resp "$r")"
+  eval "${n}_XL_GL=$(kv gen_limited "$r") ${n}_XL_GC=$(kv gen_cpu "$r") ${n}_XL_FRAC=$(kv xleave "$r")"
+}
+measure_xleave_err() { # tag rate servers...: "name pid port"
+  local tag=$1 rate=$2 round s n pid port r key
+  shift 2
+  declare -gA XLE
+  for round in $(seq 1 "$XL_ROUNDS"); do
+    for s in "$@"; do
+      read -r n pid port <<< "$s"
+      [ "$round" = 1 ] && log "$n: interleaved served-time error at $rate/s"
+      r=$(run_gen "$n.xl.$tag$round" fixed -p "$port" --pid "$pid" -r "$rate" --xleave \
+          --sockets 64 --step-ms "$LAT_MS" --burst 1)
+      for key in off_p1_us off_p50_us off_p99_us lat_p50_us lost xleave; do
+        XLE[$n.$tag.$key]="${XLE[$n.$tag.$key]:-} $(kv $key "$r")"
+      done
+    done
+  done
+  for s in "$@"; do
+    read -r n pid port <<< "$s"
+    eval "${n}_XL${tag}_O1=$(median3 ${XLE[$n.$tag.off_p1_us]}) ${n}_XL${tag}_O99=$(median3 ${XLE[$n.$tag.off_p99_us]})"
+    eval "${n}_XL${tag}_O50=$(median3 ${XLE[$n.$tag.off_p50_us]}) ${n}_XL${tag}_FRAC=$(median3 ${XLE[$n.$tag.xleave]})"
+    eval "${n}_XL${tag}_LOST=$(echo ${XLE[$n.$tag.lost]} | tr ' ' '\n' | awk '{ t += $1 } END { print t + 0 }')"
+  done
+}
+
 measure_ke() { # name pid keport
   local n=$1 r
   log "$n: $KE_N NTS-KE handshakes, $KE_C at a time"
@@ -330,6 +369,20 @@ fi
 
 [ "$HAVE_CHRONY" = 1 ] && measure_ke chrony "$CHRONY_PID" "$CH_KE"
 measure_ke ntsd "$NTSD_PID" "$NT_KE"
+
+# ---- interleaved mode, both servers in the same run ----
+[ "$HAVE_CHRONY" = 1 ] && measure_xleave_max chrony "$CHRONY_PID" "$CH_PORT"
+measure_xleave_max ntsd "$NTSD_PID" "$NT_PORT"
+# 50 % load: half of each server's own interleaved max; and both at half
+# of chronyd's, the same rate for both.
+XL_N50=$((${ntsd_XL_MAX%.*} / 2))
+[ "$XL_N50" -gt 0 ] || XL_N50=1000
+measure_xleave_err own "$XL_N50" "ntsd $NTSD_PID $NT_PORT"
+if [ "$HAVE_CHRONY" = 1 ]; then
+  XL_C50=$((${chrony_XL_MAX%.*} / 2))
+  [ "$XL_C50" -gt 0 ] || XL_C50=1000
+  measure_xleave_err same "$XL_C50" "chrony $CHRONY_PID $CH_PORT" "ntsd $NTSD_PID $NT_PORT"
+fi
 
 ntsd_HWM=$(hwm_kb "$NTSD_PID")
 [ "$HAVE_CHRONY" = 1 ] && chrony_HWM=$(hwm_kb "$CHRONY_PID")
@@ -442,6 +495,7 @@ meets() { # ratio op goal
   awk -v r="$1" -v g="$3" -v op="$2" 'BEGIN { if (r == "-") { print "n/a"; exit }
     ok = (op == ">=") ? (r + 0 >= g) : (r + 0 <= g); print ok ? "yes" : "NO" }'
 }
+within1() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "n/a"; else print (a >= -1 && b <= 1) ? "yes" : "NO" }'; }
 within5() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "n/a"; else print (a >= -5 && b <= 5) ? "yes" : "NO" }'; }
 bneck() { # gen_limited gen_cpu
   awk -v g="$1" -v c="$2" 'BEGIN { if (g == "1") print "GENERATOR"; else if (c + 0 >= 0.95) print "generator near full"; else print "server" }'
@@ -480,6 +534,17 @@ report() {
     "$(within5 "$(g ntsd_NTP_O1)" "$(g ntsd_NTP_O99)")" "t2-t1 p50 $(g chrony_NTP_OUT50)/$(g ntsd_NTP_OUT50); t4-t3 p50 $(g chrony_NTP_BACK50)/$(g ntsd_NTP_BACK50) p99 $(g chrony_NTP_BACK99)/$(g ntsd_NTP_BACK99)"
   row "offset NTS p1..p99 (us)" "$(g chrony_NTS_O1)..$(g chrony_NTS_O99)" "$(g ntsd_NTS_O1)..$(g ntsd_NTS_O99)" "" "+-5" \
     "$(within5 "$(g ntsd_NTS_O1)" "$(g ntsd_NTS_O99)")" "t2-t1 p50 $(g chrony_NTS_OUT50)/$(g ntsd_NTS_OUT50); t4-t3 p50 $(g chrony_NTS_BACK50)/$(g ntsd_NTS_BACK50) p99 $(g chrony_NTS_BACK99)/$(g ntsd_NTS_BACK99)"
+  local rx1 rx2
+  rx1=$(ratio "$(g ntsd_XL_MAX)" "$(g chrony_XL_MAX)")
+  row "interleaved max 0-loss rate (/s)" "$(g chrony_XL_MAX)" "$(g ntsd_XL_MAX)" "$rx1" ">= 2" "$(meets "$rx1" ">=" 2)" \
+    "$XL_CLIENTS clients; limit: chrony $(bneck "$(g chrony_XL_GL)" "$(g chrony_XL_GC)"), ntsd $(bneck "$(g ntsd_XL_GL)" "$(g ntsd_XL_GC)"); interleaved $(g chrony_XL_FRAC)/$(g ntsd_XL_FRAC)"
+  rx2=$(ratio "$(g ntsd_XL_MAX)" "$(g ntsd_NTP_MAX)")
+  row "  ntsd interleaved / ntsd basic" "" "" "$rx2" ">= 0.5" "$(meets "$rx2" ">=" 0.5)" "ntsd plain max $(g ntsd_NTP_MAX)/s; CPU/resp $(g chrony_XL_US)/$(g ntsd_XL_US) us"
+  row "interleaved error p1..p99 (us)" "" "$(g ntsd_XLown_O1)..$(g ntsd_XLown_O99)" "" "+-1" \
+    "$(within1 "$(g ntsd_XLown_O1)" "$(g ntsd_XLown_O99)")" "ntsd at 50 % of its interleaved max (${XL_N50:-}/s); median of $XL_ROUNDS; lost $(g ntsd_XLown_LOST)"
+  row "  same rate for both @ ${XL_C50:-}/s" "$(g chrony_XLsame_O1)..$(g chrony_XLsame_O99)" "$(g ntsd_XLsame_O1)..$(g ntsd_XLsame_O99)" "" "+-1" \
+    "$(within1 "$(g ntsd_XLsame_O1)" "$(g ntsd_XLsame_O99)")" "50 % of chronyd's interleaved max; interleaved $(g chrony_XLsame_FRAC)/$(g ntsd_XLsame_FRAC); lost $(g chrony_XLsame_LOST)/$(g ntsd_XLsame_LOST)"
+  row "  basic mode, for comparison" "$(g chrony_NTP_O1)..$(g chrony_NTP_O99)" "$(g ntsd_NTP_O1)..$(g ntsd_NTP_O99)" "" "" "" "the plain offsets above (t1 read before the send)"
   row "RSS peak VmHWM (MB)" "$(awk -v k="$(g chrony_HWM)" 'BEGIN{ if (k == "-") print "-"; else printf "%.1f", k/1024 }')" \
     "$(awk -v k="$ntsd_HWM" 'BEGIN{printf "%.1f", k/1024}')" "" "<= 16" \
     "$(awk -v k="$ntsd_HWM" 'BEGIN{print (k <= 16384) ? "yes" : "NO"}')" "after all phases (chronyd: with its NTS-KE helper)"
