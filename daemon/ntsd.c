@@ -3,6 +3,7 @@
  * server itself is libntsntp's runtime (ntsntp_uv_service).
  */
 #include <stddef.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +260,9 @@ int main(int argc, char **argv) {
            NTSNTP_VERSION, NTSNTP_HAVE_GCM_SIV ? '+' : '-',
            ntsntp_sandbox_available() ? '+' : '-');
   log_line(NULL, NTSNTP_LOG_INFO, msg);
+  /* A peer that closes while ntsd writes (ntsctl, a /metrics scraper)
+   * must cost ntsd an EPIPE, not its life (service.h). */
+  signal(SIGPIPE, SIG_IGN);
   /* Before the first loop: libuv must not open an io_uring the filter
    * would have to allow. */
   rv = c.seccomp ? ntsntp_sandbox_prepare(err, sizeof(err)) : 0;

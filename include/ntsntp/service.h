@@ -6,6 +6,13 @@
  * rotation timer and key file, the certificate with reload on request and
  * when the files change, and the clock being served.  An embedder gets the
  * whole server by filling the settings and calling start.
+ *
+ * SIGPIPE: a write to a connection the peer has closed raises SIGPIPE,
+ * which ends the process unless handled (libuv leaves this to the
+ * application).  The NTS-KE threads block it themselves; the control
+ * socket and /metrics are written on the caller's |loop| thread, so a
+ * program that serves them must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)),
+ * as ntsd does.  The same holds for NTS-KE queries (uv_client.h).
  */
 #ifndef NTSNTP_SERVICE_H
 #define NTSNTP_SERVICE_H

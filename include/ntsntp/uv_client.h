@@ -14,6 +14,10 @@
  * run on that thread.  A callback may start new queries, but must not
  * cancel the query it reports (that query is finished already).
  *
+ * SIGPIPE: an NTS-KE server that closes while the query writes raises
+ * SIGPIPE on the loop's thread; ignore it (signal(SIGPIPE, SIG_IGN)) as
+ * libuv asks of every program that writes to sockets.
+ *
  * Lifetime: a query handle is valid from a successful start until its
  * callback returns, or until it is cancelled.  After either, the library
  * frees it by itself once its libuv handles are closed, which needs the

@@ -1,4 +1,5 @@
 /* libntsntp runtime: NTS-KE over TCP, TLS work on worker threads. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -557,6 +558,15 @@ static void on_async(uv_async_t *a) {
 
 static void worker_main(void *arg) {
   ke_worker *w = arg;
+  sigset_t pipe;
+  /* A write to a connection the client has closed raises SIGPIPE, whose
+   * default action ends the process: any client could stop the server by
+   * closing at the right moment.  Blocked here, the write fails with EPIPE
+   * and the connection is closed; the embedder's disposition is left as
+   * it is. */
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 

@@ -99,6 +99,13 @@ t_check "garbage after a completed exchange: the answer has cookies" hexhas "$re
 t_check "NTS still works after the garbage (chronyd -Q)" t_chrony_offset_ok "$(nts_q "$M_KE")" 0.001
 out=$(t_chrony_q "server 127.0.0.1 port $M_NTP iburst maxsamples 1")
 t_check "plain NTP still works (chronyd -Q)" t_chrony_offset_ok "$out" 0.001
+# Peers that hang up before reading: ntsd writes into closed connections
+# (SIGPIPE, which ended the process before the KE threads blocked it and
+# ntsd ignored it).
+t_check "clients that hang up after a ClientHello or a control request" \
+  "$ABUSE" hangup "$M_KE" "$MSOCK" 200
+sleep 0.5
+t_check "... do not stop ntsd" kill -0 "$M_PID"
 j=$(stat_json "$MSOCK")
 t_check "daemon alive, KE sessions all closed" [ "$(jget "$j" nts_ke_sessions_active)" = 0 ]
 t_check "O exits cleanly" t_stop "$O_PID"

@@ -22,6 +22,10 @@
  *                                             long until the server closed
  *   ntsabuse spray NTPPORT FIRST LAST COUNT   COUNT plain requests from each
  *                                             of 127.0.0.FIRST..LAST
+ *   ntsabuse hangup KEPORT CTLSOCK COUNT
+ *       COUNT times: a TLS ClientHello to KEPORT, and four requests on the
+ *       control socket, each connection closed without reading the answer
+ *       (ntsd then writes to closed connections: SIGPIPE)
  *
  * Exit status: 0 when all checks of the mode passed, 1 otherwise, 2 for a
  * usage or setup error.
@@ -885,6 +889,41 @@ static int mode_raw(char **argv) {
   return 0;
 }
 
+static int mode_hangup(char **argv) {
+  static const char cmds[] =
+      "NTSCTL/1 clients\nNTSCTL/1 serverstats\nNTSCTL/1 sources\n"
+      "NTSCTL/1 tracking\n";
+  unsigned count = (unsigned)atoi(argv[4]), i;
+  uint8_t buf[4096];
+  for (i = 0; i < count; i++) {
+    ntsntp_ke_client_settings ks;
+    ntsntp_ke_client *c;
+    struct sockaddr_un a;
+    ntsntp_ssize n;
+    int fd = tcp_connect("127.0.0.1", (uint16_t)atoi(argv[2]));
+    ntsntp_ke_client_settings_default(&ks);
+    ks.server_name = "localhost";
+    if (fd < 0 || ntsntp_ke_client_new(&c, &ks, 0) != 0)
+      return 2;
+    n = ntsntp_ke_client_write(c, buf, sizeof(buf));
+    if (n > 0)
+      (void)send(fd, buf, (size_t)n, MSG_NOSIGNAL);
+    ntsntp_ke_client_del(c);
+    close(fd);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", argv[3]);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+      return 2;
+    (void)send(fd, cmds, sizeof(cmds) - 1, MSG_NOSIGNAL);
+    close(fd);
+    sleep_ms(2);
+  }
+  printf("hung up %u times\n", count);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *m = argc > 1 ? argv[1] : "";
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
@@ -902,6 +941,8 @@ int main(int argc, char **argv) {
     return mode_slow(argv);
   if (!strcmp(m, "raw") && argc == 4)
     return mode_raw(argv);
+  if (!strcmp(m, "hangup") && argc == 5)
+    return mode_hangup(argv);
   fprintf(stderr, "usage: see the comment at the top of tests/tools/"
                   "ntsabuse.c\n");
   return 2;
