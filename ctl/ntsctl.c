@@ -3,7 +3,7 @@
  * NTSCTL/1, see include/ntsntp/control.h).  The daemon renders the
  * reports in chronyc's layout or as JSON; this program only asks and
  * prints.  Exit status: 0 ok, 1 ntsd unreachable, failing or (health)
- * unhealthy, 2 usage.
+ * unhealthy (expired certificate, failed reload), 2 usage.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,9 +20,10 @@
 #define MAX_RESPONSE (1024 * 1024)
 #define TIMEOUT_S 5
 
-static const char *const commands[] = {"tracking",    "sources", "sourcestats",
-                                       "serverstats", "clients", "metrics",
-                                       "health"};
+static const char *const commands[] = {
+    "tracking", "sources",     "sourcestats", "selectdata", "authdata",
+    "ntpdata",  "activity",    "serverstats", "clients",    "metrics",
+    "health"};
 
 static int usage(FILE *f, int status) {
   fprintf(f,
@@ -31,10 +32,15 @@ static int usage(FILE *f, int status) {
           "  tracking      the clock being served (chronyc tracking)\n"
           "  sources       upstream sources (chronyc sources)\n"
           "  sourcestats   upstream statistics (chronyc sourcestats)\n"
+          "  selectdata    source selection (chronyc selectdata)\n"
+          "  authdata      NTS state of each source (chronyc -N authdata)\n"
+          "  ntpdata       last response of each source (chronyc ntpdata)\n"
+          "  activity      sources online (chronyc activity)\n"
           "  serverstats   NTP and NTS-KE counters (chronyc serverstats)\n"
           "  clients       top clients by packets (chronyc clients)\n"
           "  metrics       Prometheus text format\n"
-          "  health [--synced]  exit 0 if ntsd answers (and is synchronised)\n"
+          "  health [--synced]  exit 0 if ntsd answers and its certificate is\n"
+          "                valid and reloaded (and it is synchronised)\n"
           "Options:\n"
           "  -s, --socket SOCKET  control socket (default: $CONTROL_SOCKET,\n"
           "                       else $STATE_DIR/ntsd.sock, "
@@ -207,12 +213,18 @@ int main(int argc, char **argv) {
     return rv;
   if (!strcmp(command, "health")) {
     int is_synced = strstr(body, "\"synchronised\":true") != NULL;
+    int ok = strncmp(body, "{\"status\":\"ok\"", 14) == 0;
+    const char *problem = strstr(body, "\"problem\":\"");
     if (json)
       fwrite(body, 1, len, stdout);
-    else
+    else if (ok)
       printf("ntsd at %s: OK, %s\n", path,
              is_synced ? "synchronised" : "not synchronised");
-    rv = synced && !is_synced ? 1 : 0;
+    else
+      printf("ntsd at %s: FAIL, %.*s\n", path,
+             problem ? (int)strcspn(problem + 11, "\"") : 7,
+             problem ? problem + 11 : "unknown");
+    rv = !ok || (synced && !is_synced) ? 1 : 0;
   } else {
     fwrite(body, 1, len, stdout);
   }

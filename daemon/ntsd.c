@@ -20,6 +20,7 @@
 typedef struct config {
   char config[NTSNTP_CONF_STR_MAX];
   char ntp_servers[NTSNTP_CONF_STR_MAX];
+  char refclocks[NTSNTP_CONF_STR_MAX];
   unsigned long log_level;
   unsigned long ntp_port, nts_ke_port;
   char listen[NTSNTP_CONF_STR_MAX];
@@ -52,6 +53,9 @@ static const ntsntp_conf_opt options[] = {
     OPT("NTP_SERVERS", STR, ntp_servers, "time.cloudflare.com", 0, 0,
         "upstream servers, comma-separated: HOST[:PORT] or "
         "nts://HOST[:KEPORT]; 127.127.1.1 = local clock"),
+    OPT("REFCLOCKS", LIST, refclocks, "", 0, 0,
+        "reference clocks, comma-separated chrony refclock lines: SOCK "
+        "PATH, SHM UNIT, PPS DEVICE, PHC DEVICE [option value]..."),
     OPT("NTS_CA_FILE", STR, nts_ca_file, "", 0, 0,
         "CA certificates for NTS upstreams (empty: system store)"),
     OPT("MINPOLL", INT, minpoll, "6", (unsigned long)-6L, 17,
@@ -272,7 +276,8 @@ int main(int argc, char **argv) {
   log_line(NULL, NTSNTP_LOG_INFO, c.clock_control
                                        ? "Enabled control of system clock"
                                        : "Disabled control of system clock");
-  if (n_servers == 1 && !strcmp(servers[0], "127.127.1.1")) {
+  if (n_servers == 1 && !strcmp(servers[0], "127.127.1.1") &&
+      !c.refclocks[0]) {
     snprintf(msg, sizeof(msg), "Serving the local clock (stratum %lu, "
              "reference ID 7F7F0101)", c.local_stratum);
     log_line(NULL, NTSNTP_LOG_INFO, msg);
@@ -299,6 +304,7 @@ int main(int argc, char **argv) {
   s.local_stratum = (uint8_t)c.local_stratum;
   s.servers = (const char *const *)servers;
   s.n_servers = (size_t)n_servers;
+  s.refclocks = c.refclocks;
   s.ca_file = c.nts_ca_file;
   s.key_secret_file = c.nts_key_secret_file;
   s.clock_control = c.clock_control;

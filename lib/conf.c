@@ -21,6 +21,12 @@ static const ntsntp_conf_opt *find(const ntsntp_conf_opt *opts, size_t n,
   for (i = 0; i < n; i++)
     if (strlen(opts[i].name) == len && strncasecmp(opts[i].name, name, len) == 0)
       return &opts[i];
+  /* A LIST's singular: REFCLOCK for REFCLOCKS. */
+  for (i = 0; i < n; i++)
+    if (opts[i].type == NTSNTP_CONF_LIST && strlen(opts[i].name) == len + 1 &&
+        toupper((unsigned char)opts[i].name[len]) == 'S' &&
+        strncasecmp(opts[i].name, name, len) == 0)
+      return &opts[i];
   return NULL;
 }
 
@@ -49,6 +55,7 @@ static int set(const ntsntp_conf_opt *o, void *target, const char *val,
   char *field = (char *)target + o->offset;
   switch (o->type) {
   case NTSNTP_CONF_STR:
+  case NTSNTP_CONF_LIST:
     if (strlen(val) >= NTSNTP_CONF_STR_MAX)
       return fail(err, errlen, "%s: %s is too long (at most %d characters)",
                   where, o->name, NTSNTP_CONF_STR_MAX - 1);
@@ -207,6 +214,21 @@ static int load_file(const ntsntp_conf_opt *opts, size_t n, void *target,
                 where, (int)klen, key);
       break;
     }
+    if (o->type == NTSNTP_CONF_LIST && *val &&
+        *((char *)target + o->offset)) {
+      /* One more entry: after the ones of the lines above. */
+      char joined[NTSNTP_CONF_STR_MAX + 1];
+      int len = snprintf(joined, sizeof(joined), "%s,%s",
+                         (char *)target + o->offset, val);
+      if (len < 0 || (size_t)len >= sizeof(joined)) {
+        rv = fail(err, errlen, "%s: %s is too long with this line (at most "
+                  "%d characters in all)", where, o->name,
+                  NTSNTP_CONF_STR_MAX - 1);
+        break;
+      }
+      rv = set(o, target, joined, where, err, errlen);
+      continue;
+    }
     rv = set(o, target, val, where, err, errlen);
   }
   fclose(f);
@@ -247,7 +269,9 @@ int ntsntp_conf_load(const ntsntp_conf_opt *opts, size_t n, void *target,
   for (i = 0; i < n; i++) {
     const char *def = opts[i].def;
     if (!def)
-      def = opts[i].type == NTSNTP_CONF_STR ? "" : "0";
+      def = opts[i].type == NTSNTP_CONF_STR || opts[i].type == NTSNTP_CONF_LIST
+                ? ""
+                : "0";
     rv = set(&opts[i], target, def, "built-in default", err, errlen);
     if (rv)
       return rv;
@@ -319,7 +343,8 @@ int ntsntp_conf_load(const ntsntp_conf_opt *opts, size_t n, void *target,
 
 static size_t value_size(const ntsntp_conf_opt *o) {
   switch (o->type) {
-  case NTSNTP_CONF_STR: return NTSNTP_CONF_STR_MAX;
+  case NTSNTP_CONF_STR:
+  case NTSNTP_CONF_LIST: return NTSNTP_CONF_STR_MAX;
   case NTSNTP_CONF_UINT: return sizeof(unsigned long);
   case NTSNTP_CONF_INT: return sizeof(long);
   case NTSNTP_CONF_BOOL: return sizeof(int);

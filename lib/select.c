@@ -96,6 +96,22 @@ static int intersect(const cand *c, int n, double *plow, double *phigh) {
   return 0;
 }
 
+/*
+ * refclock: chrony's `trust`.  When trusted candidates have a majority
+ * among themselves, their intersection is the one everybody is judged
+ * by: a trusted source is a falseticker only when the other trusted ones
+ * disagree with it.  Returns 0 when there is no trusted candidate.
+ */
+static int trusted_interval(const ntsntp__source *src, const cand *c, int m,
+                            double *plow, double *phigh) {
+  cand t[NTSNTP_SYNC_MAX_SOURCES];
+  int k = 0, i;
+  for (i = 0; i < m; i++)
+    if (src[c[i].i].trust)
+      t[k++] = c[i];
+  return k > 0 && intersect(t, k, plow, phigh);
+}
+
 void ntsntp__select(ntsntp__source *src, unsigned n, uint64_t now, double freq,
                     double max_jitter, unsigned min_sources, int prev_peer,
                     ntsntp__selection *out) {
@@ -130,6 +146,10 @@ void ntsntp__select(ntsntp__source *src, unsigned n, uint64_t now, double freq,
       s->state = NTSNTP_SOURCE_UNUSABLE;
       continue;
     }
+    if (s->noselect) { /* refclock: chrony's noselect */
+      s->state = NTSNTP_SOURCE_UNUSABLE;
+      continue;
+    }
     if (s->jitter > max_jitter) {
       s->state = NTSNTP_SOURCE_JITTERY;
       continue;
@@ -146,7 +166,8 @@ void ntsntp__select(ntsntp__source *src, unsigned n, uint64_t now, double freq,
   out->n_cand = (unsigned)m;
   if (m == 0)
     return;
-  if (!intersect(c, m, &low, &high)) {
+  if (!trusted_interval(src, c, m, &low, &high) &&
+      !intersect(c, m, &low, &high)) {
     /* No majority: nobody can be trusted. */
     for (i = 0; i < m; i++)
       src[c[i].i].state = NTSNTP_SOURCE_FALSETICKER;
@@ -204,6 +225,11 @@ void ntsntp__select(ntsntp__source *src, unsigned n, uint64_t now, double freq,
     if (sv[i].i == prev_peer &&
         src[sv[i].i].stratum == src[sv[0].i].stratum)
       peer = i;
+  /* refclock: a surviving `prefer` source is the system peer. */
+  if (!src[sv[peer].i].prefer)
+    for (i = ns - 1; i >= 0; i--)
+      if (src[sv[i].i].prefer)
+        peer = i;
   /*= https://www.rfc-editor.org/rfc/rfc5905#section-11.2.3
    *# the combined offset [is] the weighted average of the survivor
    *# offsets, each weighted by the reciprocal of its root distance */

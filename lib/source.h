@@ -26,6 +26,8 @@ typedef struct ntsntp__source {
   uint8_t reach;
   int ever_reached, stopped;
   int removed; /* slot free (ntsntp_sync_remove_source) */
+  /* refclock: a reference clock and its selection options. */
+  int refclock, noselect, prefer, trust;
   uint32_t kod;
   uint64_t next_poll;
   unsigned good, nspike, missed;

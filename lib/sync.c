@@ -36,6 +36,9 @@ struct ntsntp_sync {
   int leap_dir, leap_base;
   uint64_t leap_at;
   atomic_uint_least64_t leap_word;
+  /* refclock: per source, the configured delay and precision (log2 s) */
+  double rc_delay[NTSNTP_SYNC_MAX_SOURCES];
+  int8_t rc_prec[NTSNTP_SYNC_MAX_SOURCES];
 };
 
 static const char *const state_names[] = {
@@ -322,6 +325,80 @@ void ntsntp_sync_on_timeout(ntsntp_sync *sync, unsigned i, uint64_t now) {
     reselect(sync, now, &sel);
 }
 
+/* refclock: begin */
+int ntsntp_sync_add_refclock(ntsntp_sync *sync, const char *name,
+                             uint32_t refid, const ntsntp_sync_refclock *rc,
+                             uint64_t now) {
+  ntsntp__source *s;
+  if (rc->poll < -6 || rc->poll > 17 || rc->stratum > 15 ||
+      !(rc->delay >= 0) || !(rc->precision >= 0))
+    return NTSNTP_ERR_INVALID_ARG;
+  if (sync->n == NTSNTP_SYNC_MAX_SOURCES)
+    return NTSNTP_ERR_NOBUF;
+  s = &sync->src[sync->n];
+  ntsntp__source_init(s, &sync->set, name, refid, now);
+  s->refclock = 1;
+  s->minpoll = s->maxpoll = s->poll = rc->poll;
+  s->burst_left = 0;
+  s->stratum = rc->stratum;
+  s->prefer = rc->prefer;
+  s->noselect = rc->noselect;
+  s->trust = rc->trust;
+  /* The source's precision (log2 s, rounded up) and the configured delay
+   * ride in the samples (ntsntp_sync_on_refclock). */
+  sync->rc_delay[sync->n] = rc->delay;
+  sync->rc_prec[sync->n] =
+      rc->precision > 0 ? (int8_t)fmax(-30, ceil(log2(rc->precision))) : -30;
+  return (int)sync->n++;
+}
+
+int ntsntp_sync_on_refclock(ntsntp_sync *sync, unsigned i,
+                            const ntsntp_refclock_sample *rs, uint64_t now) {
+  ntsntp__source *s;
+  ntsntp__selection sel;
+  ntsntp_pkt_hdr h;
+  ntsntp_source_state st;
+  uint8_t stratum;
+  double y;
+  int rv;
+
+  if (!active(sync, i) || !sync->src[i].refclock)
+    return NTSNTP_ERR_INVALID_ARG;
+  s = &sync->src[i];
+  ntsntp__source_on_send(s, now, 0); /* reach shifts at every poll */
+  if (!rs) {
+    reselect(sync, now, &sel);
+    return 0;
+  }
+  if (rs->leap == NTSNTP_LEAP_UNSYNC || !isfinite(rs->offset) ||
+      !(rs->disp >= 0) || !(rs->disp < NTSNTP_MAXDIST))
+    return NTSNTP_ERR_MALFORMED;
+  /* Through the network path: a header as a stratum-0 server would send
+   * (stratum 1 passes its check; the source keeps its own stratum), the
+   * sample's dispersion as root dispersion. */
+  memset(&h, 0, sizeof(h));
+  h.leap = rs->leap;
+  h.stratum = 1;
+  h.precision = sync->rc_prec[i];
+  h.root_disp = ntsntp_short_from_double(rs->disp);
+  stratum = s->stratum;
+  y = rs->offset + ntsntp__model_applied(&sync->model, rs->t) +
+      leap_sample_corr(sync, rs->t);
+  rv = ntsntp__source_on_sample(s, &h, rs->t, y, sync->rc_delay[i],
+                                sync->model.freq, now);
+  s->stratum = stratum;
+  if (rv < 0)
+    return rv;
+  reselect(sync, now, &sel);
+  st = s->state;
+  if (rv == 0 || !sel.ok ||
+      (st != NTSNTP_SOURCE_SELECTED && st != NTSNTP_SOURCE_COMBINED))
+    return 0;
+  update(sync, i, now, rs->t, y, sync->rc_delay[i], &sel);
+  return 1;
+}
+/* refclock: end */
+
 /* chronyc sourcestats figures from the valid filter stages. */
 static void source_stats(const ntsntp__source *s, ntsntp_source_info *info) {
   double x[NTSNTP__NSTAGE], y[NTSNTP__NSTAGE], xm = 0, ym = 0, sxx = 0,
@@ -386,6 +463,7 @@ int ntsntp_sync_source_info(const ntsntp_sync *sync, unsigned i, uint64_t now,
   info->root_delay = s->root_delay;
   info->root_disp = s->root_disp;
   info->next_poll = ntsntp_sync_next_poll(sync, i);
+  info->refclock = s->refclock;
   if (s->have) {
     /* Offsets shown against the system clock, as measured. */
     info->offset = ntsntp__source_offset(s, now, sync->model.freq) -

@@ -266,6 +266,71 @@ int ntsntp_ke_creds_load(ntsntp_ke_creds **pcreds, const char *cert_path,
   return rv;
 }
 
+/* Printable ASCII only: names come from a file anyone could have issued. */
+static void printable(char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+      *s = '?';
+}
+
+int ntsntp_ke_creds_cert_info(const ntsntp_ke_creds *c, size_t i,
+                              ntsntp_ke_cert_info *out) {
+  gnutls_datum_t der, dn = {NULL, 0};
+  gnutls_x509_crt_t crt;
+  size_t len = 0, k;
+  unsigned idx;
+  int g;
+  if (!c || !out || i >= c->n_pairs)
+    return NTSNTP_ERR_INVALID_ARG;
+  memset(out, 0, sizeof(*out));
+  if (gnutls_certificate_get_crt_raw(c->cred, (unsigned)i, 0, &der) < 0)
+    return NTSNTP_ERR_BAD_CONFIG;
+  if (gnutls_x509_crt_init(&crt) < 0)
+    return NTSNTP_ERR_NOMEM;
+  g = gnutls_x509_crt_import(crt, &der, GNUTLS_X509_FMT_DER);
+  if (g < 0) {
+    gnutls_x509_crt_deinit(crt);
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  out->not_before = (int64_t)gnutls_x509_crt_get_activation_time(crt);
+  out->not_after = (int64_t)gnutls_x509_crt_get_expiration_time(crt);
+  if (gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0) {
+    snprintf(out->subject, sizeof(out->subject), "%.*s", (int)dn.size,
+             (const char *)dn.data);
+    gnutls_free(dn.data);
+  }
+  for (idx = 0;; idx++) {
+    char name[256];
+    size_t nlen = sizeof(name) - 1;
+    unsigned crit;
+    g = gnutls_x509_crt_get_subject_alt_name(crt, idx, name, &nlen, &crit);
+    if (g == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+      break;
+    if (g == GNUTLS_SAN_DNSNAME) {
+      name[nlen] = '\0';
+    } else if (g == GNUTLS_SAN_IPADDRESS && (nlen == 4 || nlen == 16)) {
+      char a[64];
+      if (!inet_ntop(nlen == 4 ? AF_INET : AF_INET6, name, a, sizeof(a)))
+        continue;
+      snprintf(name, sizeof(name), "%s", a);
+    } else {
+      continue; /* other kinds, or too long */
+    }
+    k = strlen(name);
+    if (len + k + 2 + 4 >= sizeof(out->names)) {
+      snprintf(out->names + len, sizeof(out->names) - len, "%s...",
+               len ? ", " : "");
+      break;
+    }
+    len += (size_t)snprintf(out->names + len, sizeof(out->names) - len,
+                            "%s%s", len ? ", " : "", name);
+  }
+  gnutls_x509_crt_deinit(crt);
+  printable(out->subject);
+  printable(out->names);
+  return 0;
+}
+
 size_t ntsntp_ke_creds_count(const ntsntp_ke_creds *c) {
   return c ? c->n_pairs : 0;
 }

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -23,6 +24,8 @@
 #include "ntsntp/service.h"
 #include "ntsntp/ts.h"
 #include "testutil.h"
+
+#include "../lib/uv/ctl_fmt.h"
 
 extern char **environ;
 
@@ -454,7 +457,8 @@ static void check_exposition(const char *text) {
         ck_assert_str_ne(typed[i], typed[ntyped]); /* no family twice */
       snprintf(family, sizeof(family), "%s", typed[ntyped]);
       ck_assert(!strncmp(line + 7 + strlen(family), " counter\n", 9) ||
-                !strncmp(line + 7 + strlen(family), " gauge\n", 7));
+                !strncmp(line + 7 + strlen(family), " gauge\n", 7) ||
+                !strncmp(line + 7 + strlen(family), " histogram\n", 11));
       ntyped++;
       continue;
     }
@@ -463,9 +467,16 @@ static void check_exposition(const char *text) {
     ck_assert_uint_lt(len, sizeof(name));
     memcpy(name, line, len);
     name[len] = '\0';
+    /* A histogram's samples: family_bucket, _sum, _count. */
+    if (strcmp(name, family) != 0 && !strncmp(name, family, strlen(family)) &&
+        (!strcmp(name + strlen(family), "_bucket") ||
+         !strcmp(name + strlen(family), "_sum") ||
+         !strcmp(name + strlen(family), "_count")))
+      name[strlen(family)] = '\0';
     ck_assert_msg(!strcmp(name, family), "%s without its TYPE", name);
-    v = memchr(line, ' ', (size_t)(nl - line));
-    ck_assert_ptr_nonnull(v);
+    for (v = nl - 1; v > line && *v != ' '; v--) /* the value: last field */
+      ;
+    ck_assert(*v == ' ');
     strtod(v + 1, &end);
     ck_assert_ptr_eq(end, nl);
     samples++;
@@ -586,8 +597,7 @@ START_TEST(idle_clients) {
 
   t0 = mono_now();
   argv[2] = e.sock;
-  ck_assert_int_eq(run_ntsctl(&e, argv, out, sizeof(out), err, sizeof(err)),
-                   0);
+  ck_assert_int_eq(run_ntsctl(&e, argv, out, sizeof(out), err, sizeof(err)), 0);
   ck_assert_ptr_nonnull(strstr(out, ": OK, synchronised\n"));
   ck_assert_int_gt(
       http(e.metrics_port, "GET /metrics HTTP/1.0\r\n\r\n", buf, sizeof(buf)),
@@ -742,11 +752,61 @@ static size_t fake_sources(void *user, ntsntp_ctl_source *out, size_t max) {
   out[0].freq_skew_ppm = 0.195;
   out[0].est_offset = 121e-9;
   out[0].std_dev = 78e-6;
+  out[0].select_state = '*';
+  out[0].refid = 0xA29FC801;
+  out[0].leap = NTSNTP_LEAP_NONE;
+  out[0].delay = 0.0123;
+  out[0].disp = 0.000456;
+  out[0].have_detail = 1;
+  {
+    ntsntp_uv_upstream_source *d = &out[0].detail;
+    snprintf(d->name, sizeof(d->name), "time.cloudflare.com");
+    snprintf(d->addr, sizeof(d->addr), "162.159.200.1");
+    d->port = 123;
+    d->nts = 1;
+    d->key_id = 2;
+    d->aead = 15;
+    d->key_len = 32;
+    d->ke_ago = 1200;
+    d->ke_tries = 0;
+    d->ke_total = 3;
+    d->naks = 1;
+    d->cookies = 7;
+    d->cookie_len = 100;
+    d->tx = 40;
+    d->rx = 39;
+    d->valid_rx = 38;
+    d->kernel_rx = 38;
+    d->have_sample = 1;
+    d->hdr.leap = NTSNTP_LEAP_NONE;
+    d->hdr.version = 4;
+    d->hdr.mode = 4;
+    d->hdr.stratum = 3;
+    d->hdr.poll = 7;
+    d->hdr.precision = -25;
+    d->hdr.root_delay = 0x00000800; /* 1/32 s */
+    d->hdr.root_disp = 0x00000040;  /* 1/1024 s */
+    d->hdr.refid = 0x0A150B0C;
+    d->hdr.ref_ts = (uint64_t)(1663672423ull + NTSNTP_UNIX_OFFSET) << 32;
+    d->offset = -24e-6;
+    d->delay = 0.0123;
+    d->response_time = 0.000011;
+    d->authenticated = 1;
+    d->rx_source = NTSNTP_TS_KERNEL;
+    d->tx_source = NTSNTP_TS_DAEMON;
+    d->last_rx_ago = 34;
+  }
   snprintf(out[1].name, sizeof(out[1].name),
            "a-very-long-host-name.example.org\"");
   out[1].mode = '^';
   out[1].state = '?';
+  out[1].select_state = 'M';
+  out[1].leap = NTSNTP_LEAP_UNSYNC;
   out[1].last_rx = -1;
+  out[1].have_detail = 1; /* plain NTP, name not resolved yet */
+  snprintf(out[1].detail.name, sizeof(out[1].detail.name), "%s", out[1].name);
+  out[1].detail.ke_ago = -1;
+  out[1].detail.last_rx_ago = -1;
   return 2;
 }
 
@@ -765,6 +825,29 @@ static size_t fake_clients(void *user, ntsntp_ctl_client *out, size_t max) {
   return 1;
 }
 
+static int fake_cert_expired; /* 1: expired; 2: last reload failed */
+
+static void fake_cert(void *user, ntsntp_ctl_cert *out) {
+  (void)user;
+  memset(out, 0, sizeof(*out));
+  out->loaded = 1;
+  out->now = 1700000000;
+  out->not_before = 1690000000;
+  out->not_after = fake_cert_expired == 1 ? 1699999000 : 1705000000;
+  out->last_reload_ok = fake_cert_expired != 2;
+  out->last_reload = 1699990000;
+  out->reload_failures = fake_cert_expired == 2;
+  snprintf(out->subject, sizeof(out->subject), "CN=time.example.org");
+}
+
+static void fake_ratelimit(void *user, ntsntp_ctl_ratelimit *out) {
+  (void)user;
+  out->ntp_records = 5;
+  out->ntp_capacity = 4096;
+  out->ke_records = 2;
+  out->ke_capacity = 1024;
+}
+
 static int fake_start(env *e) {
   ntsntp_uv_ctl_settings s;
   ntsntp_uv_ctl_settings_default(&s);
@@ -774,6 +857,8 @@ static int fake_start(env *e) {
   s.provider.tracking = fake_tracking;
   s.provider.sources = fake_sources;
   s.provider.clients = fake_clients;
+  s.provider.cert = fake_cert;
+  s.provider.ratelimit = fake_ratelimit;
   int rv = ntsntp_uv_ctl_start(&e->loop, &s, &e->ctl, e->err, sizeof(e->err));
   if (rv == 0)
     e->metrics_port = ntsntp_uv_ctl_metrics_port(e->ctl);
@@ -838,10 +923,12 @@ START_TEST(layouts) {
   ck_assert_ptr_nonnull(strstr(body, "\"reach\":255,\"last_rx\":34,"));
   body = ask(e.sock, "NTSCTL/1 clients\n", buf, sizeof(buf));
   ck_assert_str_eq(body,
-                   "Hostname                      NTP   Drop   KoD  Last\n"
-                   "===================================================="
-                   "\n"
-                   "192.0.2.7                     390      2     1   83m\n");
+                   "Hostname                      NTP   Drop Int IntL Last     "
+                   "Cmd   Drop Int  Last\n"
+                   "======================================================"
+                   "=========================\n"
+                   "192.0.2.7                     390      2    -    -  83m "
+                   "      0      0    -    -\n");
 
   /* Drops by reason add up to the total. */
   body = ask(e.sock, "NTSCTL/1 serverstats json\n", buf, sizeof(buf));
@@ -899,6 +986,226 @@ START_TEST(layouts) {
   env_end(&e);
   ck_assert_int_ne(access(e.sock, F_OK), 0);
   remove_dir(&e);
+}
+END_TEST
+
+/* chronyc's selectdata, authdata, ntpdata and activity, field for field;
+ * their JSON; health failing on the certificate; the new metrics. */
+START_TEST(chrony_reports) {
+  static char buf[65536];
+  env e;
+  char *body;
+  memset(&e, 0, sizeof(e));
+  make_dir(&e);
+  e.start = fake_start;
+  e.stop = fake_stop;
+  fake_cert_expired = 0;
+  env_run(&e);
+
+  body = ask(e.sock, "NTSCTL/1 selectdata\n", buf, sizeof(buf));
+  ck_assert_str_eq(
+      body,
+      "S Name/IP Address        Auth COpts EOpts Last Score     Interval  "
+      "Leap\n"
+      "======================================================================="
+      "\n"
+      "* time.cloudflare.com       Y ----- -----   34     -   -16ms   +16ms"
+      "  N\n"
+      "M a-very-long-host-name.ex> N ----- -----    -     -    +0ns    +0ns"
+      "  ?\n");
+  body = ask(e.sock, "NTSCTL/1 authdata\n", buf, sizeof(buf));
+  ck_assert_str_eq(
+      body,
+      "Name/IP address             Mode KeyID Type KLen Last Atmp  NAK Cook "
+      "CLen\n"
+      "========================================================================"
+      "="
+      "\n"
+      "time.cloudflare.com          NTS     2   15  256  20m    0    1    7 "
+      " 100\n"
+      "a-very-long-host-name.exam>    -     0    0    0    -    0    0    0 "
+      "   0\n");
+  body = ask(e.sock, "NTSCTL/1 ntpdata\n", buf, sizeof(buf));
+  ck_assert_str_eq(body,
+                   "Remote address  : 162.159.200.1 (A29FC801)\n"
+                   "Remote port     : 123\n"
+                   "Leap status     : Normal\n"
+                   "Version         : 4\n"
+                   "Mode            : Server\n"
+                   "Stratum         : 3\n"
+                   "Poll interval   : 7 (128 seconds)\n"
+                   "Precision       : -25 (0.000000030 seconds)\n"
+                   "Root delay      : 0.031250 seconds\n"
+                   "Root dispersion : 0.000977 seconds\n"
+                   "Reference ID    : 0A150B0C ()\n"
+                   "Reference time  : Tue Sep 20 11:13:43 2022\n"
+                   "Offset          : +0.000024000 seconds\n"
+                   "Peer delay      : 0.012300000 seconds\n"
+                   "Peer dispersion : 0.000456000 seconds\n"
+                   "Response time   : 0.000011000 seconds\n"
+                   "Interleaved     : No\n"
+                   "Authenticated   : Yes\n"
+                   "TX timestamping : Daemon\n"
+                   "RX timestamping : Kernel\n"
+                   "Total TX        : 40\n"
+                   "Total RX        : 39\n"
+                   "Total valid RX  : 38\n"
+                   "Total kernel RX : 38\n"
+                   "\n"
+                   "Remote address  : a-very-long-host-name.example.org\" "
+                   "(00000000)\n"
+                   "Remote port     : 0\n"
+                   "Total TX        : 0\n"
+                   "Total RX        : 0\n"
+                   "Total valid RX  : 0\n"
+                   "Total kernel RX : 0\n");
+  body = ask(e.sock, "NTSCTL/1 activity\n", buf, sizeof(buf));
+  ck_assert_str_eq(body, "200 OK\n"
+                         "1 sources online\n"
+                         "0 sources offline\n"
+                         "0 sources doing burst (return to online)\n"
+                         "0 sources doing burst (return to offline)\n"
+                         "1 sources with unknown address\n");
+
+  /* JSON: names escaped, numbers exact, unknowns null or -1. */
+  body = ask(e.sock, "NTSCTL/1 authdata json\n", buf, sizeof(buf));
+  ck_assert_ptr_nonnull(strstr(
+      body, "{\"authdata\":[{\"name\":\"time.cloudflare.com\",\"mode\":\"NTS\","
+            "\"key_id\":2,\"key_type\":15,\"key_length\":256,"
+            "\"last_ke_ago\":1200,\"ke_attempts\":0,\"nak\":1,"
+            "\"cookies\":7,\"cookie_length\":100}"));
+  ck_assert_ptr_nonnull(strstr(body, "example.org\\\"\",\"mode\":\"-\""));
+  body = ask(e.sock, "NTSCTL/1 selectdata json\n", buf, sizeof(buf));
+  ck_assert_ptr_nonnull(
+      strstr(body, "\"state\":\"*\",\"authentication\":true"));
+  ck_assert_ptr_nonnull(strstr(body, "\"score\":null"));
+  body = ask(e.sock, "NTSCTL/1 ntpdata json\n", buf, sizeof(buf));
+  ck_assert_ptr_nonnull(strstr(body, "\"remote_address\":\"162.159.200.1\""));
+  ck_assert_ptr_nonnull(strstr(body, "\"have_response\":false,\"total_tx\":0"));
+  ck_assert_ptr_nonnull(strstr(body, "\"rx_timestamping\":\"Kernel\""));
+  body = ask(e.sock, "NTSCTL/1 activity json\n", buf, sizeof(buf));
+  ck_assert_str_eq(body, "{\"online\":1,\"offline\":0,\"burst_online\":0,"
+                         "\"burst_offline\":0,\"unresolved\":1}\n");
+
+  /* Bad requests for the new commands. */
+  ask_raw(e.sock, "NTSCTL/1 authdata xml\n", 22, buf, sizeof(buf));
+  ck_assert(!strncmp(buf, "NTSCTL/1 ERR bad-format ", 24));
+  ask_raw(e.sock, "NTSCTL/1 ntpdata json x\n", 24, buf, sizeof(buf));
+  ck_assert(!strncmp(buf, "NTSCTL/1 ERR bad-request ", 25));
+  ask_raw(e.sock, "NTSCTL/1 selectdat\n", 19, buf, sizeof(buf));
+  ck_assert_ptr_nonnull(strstr(buf, "ERR unknown-command commands: tracking "
+                                    "sources sourcestats selectdata authdata "
+                                    "ntpdata activity"));
+
+  /* Metrics: per-source series with the name escaped, the certificate,
+   * the rate-limit tables, the histogram. */
+  body = ask(e.sock, "NTSCTL/1 metrics\n", buf, sizeof(buf));
+  check_exposition(body);
+  ck_assert_ptr_nonnull(strstr(
+      body, "\nntsd_source_offset_seconds{source=\"time.cloudflare.com\"} "
+            "1.8e-05\n"));
+  ck_assert_ptr_nonnull(
+      strstr(body, "\nntsd_source_reach{source=\"a-very-long-host-name.example."
+                   "org\\\"\"} 0\n"));
+  ck_assert_ptr_nonnull(strstr(
+      body, "\nntsd_source_selected{source=\"time.cloudflare.com\"} 1\n"));
+  ck_assert_ptr_nonnull(strstr(
+      body, "\nntsd_source_nts_cookies{source=\"time.cloudflare.com\"} 7\n"));
+  ck_assert_ptr_nonnull(strstr(
+      body,
+      "\nntsd_source_nts_naks_total{source=\"time.cloudflare.com\"} 1\n"));
+  ck_assert_ptr_null(strstr(body, "ntsd_source_nts_cookies{source=\"a-very"));
+  ck_assert_ptr_nonnull(
+      strstr(body, "\nntsd_nts_cert_not_after_seconds 1705000000.000000\n"));
+  ck_assert_ptr_nonnull(
+      strstr(body, "\nntsd_nts_cert_last_reload_success 1\n"));
+  ck_assert_ptr_nonnull(strstr(body, "\nntsd_healthy 1\n"));
+  ck_assert_ptr_nonnull(
+      strstr(body, "\nntsd_ratelimit_clients{table=\"ntp\"} 5\n"));
+  ck_assert_ptr_nonnull(
+      strstr(body, "\nntsd_nts_ke_handshake_seconds_bucket{le=\"+Inf\"} 0\n"
+                   "ntsd_nts_ke_handshake_seconds_sum 0\n"
+                   "ntsd_nts_ke_handshake_seconds_count 0\n"));
+  body = ask(e.sock, "NTSCTL/1 metrics json\n", buf, sizeof(buf));
+  ck_assert_ptr_nonnull(strstr(
+      body, "{\"name\":\"ntsd_source_reach\",\"type\":\"gauge\",\"labels\":{"
+            "\"source\":\"a-very-long-host-name.example.org\\\"\"},"
+            "\"value\":0}"));
+
+  /* health: ok; fails while expired, and while the last reload failed. */
+  body = ask(e.sock, "NTSCTL/1 health json\n", buf, sizeof(buf));
+  ck_assert(!strncmp(body, "{\"status\":\"ok\",", 15));
+  fake_cert_expired = 1;
+  body = ask(e.sock, "NTSCTL/1 health\n", buf, sizeof(buf));
+  ck_assert(!strncmp(body,
+                     "Status          : FAIL (the served certificate "
+                     "expired 1000 s ago)\n",
+                     67));
+  body = ask(e.sock, "NTSCTL/1 health json\n", buf, sizeof(buf));
+  ck_assert(!strncmp(body, "{\"status\":\"fail\",\"problem\":", 27));
+  {
+    const char *argv[] = {ntsctl_path, "-s", e.sock, "health", NULL};
+    char out[512], err[512];
+    ck_assert_int_eq(run_ntsctl(&e, argv, out, sizeof(out), err, sizeof(err)),
+                     1);
+    ck_assert_ptr_nonnull(
+        strstr(out, ": FAIL, the served certificate expired"));
+  }
+  body = ask(e.sock, "NTSCTL/1 metrics\n", buf, sizeof(buf));
+  ck_assert_ptr_nonnull(strstr(body, "\nntsd_healthy 0\n"));
+  fake_cert_expired = 2;
+  body = ask(e.sock, "NTSCTL/1 health\n", buf, sizeof(buf));
+  ck_assert_ptr_nonnull(
+      strstr(body, "FAIL (the last certificate reload failed)"));
+  body = ask(e.sock, "NTSCTL/1 metrics\n", buf, sizeof(buf));
+  ck_assert_ptr_nonnull(
+      strstr(body, "\nntsd_nts_cert_last_reload_success 0\n"));
+  fake_cert_expired = 0;
+  env_end(&e);
+  remove_dir(&e);
+}
+END_TEST
+
+/* The text helpers: chronyc's units, JSON escaping and numbers, the size
+ * cap. */
+START_TEST(formatting) {
+  ntsntp__sbuf b = {NULL, 0, 0, 0};
+  size_t i;
+  ntsntp__sb_interval(&b, -1);
+  ntsntp__sb_interval(&b, 0);
+  ntsntp__sb_interval(&b, 1199);
+  ntsntp__sb_interval(&b, 1200);
+  ntsntp__sb_interval(&b, 36000);
+  ntsntp__sb_interval(&b, 345600);
+  ntsntp__sb_interval(&b, 86400LL * 1000);
+  ntsntp__sb_printf(&b, "|");
+  ntsntp__sb_seconds(&b, 18e-6, 1);
+  ntsntp__sb_seconds(&b, -9999.4e-9, 1);
+  ntsntp__sb_seconds(&b, 0.5, 0);
+  ntsntp__sb_seconds(&b, 12.25, 0);
+  ntsntp__sb_seconds(&b, NAN, 1);
+  ntsntp__sb_seconds(&b, INFINITY, 0);
+  ntsntp__sb_printf(&b, "|");
+  ntsntp__sb_json_str(&b, "a\"b\\c\n\x7f\xc3\xa9");
+  ntsntp__sb_json_num(&b, NAN, 3);
+  ntsntp__sb_json_num(&b, -INFINITY, 3);
+  ntsntp__sb_json_num(&b, 1.5, 3);
+  ck_assert_int_eq(b.err, 0);
+  ck_assert_str_eq(b.p, "   -   01199 20m 10h  4d  2y|  +18us-9999ns 500ms"
+                        " 12.2s    nan   nan|"
+                        "\"a\\\"b\\\\c\\u000a\\u007f\\u00c3\\u00a9\"null"
+                        "null1.500");
+  ck_assert_str_eq(ntsntp__leap_name(NTSNTP_LEAP_UNSYNC), "Not synchronised");
+  ck_assert_str_eq(ntsntp__leap_name(7), "Not synchronised");
+  /* Past NTSNTP__CTL_MAX_REPORT: NOBUF, sticky, the text kept whole. */
+  for (i = 0; i < NTSNTP__CTL_MAX_REPORT / 1000 + 2; i++)
+    ntsntp__sb_printf(&b, "%1000s", "");
+  ck_assert_int_eq(b.err, NTSNTP_ERR_NOBUF);
+  i = b.len;
+  ntsntp__sb_printf(&b, "x");
+  ck_assert_uint_eq(b.len, i);
+  ck_assert_uint_le(b.len, NTSNTP__CTL_MAX_REPORT);
+  free(b.p);
 }
 END_TEST
 
@@ -1084,6 +1391,8 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, idle_clients);
   tcase_add_test(tc, ntsctl_exit_codes);
   tcase_add_test(tc, layouts);
+  tcase_add_test(tc, chrony_reports);
+  tcase_add_test(tc, formatting);
   tcase_add_test(tc, stale_socket);
   tcase_add_test(tc, socket_mode);
   tcase_add_test(tc, symlink_swap);

@@ -24,7 +24,13 @@ typedef enum ntsntp_conf_type {
   NTSNTP_CONF_STR,  /* char[NTSNTP_CONF_STR_MAX] in the target struct */
   NTSNTP_CONF_UINT, /* unsigned long, within [min, max] */
   NTSNTP_CONF_BOOL, /* int: 1/0, yes/no, true/false, on/off */
-  NTSNTP_CONF_INT   /* long, within [(long)min, (long)max] */
+  NTSNTP_CONF_INT,  /* long, within [(long)min, (long)max] */
+  /* char[NTSNTP_CONF_STR_MAX], comma-separated entries: in the config
+   * file each line of the setting adds an entry (REFCLOCKS, one line per
+   * reference clock), and the name without its final S is accepted too
+   * (chrony's "refclock SOCK ..." lines); the environment and the command
+   * line give the whole list.  Its default must be empty. */
+  NTSNTP_CONF_LIST
 } ntsntp_conf_type;
 
 #define NTSNTP_CONF_STR_MAX 1024

@@ -6,8 +6,9 @@
  * connection.  Protocol version 1 (all lines end with "\n"):
  *
  *   request    NTSCTL/1 <command> [text|json]
- *              commands: tracking sources sourcestats serverstats clients
- *                        metrics health
+ *              commands: tracking sources sourcestats selectdata authdata
+ *                        ntpdata activity serverstats clients metrics
+ *                        health
  *   success    NTSCTL/1 OK <length>      then exactly <length> bytes: the
  *                                         report (chronyc's layout in text,
  *                                         one JSON object in json, the
@@ -108,6 +109,16 @@ typedef struct ntsntp_ctl_source {
   double freq_skew_ppm; /* its error bound */
   double est_offset;    /* s */
   double std_dev;       /* s */
+  /* selectdata, ntpdata and metrics */
+  uint32_t refid;        /* ours for it: its IPv4 address or IPv6 hash */
+  uint8_t leap;          /* of its last valid sample (NTSNTP_LEAP_*) */
+  char select_state;     /* chronyc selectdata's S column */
+  double delay, disp;    /* s: peer delay and dispersion (filtered) */
+  double root_delay, root_disp; /* s: as the source announces */
+  /* authdata, ntpdata, activity: what the upstream runtime knows of the
+   * source (have_detail 0: nothing, e.g. a reference clock). */
+  int have_detail;
+  ntsntp_uv_upstream_source detail;
 } ntsntp_ctl_source;
 
 /* One client row of `clients` (top by packets). */
@@ -117,6 +128,26 @@ typedef struct ntsntp_ctl_client {
   uint64_t hits, drops, kods;
   int64_t last_ago; /* s since the last request; -1: unknown */
 } ntsntp_ctl_client;
+
+/* The certificate being served (the first of NTS_CERT), for health and
+ * metrics. */
+typedef struct ntsntp_ctl_cert {
+  int loaded;            /* 0: no certificate (no NTS-KE) */
+  int64_t not_after;     /* Unix time; 0: unknown */
+  int64_t not_before;    /* Unix time; 0: unknown */
+  int64_t now;           /* Unix time the provider judged it at */
+  int last_reload_ok;    /* 1: the last load or reload succeeded */
+  int64_t last_reload;   /* Unix time of that attempt; 0: only at start */
+  uint64_t reload_failures; /* reloads that kept the old certificate */
+  int file_check_failed; /* the last check of the files failed (stat) */
+  char subject[256];     /* printable ASCII */
+} ntsntp_ctl_cert;
+
+/* Rate-limit tables (`clients` and metrics). */
+typedef struct ntsntp_ctl_ratelimit {
+  uint64_t ntp_records, ntp_capacity; /* NTP tables, summed */
+  uint64_t ke_records, ke_capacity;   /* the NTS-KE table */
+} ntsntp_ctl_ratelimit;
 
 /* Where the reports come from.  Called on the loop thread, never after
  * ntsntp_uv_ctl_stop.  Arguments live only for the call. */
@@ -131,6 +162,10 @@ typedef struct ntsntp_ctl_provider {
   /* Writes up to |max| clients, most packets first, returns how many.
    * NULL: no client accounting (`clients` answers ERR unavailable). */
   size_t (*clients)(void *user, ntsntp_ctl_client *out, size_t max);
+  /* The served certificate.  NULL: none (no NTS-KE). */
+  void (*cert)(void *user, ntsntp_ctl_cert *out);
+  /* Rate-limit table sizes.  NULL: no rate limiting. */
+  void (*ratelimit)(void *user, ntsntp_ctl_ratelimit *out);
   void *user;
 } ntsntp_ctl_provider;
 

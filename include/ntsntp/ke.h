@@ -209,6 +209,26 @@ NTSNTP_EXTERN size_t ntsntp_ke_creds_count(const ntsntp_ke_creds *c);
  */
 NTSNTP_EXTERN const char *ntsntp_ke_creds_warning(const ntsntp_ke_creds *c);
 
+/* What an operator needs to know of a served certificate. */
+typedef struct ntsntp_ke_cert_info {
+  int64_t not_before, not_after; /* Unix time */
+  char subject[256]; /* distinguished name (RFC 4514), printable ASCII */
+  char names[512];   /* subjectAltName DNS names and addresses, ", "
+                        between; "" if none; cut short with "..." */
+} ntsntp_ke_cert_info;
+
+/*
+ * Fills |out| from the leaf certificate of pair |i| (0 .. count - 1, in
+ * the order given to ntsntp_ke_creds_new_pem).
+ * Errors: NTSNTP_ERR_INVALID_ARG (NULL, or |i| out of range),
+ *   NTSNTP_ERR_BAD_CONFIG (GnuTLS cannot decode it), NTSNTP_ERR_NOMEM.
+ *
+ * version-added: 0.2.0
+ */
+NTSNTP_EXTERN int ntsntp_ke_creds_cert_info(const ntsntp_ke_creds *c,
+                                            size_t i,
+                                            ntsntp_ke_cert_info *out);
+
 /* Takes a reference (thread-safe). Returns |c|. */
 NTSNTP_EXTERN ntsntp_ke_creds *ntsntp_ke_creds_ref(ntsntp_ke_creds *c);
 

@@ -113,6 +113,10 @@ typedef struct ntsntp_uv_service_settings {
   /* access: end */
   ntsntp_log_fn log;     /* must be thread-safe */
   void *log_user;
+  /* refclock: REFCLOCKS, comma-separated entries each written as chrony's
+   * refclock directive ("SOCK /run/ntsd/gps.sock refid GPS", refclock.h);
+   * NULL or "": none.  Items 127.127.28.N of |servers| are SHM unit N. */
+  const char *refclocks;
 } ntsntp_uv_service_settings;
 
 NTSNTP_EXTERN void

@@ -254,6 +254,52 @@ NTSNTP_EXTERN int ntsntp_sync_on_kod(ntsntp_sync *sync, unsigned i,
 NTSNTP_EXTERN void ntsntp_sync_on_timeout(ntsntp_sync *sync, unsigned i,
                                           uint64_t now);
 
+/* refclock: begin.  A reference clock source (refclock.h, uv_refclock.h). */
+typedef struct ntsntp_sync_refclock {
+  int8_t poll;       /* log2 s between its samples (fixed) */
+  uint8_t stratum;   /* its stratum: served stratum - 1 (chrony: 0) */
+  double delay;      /* s, its round trip for the root distance */
+  double precision;  /* s */
+  int prefer;        /* system peer whenever it survives */
+  int noselect;      /* never selected (shown as unusable) */
+  int trust;         /* never a falseticker: others are judged by it */
+} ntsntp_sync_refclock;
+
+/* One filtered sample of a reference clock (ntsntp_refclock_poll). */
+typedef struct ntsntp_refclock_sample {
+  uint64_t t;    /* system time it holds at (NTP-64) */
+  double offset; /* true - system (s) */
+  double disp;   /* its error (s): carried as root dispersion */
+  uint8_t leap;  /* NTSNTP_LEAP_*: its leap warning */
+} ntsntp_refclock_sample;
+
+/*
+ * Adds a reference clock source (chronyc's '#' mode) named |name| (its
+ * refid as text), served as reference ID |refid| while it is the system
+ * peer.  Returns the source index.
+ * Errors: NOBUF (NTSNTP_SYNC_MAX_SOURCES reached), INVALID_ARG (poll
+ * outside -6..17, stratum above 15, delay or precision negative).
+ */
+NTSNTP_EXTERN int ntsntp_sync_add_refclock(ntsntp_sync *sync,
+                                           const char *name, uint32_t refid,
+                                           const ntsntp_sync_refclock *rc,
+                                           uint64_t now);
+
+/*
+ * A poll of reference clock |i| at |now|: shifts its reach register and,
+ * with a sample (|rs| non-NULL), feeds it through the same clock filter,
+ * selection and clock model as a network sample.  Without a sample the
+ * selection runs again, as after a timeout.
+ * Returns 1 if the clock model was updated (refresh the server's clock
+ * state), 0 otherwise.
+ * Errors: INVALID_ARG (bad index, not a reference clock), MALFORMED (leap
+ * 3, offset or dispersion not finite, dispersion >= NTSNTP_MAXDIST).
+ */
+NTSNTP_EXTERN int ntsntp_sync_on_refclock(ntsntp_sync *sync, unsigned i,
+                                          const ntsntp_refclock_sample *rs,
+                                          uint64_t now);
+/* refclock: end */
+
 /* One line of `ntsctl sources` (chronyc sources). */
 typedef struct ntsntp_source_info {
   char name[NTSNTP_SOURCE_NAME_LEN];
@@ -278,6 +324,7 @@ typedef struct ntsntp_source_info {
   double span;
   double freq_ppm, freq_skew_ppm;
   double std_dev;
+  int refclock; /* a reference clock: chronyc's '#' mode */
 } ntsntp_source_info;
 
 /* Fills |info| for source |i| at |now|.  Errors: INVALID_ARG (bad index). */

@@ -87,6 +87,10 @@ typedef struct ntsntp_uv_ke_settings {
   void *log_user;
 } ntsntp_uv_ke_settings;
 
+#define NTSNTP_UV_KE_LATENCY_BUCKETS 10
+#define NTSNTP_UV_KE_LATENCY_BOUNDS                                            \
+  {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0}
+
 typedef struct ntsntp_uv_ke_stats {
   uint64_t accepted; /* connections let in (given one of the slots) */
   uint64_t dropped;  /* refused at once: the refused_* counters summed */
@@ -105,6 +109,14 @@ typedef struct ntsntp_uv_ke_stats {
                              * the request deadline */
   /* (ke.timeouts counts those that missed the request deadline.) */
   uint64_t accept_errors; /* accept failed (uv_accept, no memory) */
+  /* monitoring: sessions that ended well (response written), by the time
+   * from accept to the response's last byte handed to the kernel.
+   * latency_bucket[i] counts those in (bound[i-1], bound[i]] of
+   * NTSNTP_UV_KE_LATENCY_BOUNDS (seconds); latency_count counts them all
+   * (the slower ones too) and latency_sum adds their seconds. */
+  uint64_t latency_bucket[NTSNTP_UV_KE_LATENCY_BUCKETS];
+  uint64_t latency_count;
+  double latency_sum;
 } ntsntp_uv_ke_stats;
 
 NTSNTP_EXTERN void ntsntp_uv_ke_settings_default(ntsntp_uv_ke_settings *s);

@@ -437,6 +437,31 @@ size_t ntsntp__access_svc_clients(void *user, ntsntp_ctl_client *out,
   return i;
 }
 
+/* monitoring: begin */
+void ntsntp__access_svc_table_sizes(ntsntp__access_svc *a,
+                                    ntsntp_ctl_ratelimit *out) {
+  ntsntp_ratelimit_stats st;
+  unsigned i;
+  memset(out, 0, sizeof(*out));
+  if (!a)
+    return;
+  for (i = 0; i < a->n_ntp; i++) {
+    uv_mutex_lock(&a->ntp[i].lock);
+    ntsntp_ratelimit_get_stats(a->ntp[i].rl, &st);
+    uv_mutex_unlock(&a->ntp[i].lock);
+    out->ntp_records += st.records;
+    out->ntp_capacity += st.capacity;
+  }
+  if (a->ke_rl) {
+    uv_mutex_lock(&a->ke_lock);
+    ntsntp_ratelimit_get_stats(a->ke_rl, &st);
+    uv_mutex_unlock(&a->ke_lock);
+    out->ke_records = st.records;
+    out->ke_capacity = st.capacity;
+  }
+}
+/* monitoring: end */
+
 /* ---- life cycle ---- */
 
 void ntsntp__access_svc_del(ntsntp__access_svc *a) {

@@ -56,6 +56,11 @@ void ntsntp__access_svc_wire_ke(ntsntp__access_svc *a,
 
 /* The `clients` provider: NTP clients merged over the workers' tables,
  * most packets first.  Any thread; takes each table's lock in turn. */
+/* monitoring: records in use and capacity of the NTP tables (summed) and
+ * the NTS-KE table.  |a| may be NULL (all zero). */
+void ntsntp__access_svc_table_sizes(ntsntp__access_svc *a,
+                                    ntsntp_ctl_ratelimit *out);
+
 size_t ntsntp__access_svc_clients(void *a, ntsntp_ctl_client *out,
                                   size_t max);
 

@@ -18,7 +18,8 @@
 
 /* What ERR unknown-command lists. */
 #define NTSNTP__CTL_COMMANDS                                                   \
-  "tracking sources sourcestats serverstats clients metrics health"
+  "tracking sources sourcestats selectdata authdata ntpdata activity "         \
+  "serverstats clients metrics health"
 
 struct ntsntp__ctl_conn;
 
@@ -50,6 +51,17 @@ extern const ntsntp_server_reason ntsntp__ctl_drop_reasons[];
 #define NTSNTP__CTL_N_DROP_REASONS 9
 uint64_t ntsntp__ctl_drops_for(const ntsntp_server_stats *st, size_t i);
 uint64_t ntsntp__ctl_drops_other(const ntsntp_server_stats *st);
+
+/* ctl_sources.c: chronyc's selectdata, authdata, ntpdata and activity.
+ * Errors: NOMEM. */
+int ntsntp__ctl_report_selectdata(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json);
+int ntsntp__ctl_report_authdata(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json);
+int ntsntp__ctl_report_ntpdata(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json);
+int ntsntp__ctl_report_activity(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json);
+
+/* Why `health` fails now ("" if it does not): the served certificate has
+ * expired, or the last reload (or check of its files) failed. */
+void ntsntp__ctl_health_problem(ntsntp_uv_ctl *c, char *out, size_t len);
 
 /* The Prometheus exposition (text) or the same samples as JSON.
  * Errors: NOMEM. */

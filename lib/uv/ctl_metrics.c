@@ -24,8 +24,10 @@ static void metric_head(mout *m, const char *name, const char *type,
   if (m->json) {
     ntsntp__sb_printf(m->b, "%s{\"name\":\"%s\",\"type\":\"%s\",\"labels\":{",
                       m->n++ ? "," : "", name, type);
-    if (lkey)
-      ntsntp__sb_printf(m->b, "\"%s\":\"%s\"", lkey, lval);
+    if (lkey) {
+      ntsntp__sb_printf(m->b, "\"%s\":", lkey);
+      ntsntp__sb_json_str(m->b, lval);
+    }
     ntsntp__sb_printf(m->b, "},\"value\":");
     return;
   }
@@ -34,9 +36,22 @@ static void metric_head(mout *m, const char *name, const char *type,
                       type);
     m->family = name;
   }
-  if (lkey)
-    ntsntp__sb_printf(m->b, "%s{%s=\"%s\"} ", name, lkey, lval);
-  else
+  if (lkey) {
+    /* Label values come from configuration (source names): escaped as
+     * the format wants (backslash, quote, newline); other control bytes
+     * become '?'. */
+    ntsntp__sb_printf(m->b, "%s{%s=\"", name, lkey);
+    for (; *lval; lval++) {
+      unsigned char ch = (unsigned char)*lval;
+      if (ch == '\\' || ch == '"')
+        ntsntp__sb_printf(m->b, "\\%c", ch);
+      else if (ch == '\n')
+        ntsntp__sb_printf(m->b, "\\n");
+      else
+        ntsntp__sb_printf(m->b, "%c", ch < 0x20 || ch == 0x7f ? '?' : ch);
+    }
+    ntsntp__sb_printf(m->b, "\"} ");
+  } else
     ntsntp__sb_printf(m->b, "%s ", name);
 }
 
@@ -47,17 +62,77 @@ static void metric_u(mout *m, const char *name, const char *type,
   ntsntp__sb_printf(m->b, m->json ? "%" PRIu64 "}" : "%" PRIu64 "\n", v);
 }
 
-static void metric_d(mout *m, const char *name, const char *help, double v) {
-  metric_head(m, name, "gauge", help, NULL, NULL);
+static void metric_dl(mout *m, const char *name, const char *help,
+                      const char *lkey, const char *lval, double v) {
+  metric_head(m, name, "gauge", help, lkey, lval);
   if (m->json) {
     ntsntp__sb_json_num(m->b, v, 9);
     ntsntp__sb_printf(m->b, "}");
   } else if (isfinite(v)) {
-    ntsntp__sb_printf(m->b, "%.9g\n", v);
+    /* Timestamps (seconds since 1970) keep their microseconds. */
+    ntsntp__sb_printf(m->b, fabs(v) >= 1e6 ? "%.6f\n" : "%.9g\n", v);
   } else {
     ntsntp__sb_printf(m->b, "%s\n", isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
   }
 }
+
+static void metric_d(mout *m, const char *name, const char *help, double v) {
+  metric_dl(m, name, help, NULL, NULL, v);
+}
+
+/* A histogram: cumulative buckets at |bound|, then _sum and _count. */
+static void metric_histogram(mout *m, const char *name, const char *help,
+                             const double *bound, const uint64_t *bucket,
+                             size_t n, double sum, uint64_t count) {
+  char bname[96], le[32];
+  uint64_t cum = 0;
+  size_t i;
+  snprintf(bname, sizeof(bname), "%s_bucket", name);
+  if (!m->json)
+    ntsntp__sb_printf(m->b, "# HELP %s %s\n# TYPE %s histogram\n", name, help,
+                      name);
+  for (i = 0; i <= n; i++) {
+    cum += i < n ? bucket[i] : 0;
+    if (i < n)
+      snprintf(le, sizeof(le), "%g", bound[i]);
+    else
+      snprintf(le, sizeof(le), "+Inf");
+    if (m->json)
+      metric_head(m, bname, "histogram", "", "le", le);
+    else
+      ntsntp__sb_printf(m->b, "%s{le=\"%s\"} ", bname, le);
+    ntsntp__sb_printf(m->b, m->json ? "%" PRIu64 "}" : "%" PRIu64 "\n",
+                      i < n ? cum : count);
+  }
+  snprintf(bname, sizeof(bname), "%s_sum", name);
+  if (m->json) {
+    metric_head(m, bname, "histogram", "", NULL, NULL);
+    ntsntp__sb_json_num(m->b, sum, 9);
+    ntsntp__sb_printf(m->b, "}");
+  } else {
+    ntsntp__sb_printf(m->b, "%s %.9g\n", bname, sum);
+  }
+  snprintf(bname, sizeof(bname), "%s_count", name);
+  if (m->json)
+    metric_head(m, bname, "histogram", "", NULL, NULL);
+  else
+    ntsntp__sb_printf(m->b, "%s ", bname);
+  ntsntp__sb_printf(m->b, m->json ? "%" PRIu64 "}" : "%" PRIu64 "\n", count);
+  m->family = NULL;
+}
+
+/* One family over the sources: |field| of each. */
+#define PER_SOURCE_D(NAME, HELP, EXPR)                                         \
+  for (i = 0; i < nsrc; i++) {                                                 \
+    const ntsntp_ctl_source *s = &src[i];                                      \
+    metric_dl(&m, NAME, HELP, "source", s->name, (EXPR));                      \
+  }
+#define PER_SOURCE_U(NAME, TYPE, HELP, COND, EXPR)                             \
+  for (i = 0; i < nsrc; i++) {                                                 \
+    const ntsntp_ctl_source *s = &src[i];                                      \
+    if (COND)                                                                  \
+      metric_u(&m, NAME, TYPE, HELP, "source", s->name, (EXPR));               \
+  }
 
 #define COUNTER(name, help, v)                                                 \
   metric_u(&m, name, "counter", help, NULL, NULL, v)
@@ -74,7 +149,8 @@ int ntsntp__ctl_report_metrics(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   c->s.provider.stats(c->s.provider.user, &st);
   c->s.provider.tracking(c->s.provider.user, &t);
   nsrc = ntsntp__ctl_get_sources(c, src);
-  free(src);
+  for (i = 0; i < nsrc; i++)
+    src[i].name[sizeof(src[i].name) - 1] = '\0';
   if (json)
     ntsntp__sb_printf(b, "{\"metrics\":[");
 
@@ -102,8 +178,12 @@ int ntsntp__ctl_report_metrics(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   COUNTER("ntsd_nts_authenticated_packets_total",
           "NTS-authenticated NTP requests answered.", n->nts_authenticated);
   COUNTER("ntsd_nts_naks_total", "NTS NAK responses.", n->naks);
-  COUNTER("ntsd_nts_cookies_issued_total", "NTS cookies sent in NTP responses.",
-          n->cookies_issued);
+  /* serverstats' "NTS cookies issued" is the sum of the two. */
+  metric_u(&m, "ntsd_nts_cookies_issued_total", "counter",
+           "NTS cookies issued, by NTS-KE or in NTP responses.", "via",
+           "nts_ke", st.ke.ke.cookies_issued);
+  metric_u(&m, "ntsd_nts_cookies_issued_total", "counter", "", "via", "ntp",
+           n->cookies_issued);
   metric_u(&m, "ntsd_rx_timestamps_total", "counter",
            "NTP receive timestamps by source.", "source", "kernel",
            n->rx_kernel_ts);
@@ -149,12 +229,63 @@ int ntsntp__ctl_report_metrics(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
           st.ke.ke.bad_requests);
   COUNTER("ntsd_nts_ke_timeouts_total", "NTS-KE sessions ended by timeout.",
           st.ke.ke.timeouts);
-  COUNTER("ntsd_nts_ke_cookies_issued_total", "NTS cookies sent by NTS-KE.",
-          st.ke.ke.cookies_issued);
+  {
+    static const double bound[] = NTSNTP_UV_KE_LATENCY_BOUNDS;
+    metric_histogram(&m, "ntsd_nts_ke_handshake_seconds",
+                     "NTS-KE sessions answered, by seconds from accept to "
+                     "the response written.",
+                     bound, st.ke.latency_bucket, NTSNTP_UV_KE_LATENCY_BUCKETS,
+                     st.ke.latency_sum, st.ke.latency_count);
+  }
   COUNTER("ntsd_nts_key_rotations_total", "NTS server key rotations.",
           st.key_rotations);
   COUNTER("ntsd_nts_cert_reloads_total", "Certificate reloads.",
           st.cert_reloads);
+  if (c->s.provider.cert) {
+    ntsntp_ctl_cert ce;
+    c->s.provider.cert(c->s.provider.user, &ce);
+    if (ce.loaded) {
+      metric_d(&m, "ntsd_nts_cert_not_after_seconds",
+               "Unix time the served certificate expires (notAfter).",
+               (double)ce.not_after);
+      metric_d(&m, "ntsd_nts_cert_not_before_seconds",
+               "Unix time the served certificate became valid (notBefore).",
+               (double)ce.not_before);
+      metric_u(&m, "ntsd_nts_cert_last_reload_success", "gauge",
+               "1 when the last certificate load or reload succeeded (and "
+               "its files can be checked).",
+               NULL, NULL, (uint64_t)(ce.last_reload_ok != 0));
+      metric_d(&m, "ntsd_nts_cert_last_reload_timestamp_seconds",
+               "Unix time of the last certificate load or reload attempt.",
+               (double)ce.last_reload);
+      COUNTER("ntsd_nts_cert_reload_failures_total",
+              "Certificate reloads that failed (the old one kept), and "
+              "checks of its files that failed.",
+              ce.reload_failures);
+    }
+  }
+  {
+    char why[160];
+    ntsntp__ctl_health_problem(c, why, sizeof(why));
+    metric_u(&m, "ntsd_healthy", "gauge",
+             "1 when ntsctl health passes (certificate valid, last reload "
+             "good).",
+             NULL, NULL, (uint64_t)(why[0] == '\0'));
+  }
+  if (c->s.provider.ratelimit) {
+    ntsntp_ctl_ratelimit rl;
+    c->s.provider.ratelimit(c->s.provider.user, &rl);
+    metric_u(&m, "ntsd_ratelimit_clients", "gauge",
+             "Clients (addresses or prefixes) in the rate-limit tables.",
+             "table", "ntp", rl.ntp_records);
+    metric_u(&m, "ntsd_ratelimit_clients", "gauge", "", "table", "nts_ke",
+             rl.ke_records);
+    metric_u(&m, "ntsd_ratelimit_capacity", "gauge",
+             "Clients the rate-limit tables hold.", "table", "ntp",
+             rl.ntp_capacity);
+    metric_u(&m, "ntsd_ratelimit_capacity", "gauge", "", "table", "nts_ke",
+             rl.ke_capacity);
+  }
   COUNTER("ntsd_control_requests_total",
           "Control and metrics requests answered.", c->requests);
   COUNTER("ntsd_control_requests_dropped_total",
@@ -179,9 +310,52 @@ int ntsntp__ctl_report_metrics(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
            "Local clock frequency error (positive: fast).", t.frequency_ppm);
   metric_u(&m, "ntsd_sources", "gauge", "Upstream sources configured.", NULL,
            NULL, nsrc);
+  PER_SOURCE_D("ntsd_source_offset_seconds",
+               "Estimated offset of the local clock from the source "
+               "(positive: local ahead), as ntsctl sources.",
+               s->offset)
+  PER_SOURCE_D("ntsd_source_delay_seconds",
+               "Round-trip delay to the source (filtered).", s->delay)
+  PER_SOURCE_D("ntsd_source_dispersion_seconds",
+               "Dispersion of the source's samples (filtered).", s->disp)
+  PER_SOURCE_D("ntsd_source_root_distance_seconds",
+               "Root distance of the source (the error bound).", s->error)
+  PER_SOURCE_U("ntsd_source_reach", "gauge",
+               "Reachability register (8 bits, 255: the last 8 polls "
+               "answered).",
+               1, s->reach)
+  PER_SOURCE_U("ntsd_source_stratum", "gauge",
+               "Stratum of the source's last valid sample.", 1, s->stratum)
+  PER_SOURCE_U("ntsd_source_selected", "gauge",
+               "1 for the source the served time follows (system peer).", 1,
+               (uint64_t)(s->state == '*'))
+  PER_SOURCE_U("ntsd_source_combined", "gauge",
+               "1 for sources combined into the served time (the selected "
+               "one too).",
+               1, (uint64_t)(s->state == '*' || s->state == '+'))
+  PER_SOURCE_U("ntsd_source_last_rx_seconds", "gauge",
+               "Seconds since the source's last valid sample.", s->last_rx >= 0,
+               (uint64_t)s->last_rx)
+  PER_SOURCE_U("ntsd_source_nts_cookies", "gauge",
+               "NTS cookies held for the source.",
+               s->have_detail && s->detail.nts, s->detail.cookies)
+  PER_SOURCE_U("ntsd_source_nts_naks_total", "counter",
+               "NTS NAKs received from the source.",
+               s->have_detail && s->detail.nts, s->detail.naks)
+  PER_SOURCE_U("ntsd_source_nts_ke_total", "counter",
+               "NTS-KE exchanges started with the source.",
+               s->have_detail && s->detail.nts, s->detail.ke_total)
+  PER_SOURCE_U("ntsd_source_requests_total", "counter",
+               "NTP requests sent to the source.", s->have_detail, s->detail.tx)
+  PER_SOURCE_U("ntsd_source_valid_responses_total", "counter",
+               "Valid NTP responses from the source.", s->have_detail,
+               s->detail.valid_rx)
+  free(src);
   if (json)
     ntsntp__sb_printf(b, "]}\n");
   return 0;
 }
 
 #undef COUNTER
+#undef PER_SOURCE_D
+#undef PER_SOURCE_U

@@ -280,7 +280,13 @@ static void report_serverstats(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   ROW("NTP send errors", "ntp_send_errors", n->tx_errors);
   ROW("NTP KoD responses", "ntp_kod_responses", n->kods);
   ROW("NTS NAKs sent", "nts_naks_sent", n->naks);
-  ROW("NTS cookies issued", "nts_cookies_issued", n->cookies_issued);
+  /* All cookies handed out, as ntsd_nts_cookies_issued_total sums them;
+   * then the two ways. */
+  ROW("NTS cookies issued", "nts_cookies_issued",
+      n->cookies_issued + st.ke.ke.cookies_issued);
+  ROW("NTS cookies in NTS-KE", "nts_cookies_issued_nts_ke",
+      st.ke.ke.cookies_issued);
+  ROW("NTS cookies in NTP", "nts_cookies_issued_ntp", n->cookies_issued);
   ROW("NTS-KE sessions active", "nts_ke_sessions_active", st.ke.active);
   ROW("NTS-KE refused: rate limit", "nts_ke_refused_ratelimit",
       st.ke.refused_ratelimit);
@@ -360,8 +366,8 @@ static int report_clients(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   if (json)
     ntsntp__sb_printf(b, "{\"clients\":[");
   else
-    ntsntp__sb_header(b,
-                      "Hostname                      NTP   Drop   KoD  Last");
+    ntsntp__sb_header(b, "Hostname                      NTP   Drop Int IntL "
+                         "Last     Cmd   Drop Int  Last");
   for (i = 0; i < n; i++) {
     addr_string(&cl[i], name, sizeof(name));
     if (json) {
@@ -373,9 +379,13 @@ static int report_clients(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
                         cl[i].last_ago);
       continue;
     }
-    ntsntp__sb_printf(b, "%-25s  %6" PRIu64 "  %5" PRIu64 "  %4" PRIu64 "  ",
-                      name, cl[i].hits, cl[i].drops, cl[i].kods);
+    /* chronyc's columns.  ntsd keeps no request intervals (Int, IntL: -)
+     * and no per-client command counts (ntsctl uses a local socket); KoDs
+     * are in the JSON. */
+    ntsntp__sb_printf(b, "%-25s  %6" PRIu64 "  %5" PRIu64 "    -    - ", name,
+                      cl[i].hits, cl[i].drops);
     ntsntp__sb_interval(b, cl[i].last_ago);
+    ntsntp__sb_printf(b, "       0      0    -    -");
     ntsntp__sb_printf(b, "\n");
   }
   if (json)
@@ -384,23 +394,54 @@ static int report_clients(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   return 0;
 }
 
+void ntsntp__ctl_health_problem(ntsntp_uv_ctl *c, char *out, size_t len) {
+  ntsntp_ctl_cert ce;
+  out[0] = '\0';
+  if (!c->s.provider.cert)
+    return;
+  c->s.provider.cert(c->s.provider.user, &ce);
+  ce.subject[sizeof(ce.subject) - 1] = '\0';
+  if (ce.loaded && ce.not_after && ce.not_after <= ce.now)
+    snprintf(out, len, "the served certificate expired %" PRId64 " s ago",
+             ce.now - ce.not_after);
+  else if (ce.loaded && !ce.last_reload_ok)
+    snprintf(out, len, "%s",
+             ce.file_check_failed
+                 ? "the certificate files cannot be checked for renewal"
+                 : "the last certificate reload failed");
+}
+
+/* Fails (status "fail") while the certificate is expired or its last
+ * reload failed: ntsctl health then exits 1 (Docker's health check). */
 static void report_health(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   ntsntp_ctl_tracking t;
+  char why[160];
   c->s.provider.tracking(c->s.provider.user, &t);
-  if (json)
+  ntsntp__ctl_health_problem(c, why, sizeof(why));
+  if (json) {
+    ntsntp__sb_printf(b, "{\"status\":\"%s\",", why[0] ? "fail" : "ok");
+    if (why[0]) {
+      ntsntp__sb_printf(b, "\"problem\":");
+      ntsntp__sb_json_str(b, why);
+      ntsntp__sb_printf(b, ",");
+    }
     ntsntp__sb_printf(b,
-                      "{\"status\":\"ok\",\"synchronised\":%s,\"stratum\":%u,"
+                      "\"synchronised\":%s,\"stratum\":%u,"
                       "\"leap_status\":\"%s\"}\n",
                       t.synchronised ? "true" : "false", t.stratum,
                       ntsntp__leap_name(t.leap));
+    return;
+  }
+  if (why[0])
+    ntsntp__sb_printf(b, "Status          : FAIL (%s)\n", why);
   else
-    ntsntp__sb_printf(b,
-                      "Status          : OK\n"
-                      "Synchronised    : %s\n"
-                      "Stratum         : %u\n"
-                      "Leap status     : %s\n",
-                      t.synchronised ? "Yes" : "No", t.stratum,
-                      ntsntp__leap_name(t.leap));
+    ntsntp__sb_printf(b, "Status          : OK\n");
+  ntsntp__sb_printf(b,
+                    "Synchronised    : %s\n"
+                    "Stratum         : %u\n"
+                    "Leap status     : %s\n",
+                    t.synchronised ? "Yes" : "No", t.stratum,
+                    ntsntp__leap_name(t.leap));
 }
 
 int ntsntp_uv_ctl_report(ntsntp_uv_ctl *c, const char *command, int json,
@@ -419,6 +460,14 @@ int ntsntp_uv_ctl_report(ntsntp_uv_ctl *c, const char *command, int json,
     rv = report_clients(c, &b, json);
   else if (!strcmp(command, "metrics"))
     rv = ntsntp__ctl_report_metrics(c, &b, json);
+  else if (!strcmp(command, "selectdata"))
+    rv = ntsntp__ctl_report_selectdata(c, &b, json);
+  else if (!strcmp(command, "authdata"))
+    rv = ntsntp__ctl_report_authdata(c, &b, json);
+  else if (!strcmp(command, "ntpdata"))
+    rv = ntsntp__ctl_report_ntpdata(c, &b, json);
+  else if (!strcmp(command, "activity"))
+    rv = ntsntp__ctl_report_activity(c, &b, json);
   else if (!strcmp(command, "health"))
     report_health(c, &b, json);
   else

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/pps.h>       /* refclock: PPS_FETCH */
+#include <linux/ptp_clock.h> /* refclock: PTP_SYS_OFFSET* */
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -92,6 +94,8 @@ static const rule server_rules[] = {
     /* memory (malloc, thread stacks, dlopen of NSS modules) */
     {"brk", ANY}, {"mmap", ANY}, {"munmap", ANY}, {"mremap", ANY},
     {"mprotect", ANY}, {"madvise", ANY},
+    /* refclock: SHM segments (attached at start) detached at exit */
+    {"shmdt", ANY},
     /* threads (never processes) */
     {"clone", CLONE_THR}, {"clone3", CLONE3_NO}, {"set_robust_list", ANY},
     {"rseq", ANY}, {"futex", ANY}, {"gettid", ANY}, {"sched_yield", ANY},
@@ -322,9 +326,11 @@ static int add_rule(scmp_filter_ctx ctx, const rule *r, unsigned *count,
   }
   case IOCTL_FD: {
     /* libuv: FIONBIO, FIOCLEX; glibc's resolver: FIONREAD; stdio's
-     * isatty: TCGETS. */
-    static const unsigned long reqs[] = {FIONBIO, FIOCLEX, FIONCLEX, FIONREAD,
-                                         TCGETS};
+     * isatty: TCGETS; refclocks: the last PPS edge and PHC readings
+     * (devices opened and set up before the filter). */
+    static const unsigned long reqs[] = {
+        FIONBIO, FIOCLEX, FIONCLEX, FIONREAD, TCGETS, PPS_FETCH,
+        PTP_SYS_OFFSET, PTP_SYS_OFFSET_PRECISE, PTP_SYS_OFFSET_EXTENDED};
     size_t i;
     for (i = 0; i < sizeof(reqs) / sizeof(reqs[0]) && rv == 0; i++) {
       struct scmp_arg_cmp a[] = {SCMP_A1(SCMP_CMP_EQ, reqs[i], 0)};

@@ -12,6 +12,7 @@
 #include "ntsntp/keyfile.h"
 #include "ntsntp/control.h" /* control */
 #include "ntsntp/service.h"
+#include "ntsntp/uv_refclock.h" /* refclock */
 #include "access_svc.h" /* access */
 
 #define KEYFILE_NAME "ntskeys"
@@ -28,6 +29,13 @@ struct ntsntp_uv_service {
   ntsntp_uv_ntp *ntp;
   ntsntp_uv_ke *ke;
   ntsntp_uv_upstream *up; /* NULL: local clock mode */
+  /* refclock: REFCLOCKS and NTP_SERVERS' 127.127.28.N, and the servers
+   * left for the upstream runtime */
+  ntsntp_uv_refclock *rc;
+  ntsntp_refclock_conf rc_conf[NTSNTP_REFCLOCK_MAX];
+  size_t n_rc;
+  const char *up_servers[NTSNTP_SYNC_MAX_SOURCES + NTSNTP_REFCLOCK_MAX];
+  size_t n_up_servers;
   ntsntp_uv_ctl *ctl; /* control */
   ntsntp__access_svc *access; /* access */
   uv_timer_t rotate_timer, clock_timer;
@@ -542,7 +550,7 @@ static size_t ctl_sources(void *user, ntsntp_ctl_source *out, size_t max) {
       continue;
     memset(o, 0, sizeof(*o));
     snprintf(o->name, sizeof(o->name), "%s", in.name);
-    o->mode = '^';
+    o->mode = in.refclock ? '#' : '^'; /* refclock */
     o->state = ntsntp_source_state_char(in.state);
     o->stratum = in.stratum;
     o->poll = in.poll;
@@ -628,13 +636,76 @@ static int local_mode(const ntsntp_uv_service_settings *s) {
          (s->n_servers == 1 && !strcmp(s->servers[0], "127.127.1.1"));
 }
 
+/* refclock: begin */
+static void rc_updated(void *user) {
+  ntsntp_uv_service *svc = user;
+  if (svc->up)
+    ntsntp_uv_upstream_publish(svc->up);
+}
+
+static void rc_stopped(void *user) { svc_unref(user); }
+
+/* REFCLOCKS, and NTP_SERVERS' ntpd refclock addresses (127.127.28.N is
+ * SHM unit N); the other servers are left for the upstream runtime. */
+static int prepare_refclocks(ntsntp_uv_service *svc, char *errbuf,
+                             size_t errlen) {
+  const ntsntp_uv_service_settings *s = &svc->s;
+  size_t i, max = sizeof(svc->up_servers) / sizeof(svc->up_servers[0]);
+  int rv = ntsntp_refclock_parse_list(s->refclocks, svc->rc_conf,
+                                      NTSNTP_REFCLOCK_MAX, errbuf, errlen);
+  if (rv < 0)
+    return NTSNTP_ERR_BAD_CONFIG;
+  svc->n_rc = (size_t)rv;
+  for (i = 0; i < s->n_servers; i++) {
+    rv = ntsntp_refclock_legacy(s->servers[i], svc->rc_conf, svc->n_rc,
+                                NTSNTP_REFCLOCK_MAX, errbuf, errlen);
+    if (rv < 0)
+      return NTSNTP_ERR_BAD_CONFIG;
+    if (rv == 1) {
+      slog(svc, NTSNTP_LOG_INFO, "NTP_SERVERS %s: SHM unit %u (refid %s), "
+           "as REFCLOCKS=\"SHM %u\"", s->servers[i], svc->rc_conf[svc->n_rc].unit,
+           svc->rc_conf[svc->n_rc].name, svc->rc_conf[svc->n_rc].unit);
+      svc->n_rc++;
+    } else if (svc->n_up_servers < max) {
+      svc->up_servers[svc->n_up_servers++] = s->servers[i];
+    } else {
+      snprintf(errbuf, errlen, "NTP_SERVERS has %zu servers; at most %d",
+               s->n_servers, NTSNTP_SYNC_MAX_SOURCES);
+      return NTSNTP_ERR_BAD_CONFIG;
+    }
+  }
+  /* With reference clocks, 127.127.1.1 is chrony's `local`: served only
+   * while no source is selectable (upstream.h). */
+  return 0;
+}
+
+static int start_refclocks(ntsntp_uv_service *svc, char *errbuf,
+                           size_t errlen) {
+  ntsntp_uv_refclock_settings rs;
+  int rv;
+  memset(&rs, 0, sizeof(rs));
+  rs.confs = svc->rc_conf;
+  rs.n = svc->n_rc;
+  rs.sync = ntsntp_uv_upstream_sync_rw(svc->up);
+  rs.updated = rc_updated;
+  rs.user = svc;
+  rs.log = svc->s.log;
+  rs.log_user = svc->s.log_user;
+  rv = ntsntp_uv_refclock_start(svc->loop, &rs, &svc->rc, errbuf, errlen);
+  if (rv == 0)
+    svc->handles++;
+  return rv;
+}
+/* refclock: end */
+
 static int start_upstream(ntsntp_uv_service *svc, char *errbuf,
                           size_t errlen) {
   ntsntp_uv_upstream_settings us;
   int rv;
   ntsntp_uv_upstream_settings_default(&us);
-  us.servers = svc->s.servers;
-  us.n_servers = svc->s.n_servers;
+  us.servers = svc->up_servers;
+  us.n_servers = svc->n_up_servers;
+  us.n_refclocks = svc->n_rc;
   us.ca_file = svc->s.ca_file && *svc->s.ca_file ? svc->s.ca_file : NULL;
   us.state_dir = svc->s.state_dir;
   us.server = svc->server;
@@ -655,6 +726,8 @@ static int start_upstream(ntsntp_uv_service *svc, char *errbuf,
   rv = ntsntp_uv_upstream_start(svc->loop, &us, &svc->up, errbuf, errlen);
   if (rv == 0)
     svc->handles++;
+  if (rv == 0 && svc->n_rc) /* refclock */
+    rv = start_refclocks(svc, errbuf, errlen);
   return rv;
 }
 
@@ -664,6 +737,10 @@ const ntsntp_sync *ntsntp_uv_service_sync(const ntsntp_uv_service *svc) {
 
 /* Called once the NTP workers are gone (they read the sync core). */
 static void close_handles(ntsntp_uv_service *svc) {
+  if (svc->rc) { /* refclock: before the sync core it feeds */
+    ntsntp_uv_refclock_stop(svc->rc, rc_stopped, svc);
+    svc->rc = NULL;
+  }
   if (svc->up) {
     ntsntp_uv_upstream_stop(svc->up, up_stopped, svc);
     svc->up = NULL;
@@ -773,7 +850,9 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   if (rv)
     goto fail;
   if (want_ntp) {
-    if (local_mode(s))
+    if ((rv = prepare_refclocks(svc, errbuf, errlen)) != 0) /* refclock */
+      goto fail;
+    if (!svc->n_rc && local_mode(s))
       on_clock(&svc->clock_timer);
     else if ((rv = start_upstream(svc, errbuf, errlen)) != 0)
       goto fail;
