@@ -24,6 +24,21 @@
 #include "testutil.h"
 #include "uv/access_svc.h"
 
+/* ---- a host without IPv6: socket(AF_INET6) fails on demand ---- */
+
+int __real_socket(int domain, int type, int protocol);
+int __wrap_socket(int domain, int type, int protocol);
+
+static atomic_int no_ipv6;
+
+int __wrap_socket(int domain, int type, int protocol) {
+  if (domain == AF_INET6 && atomic_load(&no_ipv6)) {
+    errno = EAFNOSUPPORT;
+    return -1;
+  }
+  return __real_socket(domain, type, protocol);
+}
+
 /* ---- failing uv_accept on demand ---- */
 
 int __real_uv_accept(uv_stream_t *server, uv_stream_t *client);
@@ -636,6 +651,45 @@ START_TEST(test_start_errors_without_errbuf) {
 }
 END_TEST
 
+/* No listen addresses on a host without IPv6: NTS-KE is served on
+ * 0.0.0.0 (index 0) with a warning, and [::] is skipped; an explicit
+ * IPv6 address still fails the start. */
+static char warned[256];
+static void keep_log(void *user, int level, const char *msg) {
+  (void)user;
+  if (level == NTSNTP_LOG_WARN)
+    snprintf(warned, sizeof(warned), "%s", msg);
+}
+
+START_TEST(test_no_ipv6_host) {
+  static const char *const v6[] = {"::1"};
+  ntsntp_uv_ke_settings ks;
+  ntsntp_uv_ke *ke = NULL;
+  char err[256] = "";
+  int fd;
+  ke_settings(&ks, 16);
+  ks.listen = NULL;
+  ks.n_listen = 0;
+  ks.log = keep_log;
+  atomic_store(&no_ipv6, 1);
+  ck_assert_int_eq(ntsntp_uv_ke_start(NULL, &ks, &ke, err, sizeof(err)), 0);
+  ck_assert_str_eq(err, "");
+  ck_assert_ptr_nonnull(strstr(warned, "no IPv6"));
+  ck_assert_uint_ne(ntsntp_uv_ke_port(ke, 0), 0);
+  ck_assert_uint_eq(ntsntp_uv_ke_port(ke, 1), 0);
+  fd = tcp_from("127.0.0.1", ntsntp_uv_ke_port(ke, 0));
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  ntsntp_uv_ke_stop(ke);
+  ke = NULL;
+  ks.listen = v6;
+  ks.n_listen = 1;
+  ck_assert_int_lt(ntsntp_uv_ke_start(NULL, &ks, &ke, err, sizeof(err)), 0);
+  ck_assert_ptr_nonnull(strstr(err, "::1"));
+  atomic_store(&no_ipv6, 0);
+}
+END_TEST
+
 static Suite *uv_ke_suite(void) {
   Suite *s = suite_create("uv_ke");
   TCase *tc = tcase_create("server");
@@ -649,6 +703,7 @@ static Suite *uv_ke_suite(void) {
   tcase_add_test(tc, test_first_byte_off);
   tcase_add_test(tc, test_refusals_counted);
   tcase_add_test(tc, test_start_errors_without_errbuf);
+  tcase_add_test(tc, test_no_ipv6_host);
   suite_add_tcase(s, tc);
   tc = tcase_create("admission");
   tcase_add_test(tc, test_caps_v4);

@@ -132,7 +132,10 @@ NTSNTP_EXTERN int ntsntp_uv_ke_start(uv_loop_t *loop,
                                      ntsntp_uv_ke **out, char *errbuf,
                                      size_t errlen);
 
-/* Port bound for address |idx| (after port 0). */
+/* Port bound for address |idx| of the listen list (after port 0).  With
+ * no list, 0 is 0.0.0.0 and 1 is :: (the NTP workers' order); 0 for an
+ * address not served (:: on a host without IPv6, which is skipped with a
+ * warning instead of failing the start). */
 NTSNTP_EXTERN uint16_t ntsntp_uv_ke_port(const ntsntp_uv_ke *ke, size_t idx);
 
 /* New sessions use |creds| from now on (takes its own references). */

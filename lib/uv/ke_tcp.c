@@ -1,4 +1,5 @@
 /* libntsntp runtime: NTS-KE over TCP, TLS work on worker threads. */
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -646,6 +647,16 @@ static int bind_all(ntsntp_uv_ke *ke, char *errbuf, size_t errlen) {
         return rv;
       fd = ntsntp__sock_listen(SOCK_STREAM, (struct sockaddr *)&ss, errbuf,
                                errlen);
+      if (fd < 0 && ke->s.n_listen == 0 && ss.ss_family == AF_INET6 &&
+          (errno == EAFNOSUPPORT || errno == EPROTONOSUPPORT)) {
+        /* The default listens on both families; a host without IPv6
+         * still gets IPv4 (as the NTP workers do). */
+        if (ke->s.log)
+          ke->s.log(ke->s.log_user, NTSNTP_LOG_WARN,
+                    "no IPv6 on this host: NTS-KE not served on [::]");
+        ntsntp__errf(errbuf, errlen, "%s", "");
+        break;
+      }
       if (fd < 0)
         return fd;
       ke->fds[ke->n_fds] = fd;

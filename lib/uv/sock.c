@@ -10,7 +10,9 @@
 #include "errtext.h"
 #include "sock.h"
 
-const char *const ntsntp__sock_wildcards[2] = {"::", "0.0.0.0"};
+/* Where NTP and NTS-KE listen when LISTEN is empty, in this order (port
+ * getters index it): IPv4, then IPv6 (skipped on a host without IPv6). */
+const char *const ntsntp__sock_wildcards[2] = {"0.0.0.0", "::"};
 
 int ntsntp__sock_addr(const char *addr, uint16_t port,
                       struct sockaddr_storage *ss, char *errbuf,
