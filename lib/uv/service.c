@@ -48,6 +48,11 @@ struct ntsntp_uv_service {
   ntsntp_file_id cert_id[2 * NTSNTP_KE_MAX_CERTS];
   int handles;
   uint64_t rotations, reloads;
+  /* monitoring: the served certificate (pair 0) and the last load */
+  ntsntp_ke_cert_info cert;
+  int have_cert, reload_ok, check_failed, check_fail_ticks;
+  int64_t reload_time, cert_warned;
+  uint64_t reload_failures;
   void (*done)(void *);
   void *done_user;
 };
@@ -359,6 +364,99 @@ static void stat_creds(ntsntp_uv_service *svc, ntsntp_file_id *id) {
   }
 }
 
+/* monitoring: begin.  The certificate an operator cannot miss: what is
+ * served, logged at every load; a warning at load and once a day from
+ * CERT_WARN_DAYS before it expires, an error once it has. */
+#define CERT_WARN_DAYS 14
+
+static void fmt_utc(int64_t t, char *out, size_t len) {
+  time_t tt = (time_t)t;
+  struct tm tm;
+  if (!gmtime_r(&tt, &tm) || !strftime(out, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+    snprintf(out, len, "%lld", (long long)t);
+}
+
+/* Warns (or errs, once expired) when due: |force| at a load, else once a
+ * day. */
+static void cert_expiry_check(ntsntp_uv_service *svc, int force) {
+  int64_t now = now_unix(), left;
+  char when[64];
+  if (!svc->have_cert)
+    return;
+  left = svc->cert.not_after - now;
+  if (left > CERT_WARN_DAYS * 86400LL) {
+    svc->cert_warned = 0;
+    return;
+  }
+  if (!force && svc->cert_warned && now - svc->cert_warned < 86400 &&
+      (left > 0) == (svc->cert_warned < svc->cert.not_after))
+    return; /* said today, and it has not expired since */
+  svc->cert_warned = now;
+  fmt_utc(svc->cert.not_after, when, sizeof(when));
+  if (left <= 0)
+    slog(svc, NTSNTP_LOG_ERR, "Certificate %s EXPIRED on %s: every NTS "
+         "client fails; renew it (ntsd loads the new files by itself)",
+         svc->certs[0], when);
+  else
+    slog(svc, NTSNTP_LOG_WARN, "Certificate %s expires in %lld days (%s); "
+         "renew it", svc->certs[0], (long long)(left / 86400), when);
+}
+
+/* Logs each pair's subject, names and notAfter; keeps pair 0's. */
+static void cert_loaded(ntsntp_uv_service *svc, ntsntp_ke_creds *creds) {
+  size_t i;
+  for (i = 0; i < svc->n_pairs; i++) {
+    ntsntp_ke_cert_info ci;
+    char until[64];
+    int rv = ntsntp_ke_creds_cert_info(creds, i, &ci);
+    if (rv) {
+      slog(svc, NTSNTP_LOG_WARN, "Certificate %s: cannot decode its "
+           "dates and names: %s", svc->certs[i], ntsntp_strerror(rv));
+      if (i == 0)
+        svc->have_cert = 0;
+      continue;
+    }
+    fmt_utc(ci.not_after, until, sizeof(until));
+    slog(svc, NTSNTP_LOG_INFO, "Certificate %s: subject %s, names %s, "
+         "valid until %s", svc->certs[i], ci.subject[0] ? ci.subject : "-",
+         ci.names[0] ? ci.names : "-", until);
+    if (i == 0) {
+      svc->cert = ci;
+      svc->have_cert = 1;
+    }
+  }
+  svc->reload_ok = 1;
+  svc->reload_time = now_unix();
+  cert_expiry_check(svc, 1);
+}
+
+/* A certificate or key file that cannot be looked at is no renewal in
+ * progress: said (with the reason the helper gives) once it fails two
+ * checks in a row, and counted as a failed reload until it is back. */
+static void cert_check_failed(ntsntp_uv_service *svc, size_t i) {
+  const char *path = i < NTSNTP_KE_MAX_CERTS
+                         ? svc->certs[i]
+                         : svc->keys[i - NTSNTP_KE_MAX_CERTS];
+  char err[1024] = "";
+  uint8_t *data = NULL;
+  size_t len = 0;
+  ntsntp_file_id id;
+  if (++svc->check_fail_ticks != 2)
+    return;
+  if (ntsntp_privsep_read(svc->s.privsep, path, &data, &len, &id, err,
+                          sizeof(err)) == 0)
+    snprintf(err, sizeof(err), "%s cannot be looked up (stat failed)", path);
+  ntsntp_privsep_data_free(data, len);
+  slog(svc, NTSNTP_LOG_ERR, "Cannot check certificate file for renewal: "
+       "%s; the served certificate stays the old one until this is fixed",
+       err);
+  svc->check_failed = 1;
+  svc->reload_ok = 0;
+  svc->reload_time = now_unix();
+  svc->reload_failures++;
+}
+/* monitoring: end */
+
 /* Polled on the loop thread; after the privilege drop the files are read
  * by the privileged helper. */
 static void on_cert_timer(uv_timer_t *t) {
@@ -368,12 +466,22 @@ static void on_cert_timer(uv_timer_t *t) {
   int changed = 0;
   memset(now, 0, sizeof(now));
   stat_creds(svc, now);
+  cert_expiry_check(svc, 0); /* monitoring */
   for (i = 0; i < 2 * NTSNTP_KE_MAX_CERTS; i++) {
     if (!same_file(&now[i], &svc->cert_id[i]))
       changed = 1;
-    if ((i % NTSNTP_KE_MAX_CERTS) < svc->n_pairs && now[i].ino == 0)
+    if ((i % NTSNTP_KE_MAX_CERTS) < svc->n_pairs && now[i].ino == 0) {
+      cert_check_failed(svc, i); /* monitoring */
       return; /* mid-renewal or gone: look again at the next tick */
+    }
   }
+  if (svc->check_failed) { /* monitoring */
+    slog(svc, NTSNTP_LOG_INFO, "Certificate files can be checked again");
+    if (!changed)
+      svc->reload_ok = 1; /* back as they were: what is served is theirs */
+  }
+  svc->check_fail_ticks = 0;
+  svc->check_failed = 0;
   if (!changed)
     return;
   slog(svc, NTSNTP_LOG_INFO, "Certificate or key file changed");
@@ -423,16 +531,20 @@ int ntsntp_uv_service_reload(ntsntp_uv_service *svc) {
   if (rv) {
     slog(svc, NTSNTP_LOG_ERR, "Could not reload certificate (keeping the "
          "old one): %s", err);
+    svc->reload_ok = 0; /* monitoring */
+    svc->reload_time = now_unix();
+    svc->reload_failures++;
     return rv;
   }
   ntsntp_uv_ke_set_creds(svc->ke, creds);
-  ntsntp_ke_creds_unref(creds);
   svc->reloads++;
   if (svc->n_pairs == 1)
     slog(svc, NTSNTP_LOG_INFO, "Reloaded certificate %s", svc->certs[0]);
   else
     slog(svc, NTSNTP_LOG_INFO, "Reloaded %zu certificates (%s, ...)",
          svc->n_pairs, svc->certs[0]);
+  cert_loaded(svc, creds); /* monitoring */
+  ntsntp_ke_creds_unref(creds);
   return 0;
 }
 
@@ -448,6 +560,7 @@ static int start_ke(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
     return rv;
   if (ntsntp_ke_creds_warning(creds))
     slog(svc, NTSNTP_LOG_WARN, "%s", ntsntp_ke_creds_warning(creds));
+  cert_loaded(svc, creds); /* monitoring */
   ntsntp_uv_ke_settings_default(&ks);
   ks.listen = svc->s.listen;
   ks.n_listen = svc->s.n_listen;
@@ -502,6 +615,11 @@ static size_t ctl_clients(void *user, ntsntp_ctl_client *out, size_t max) {
   ntsntp_uv_service *svc = user;
   return ntsntp__access_svc_clients(svc->access, out, max);
 }
+
+static void ctl_ratelimit(void *user, ntsntp_ctl_ratelimit *out) {
+  ntsntp_uv_service *svc = user;
+  ntsntp__access_svc_table_sizes(svc->access, out);
+}
 /* access: end */
 
 /* control: begin.  ntsctl and /metrics: counters from the workers, the
@@ -537,6 +655,52 @@ static void ctl_tracking(void *user, ntsntp_ctl_tracking *t) {
   t->update_interval = tr.update_interval;
 }
 
+static void ctl_cert(void *user, ntsntp_ctl_cert *out) {
+  ntsntp_uv_service *svc = user;
+  memset(out, 0, sizeof(*out));
+  out->now = now_unix();
+  if (!svc->ke)
+    return;
+  out->loaded = svc->have_cert;
+  out->not_after = svc->have_cert ? svc->cert.not_after : 0;
+  out->not_before = svc->have_cert ? svc->cert.not_before : 0;
+  out->last_reload_ok = svc->reload_ok;
+  out->last_reload = svc->reload_time;
+  out->reload_failures = svc->reload_failures;
+  out->file_check_failed = svc->check_failed;
+  snprintf(out->subject, sizeof(out->subject), "%s", svc->cert.subject);
+}
+
+/* selectdata's S column from the sync core's state (chronyc's letters:
+ * M no sample yet, s unsynchronised, d distance too large, S stale, N not
+ * selectable (KoD), ~ jittery, x falseticker, D not combined, + combined,
+ * * selected). */
+static char select_char(const ntsntp_source_info *in) {
+  switch (in->state) {
+  case NTSNTP_SOURCE_SELECTED:
+    return '*';
+  case NTSNTP_SOURCE_COMBINED:
+    return '+';
+  case NTSNTP_SOURCE_SELECTABLE:
+    return 'D';
+  case NTSNTP_SOURCE_FALSETICKER:
+    return 'x';
+  case NTSNTP_SOURCE_JITTERY:
+    return '~';
+  case NTSNTP_SOURCE_STOPPED:
+    return 'N';
+  case NTSNTP_SOURCE_UNREACHABLE:
+    return 'S';
+  default:
+    if (in->last_rx < 0)
+      return 'M';
+    if (in->leap == NTSNTP_LEAP_UNSYNC || in->stratum == 0 ||
+        in->stratum >= 16)
+      return 's';
+    return 'd';
+  }
+}
+
 static size_t ctl_sources(void *user, ntsntp_ctl_source *out, size_t max) {
   ntsntp_uv_service *svc = user;
   const ntsntp_sync *sync = ntsntp_uv_service_sync(svc);
@@ -568,6 +732,20 @@ static size_t ctl_sources(void *user, ntsntp_ctl_source *out, size_t max) {
     o->freq_skew_ppm = in.freq_skew_ppm;
     o->est_offset = -in.offset;
     o->std_dev = in.std_dev;
+    o->refid = in.refid; /* monitoring */
+    o->leap = in.leap;
+    o->select_state = select_char(&in);
+    o->delay = in.delay;
+    o->disp = in.disp;
+    o->root_delay = in.root_delay;
+    o->root_disp = in.root_disp;
+    if (svc->up) { /* the upstream source of that name, if it is one */
+      /* same index as the sync core's (sources: pool members too) */
+      o->have_detail =
+          ntsntp_uv_upstream_source_get(svc->up, i, &o->detail) == 0;
+      if (!o->have_detail)
+        memset(&o->detail, 0, sizeof(o->detail));
+    }
     k++;
   }
   return k;
@@ -593,6 +771,8 @@ static int start_ctl(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   cs.provider.tracking = ctl_tracking;
   cs.provider.sources = ctl_sources;
   cs.provider.clients = svc->ntp ? ctl_clients : NULL; /* access */
+  cs.provider.ratelimit = svc->access ? ctl_ratelimit : NULL; /* monitoring */
+  cs.provider.cert = ctl_cert;
   cs.provider.user = svc;
   cs.log = svc->s.log;
   cs.log_user = svc->s.log_user;
