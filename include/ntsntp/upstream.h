@@ -29,6 +29,10 @@
  *   127.127.1.1     chrony's `local`: the local clock, served at
  *                   |local_stratum| only while no source is selectable
  *                   (never polled)
+ *   ITEM?xleave     any server or pool item in interleaved mode (RFC 9769,
+ *                   chrony's xleave): kernel transmit timestamps of our
+ *                   requests, and the server's measured transmit time of
+ *                   its previous response (basic mode if it has none)
  * HOST is a DNS name, an IPv4 address or an IPv6 address in brackets.
  * At most NTSNTP_SYNC_MAX_SOURCES sources in all (pool members counted).
  */

@@ -37,6 +37,7 @@ enum { ENTRY_SERVER, ENTRY_POOL, ENTRY_LOCAL };
 typedef struct up_entry {
   struct ntsntp_uv_upstream *up;
   int used, kind, nts;
+  int xleave; /* "?xleave": interleaved mode (issue 13) */
   char item[256]; /* as written: what a reload compares */
   char host[256];
   char name[NTSNTP_SOURCE_NAME_LEN]; /* host, with the port if not default */
@@ -64,6 +65,8 @@ typedef struct up_source {
   char name[NTSNTP_SOURCE_NAME_LEN]; /* host, with the port if not default */
   uint16_t port; /* NTP port (plain) or NTS-KE port (nts) */
   int nts;
+  int xleave;             /* interleaved mode asked for (issue 13) */
+  ntsntp_client_xleave xl; /* the last answered exchange */
   ntsntp_uv_ntp_query *q;
   ntsntp_uv_ke_query *keq;
   /* Where to send NTP: from the entry, or resolved by the query and kept. */
@@ -89,6 +92,8 @@ typedef struct up_source {
     int have_sample;
     ntsntp_client_sample last; /* cookies not kept */
     ntsntp_ts_source rx_source;
+    ntsntp_ts_source tx_source; /* issue 13 */
+    int interleaved;
     uint64_t last_rx_ms; /* loop time */
   } mon;
 } up_source;
@@ -145,14 +150,25 @@ void ntsntp_uv_upstream_settings_default(ntsntp_uv_upstream_settings *s) {
  * brackets if it has ':'; or "127.127.1.1", the local clock. */
 static int parse_item(up_entry *e, const char *item, char *errbuf,
                       size_t errlen) {
-  const char *p = item, *host, *end, *colon;
+  const char *p = item, *host, *end, *colon, *opt;
+  char base[256];
   size_t hlen;
   unsigned long port = 0;
   memset(e, 0, sizeof(*e));
   if (strlen(item) >= sizeof(e->item))
     goto bad;
   snprintf(e->item, sizeof(e->item), "%s", item);
-  if (!strcmp(item, LOCAL_ITEM)) {
+  /* "ITEM?xleave": interleaved mode (RFC 9769, chrony's xleave). */
+  if ((opt = strchr(item, '?')) != NULL) {
+    if (strcmp(opt, "?xleave") != 0 || opt == item)
+      goto bad;
+    e->xleave = 1;
+    snprintf(base, sizeof(base), "%.*s", (int)(opt - item), item);
+    p = base;
+  }
+  if (!strcmp(p, LOCAL_ITEM)) {
+    if (e->xleave)
+      goto bad;
     e->kind = ENTRY_LOCAL;
     snprintf(e->name, sizeof(e->name), "LOCAL");
     return 0;
@@ -210,6 +226,7 @@ bad:
            "NTP_SERVERS item \"%.200s\" is not a server; fix: use HOST, "
            "HOST:PORT, [IPv6]:PORT, nts://HOST[:NTS-KE-PORT] for NTS, "
            "pool://NAME[:PORT] or pool+nts://NAME[:NTS-KE-PORT] for a pool, "
+           "each with ?xleave for interleaved mode, "
            "or 127.127.1.1 for the local clock",
            item);
   return NTSNTP_ERR_BAD_CONFIG;
@@ -509,7 +526,11 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
     src->mon.last = *o->sample;
     src->mon.last.n_cookies = 0;
     src->mon.rx_source = o->rx_source;
+    src->mon.tx_source = o->tx_source;
+    src->mon.interleaved = o->sample->interleaved;
     src->mon.last_rx_ms = uv_now(up->loop);
+    if (src->xleave) /* the next request completes this exchange */
+      ntsntp_client_xleave_update(&src->xl, o->sample, o->t1, o->t4);
   }
   /* Cookies sent are spent, whatever came back. */
   used = o->cookies_used < src->ncookies ? o->cookies_used : src->ncookies;
@@ -581,6 +602,8 @@ static void send_query(up_source *src) {
   qs.timeout_ms = up->s.timeout_ms;
   qs.attempts = 1; /* one request per poll: the sync core counts losses */
   qs.poll = ntsntp_sync_poll(up->sync, src->idx);
+  if (src->xleave)
+    qs.xleave = &src->xl;
   if (src->nts) {
     for (i = 0; i < src->ncookies; i++)
       cookies[i] = src->cookies[i];
@@ -777,6 +800,7 @@ static int add_member(up_entry *e, int k) {
   src->idx = (unsigned)idx;
   src->entry = (unsigned)(e - up->ent);
   src->nts = e->nts;
+  src->xleave = e->xleave;
   src->port = e->port;
   src->ke_backoff_s = KE_BACKOFF_MIN;
   snprintf(src->name, sizeof(src->name), "%s",
@@ -1208,7 +1232,8 @@ int ntsntp_uv_upstream_source_get(const ntsntp_uv_upstream *up, unsigned i,
     out->response_time = ntsntp_ts_diff(s->t3, s->t2);
     out->authenticated = s->authenticated;
     out->rx_source = src->mon.rx_source;
-    out->tx_source = NTSNTP_TS_DAEMON;
+    out->tx_source = src->mon.tx_source;
+    out->interleaved = src->mon.interleaved;
     out->last_rx_ago = (int64_t)((now_ms - src->mon.last_rx_ms) / 1000);
   }
   return 0;
