@@ -23,7 +23,7 @@
 static const char *const commands[] = {
     "tracking", "sources",     "sourcestats", "selectdata", "authdata",
     "ntpdata",  "activity",    "serverstats", "clients",    "metrics",
-    "health"};
+    "health",   "reload"};
 
 static int usage(FILE *f, int status) {
   fprintf(f,
@@ -41,6 +41,8 @@ static int usage(FILE *f, int status) {
           "  metrics       Prometheus text format\n"
           "  health [--synced]  exit 0 if ntsd answers and its certificate is\n"
           "                valid and reloaded (and it is synchronised)\n"
+          "  reload sources  read NTP_SERVERS, MAXSOURCES, LEAPSECLIST and\n"
+          "                NTS_CA_FILE from the CONFIG file again (SIGHUP)\n"
           "Options:\n"
           "  -s, --socket SOCKET  control socket (default: $CONTROL_SOCKET,\n"
           "                       else $STATE_DIR/ntsd.sock, "
@@ -173,6 +175,9 @@ int main(int argc, char **argv) {
       path = arg + 9;
     } else if (arg[0] == '-') {
       return bad_usage("unknown option", arg);
+    } else if (command && !strcmp(command, "reload") &&
+               !strcmp(arg, "sources")) {
+      command = "reload-sources"; /* chronyc's `reload sources` */
     } else if (command) {
       return bad_usage("one command at a time; extra:", arg);
     } else {
@@ -185,6 +190,8 @@ int main(int argc, char **argv) {
   }
   if (!command)
     return bad_usage("no command given", NULL);
+  if (!strcmp(command, "reload"))
+    return bad_usage("reload what? (reload sources)", NULL);
   if (synced && strcmp(command, "health") != 0)
     return bad_usage("--synced goes with health only", NULL);
   if (path && !*path)
@@ -227,6 +234,9 @@ int main(int argc, char **argv) {
     rv = !ok || (synced && !is_synced) ? 1 : 0;
   } else {
     fwrite(body, 1, len, stdout);
+    if (!strcmp(command, "reload-sources") && /* sources: nothing changed */
+        (json ? !strstr(body, "\"ok\":true") : strncmp(body, "OK:", 3)))
+      rv = 1;
   }
   free(body);
   if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ntsntp/conf.h>
 #include <ntsntp/privdrop.h>
@@ -34,6 +35,9 @@ typedef struct config {
   char ntsd_user[NTSNTP_CONF_STR_MAX];
   char nts_ca_file[NTSNTP_CONF_STR_MAX];
   long minpoll, maxpoll;
+  unsigned long maxsources, holdover;
+  char leapseclist[NTSNTP_CONF_STR_MAX], leapsecmode[NTSNTP_CONF_STR_MAX];
+  int leap_smear;
   char nts_role[NTSNTP_CONF_STR_MAX];
   char nts_key_secret_file[NTSNTP_CONF_STR_MAX];
   int clock_control, seccomp;
@@ -51,8 +55,9 @@ typedef struct config {
 static const ntsntp_conf_opt options[] = {
     OPT("CONFIG", STR, config, "", 0, 0, "config file to read"),
     OPT("NTP_SERVERS", STR, ntp_servers, "time.cloudflare.com", 0, 0,
-        "upstream servers, comma-separated: HOST[:PORT] or "
-        "nts://HOST[:KEPORT]; 127.127.1.1 = local clock"),
+        "upstream servers, comma-separated: HOST[:PORT], "
+        "nts://HOST[:KEPORT], pool://NAME[:PORT], pool+nts://NAME[:KEPORT], "
+        "each with ?xleave for interleaved mode; 127.127.1.1 = local clock"),
     OPT("REFCLOCKS", LIST, refclocks, "", 0, 0,
         "reference clocks, comma-separated chrony refclock lines: SOCK "
         "PATH, SHM UNIT, PPS DEVICE, PHC DEVICE [option value]..."),
@@ -62,6 +67,16 @@ static const ntsntp_conf_opt options[] = {
         "shortest upstream poll interval, log2 seconds"),
     OPT("MAXPOLL", INT, maxpoll, "10", (unsigned long)-6L, 17,
         "longest upstream poll interval, log2 seconds"),
+    OPT("MAXSOURCES", UINT, maxsources, "4", 1, 16,
+        "addresses of a pool:// used at once (chrony's maxsources)"),
+    OPT("HOLDOVER", UINT, holdover, "3600", 0, 100000,
+        "seconds served as synchronised after the last source is lost"),
+    OPT("LEAPSECLIST", STR, leapseclist, NTSNTP_LEAP_DEFAULT_LIST, 0, 0,
+        "leap-seconds.list file (none: upstream leap bits only)"),
+    OPT("LEAPSECMODE", STR, leapsecmode, "system", 0, 0,
+        "how served time passes a leap second: system, step or slew"),
+    OPT("LEAP_SMEAR", BOOL, leap_smear, "no", 0, 0,
+        "smear leap seconds for clients (never mix with unsmeared servers)"),
     OPT("LOG_LEVEL", UINT, log_level, "0", 0, 3,
         "0 info, 1 warning, 2 non-fatal error, 3 fatal"),
     OPT("NTP_PORT", UINT, ntp_port, "123", 0, 65535,
@@ -184,19 +199,63 @@ static void changed(void *user, const ntsntp_conf_opt *o, int applied) {
   log_line(NULL, applied ? NTSNTP_LOG_INFO : NTSNTP_LOG_WARN, msg);
 }
 
-/* SIGHUP: read the configuration again (a few settings apply at once),
- * then reload the certificate. */
-static void reload(void) {
-  static const char *const live[] = {"LOG_LEVEL", NULL};
+/* LEAPSECLIST: "none" (or empty) is off; the default only where the
+ * file exists (tzdata installed). */
+static const char *leapseclist(void) {
+  if (!c.leapseclist[0] || !strcmp(c.leapseclist, "none") ||
+      (!strcmp(c.leapseclist, NTSNTP_LEAP_DEFAULT_LIST) &&
+       access(c.leapseclist, F_OK) != 0))
+    return NULL;
+  return c.leapseclist;
+}
+
+/* Reads the configuration again (a few settings apply at once) and hands
+ * the source settings to the service: SIGHUP and `ntsctl reload sources`. */
+static int reload_config(char *out, size_t outlen) {
+  static const char *const live[] = {"LOG_LEVEL", "NTP_SERVERS",
+                                     "MAXSOURCES", "LEAPSECLIST",
+                                     "NTS_CA_FILE", NULL};
   static config next;
+  static char servers_buf[NTSNTP_CONF_STR_MAX];
+  char *servers[MAX_LIST];
+  ntsntp_uv_service_settings s;
   char err[2048], msg[2200];
+  int n;
   if (ntsntp_conf_reload(options, sizeof(options) / sizeof(options[0]), &c,
                          &next, "CONFIG", g_argc, g_argv, live, changed, NULL,
                          err, sizeof(err)) < 0) {
     snprintf(msg, sizeof(msg), "Configuration not reloaded: %s", err);
     log_line(NULL, NTSNTP_LOG_ERR, msg);
+    snprintf(out, outlen, "%s", msg);
+    return NTSNTP_ERR_BAD_CONFIG;
   }
   log_level = c.log_level;
+  memcpy(servers_buf, c.ntp_servers, sizeof(servers_buf));
+  n = ntsntp_conf_split(servers_buf, servers, MAX_LIST);
+  if (n < 0) {
+    snprintf(out, outlen, "NTP_SERVERS not reloaded: names or addresses "
+             "separated by commas, without spaces (at most 16)");
+    log_line(NULL, NTSNTP_LOG_ERR, out);
+    return NTSNTP_ERR_BAD_CONFIG;
+  }
+  ntsntp_uv_service_settings_default(&s);
+  s.servers = (const char *const *)servers;
+  s.n_servers = (size_t)n;
+  s.maxsources = (unsigned)c.maxsources;
+  s.leapseclist = leapseclist();
+  s.ca_file = c.nts_ca_file;
+  return ntsntp_uv_service_reload_sources(svc, &s, out, outlen);
+}
+
+static int ctl_reload(void *user, char *msg, size_t len) {
+  (void)user;
+  return reload_config(msg, len);
+}
+
+/* SIGHUP: the configuration and the sources, then the certificate. */
+static void reload(void) {
+  char msg[2200];
+  reload_config(msg, sizeof(msg));
   ntsntp_uv_service_reload(svc);
 }
 
@@ -316,6 +375,13 @@ int main(int argc, char **argv) {
     return fatal("NTS_ROLE must be all, ke or ntp");
   s.minpoll = (int8_t)c.minpoll;
   s.maxpoll = (int8_t)c.maxpoll;
+  s.maxsources = (unsigned)c.maxsources;
+  s.holdover = (uint32_t)c.holdover;
+  s.leapseclist = leapseclist();
+  if (ntsntp_leap_mode_parse(c.leapsecmode, &s.leap_mode))
+    return fatal("LEAPSECMODE must be system, step or slew");
+  s.leap_smear = c.leap_smear;
+  s.reload_sources = ctl_reload;
   s.control_socket = c.control_socket[0] ? c.control_socket : NULL;
   s.metrics_listen = c.metrics_listen;
   s.allow = c.allow;

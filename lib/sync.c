@@ -27,6 +27,7 @@ struct ntsntp_sync {
   double root_delay, root_disp;
   ntsntp__model model;
   char ref_name[NTSNTP_SOURCE_NAME_LEN]; /* system peer at the last update */
+  uint64_t lost_at; /* when the last selectable source went (holdover) */
   /* Leap seconds: the list, the leap armed (+1/-1 at the midnight
    * |leap_at|, NTP seconds) and whole seconds folded into the served time
    * after past leaps.  |leap_word| packs them for serve(): bits 0-31
@@ -135,8 +136,10 @@ int ntsntp_sync_remove_source(ntsntp_sync *sync, unsigned i, uint64_t now) {
   sync->src[i].next_poll = UINT64_MAX;
   if (sync->ref_peer == (int)i)
     sync->ref_peer = -1; /* its name stays in ref_name */
-  if (sync->peer == (int)i)
+  if (sync->peer == (int)i) {
     sync->peer = -1;
+    sync->lost_at = now;
+  }
   while (sync->n && sync->src[sync->n - 1].removed)
     sync->n--;
   reselect(sync, now, &sel);
@@ -233,9 +236,12 @@ static void leap_store(ntsntp_sync *sync) {
 
 /* Selection; sets the system peer and the source states. */
 static void reselect(ntsntp_sync *sync, uint64_t now, ntsntp__selection *sel) {
+  int had = sync->peer >= 0;
   ntsntp__select(sync->src, sync->n, now, sync->model.freq,
                  sync->set.max_jitter, sync->set.min_sources, sync->peer, sel);
   sync->peer = sel->ok ? sel->peer : -1;
+  if (had && sync->peer < 0)
+    sync->lost_at = now; /* holdover from here */
 }
 
 /*
@@ -491,7 +497,8 @@ static int is_synced(const ntsntp_sync *sync, uint64_t now) {
   if (!sync->synced || sync->stratum >= 16)
     return 0;
   age = ntsntp_ts_diff(now, sync->model.last_update);
-  if (sync->peer < 0 && age > (double)sync->set.holdover)
+  if (sync->peer < 0 &&
+      ntsntp_ts_diff(now, sync->lost_at) > (double)sync->set.holdover)
     return 0;
   return sync->root_delay / 2 + sync->root_disp +
              NTSNTP_PHI * (age > 0 ? age : 0) <
@@ -612,7 +619,8 @@ void ntsntp_sync_tracking(const ntsntp_sync *sync, uint64_t now,
   t->leap_list_expires = sync->have_list ? sync->list.expires : 0;
   t->holdover = t->synced && sync->peer < 0;
   if (t->holdover)
-    t->holdover_left = sync->set.holdover - (age > 0 ? age : 0);
+    t->holdover_left =
+        sync->set.holdover - fmax(ntsntp_ts_diff(now, sync->lost_at), 0);
   t->stratum = t->synced ? sync->stratum : 16;
   if (sync->synced) {
     t->refid = sync->refid;

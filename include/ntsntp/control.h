@@ -77,6 +77,12 @@ typedef struct ntsntp_ctl_tracking {
   double root_delay;      /* s */
   double root_dispersion; /* s */
   double update_interval; /* s */
+  /* sources: holdover (synchronised, no source selectable) and its
+   * seconds left; the leap second ahead or in progress, "" if none
+   * ("insert at 2016-12-31 23:59:60 UTC, LEAPSECMODE step"). */
+  int holdover;
+  double holdover_left;
+  char leap_second[128];
 } ntsntp_ctl_tracking;
 
 /*
@@ -166,6 +172,9 @@ typedef struct ntsntp_ctl_provider {
   void (*cert)(void *user, ntsntp_ctl_cert *out);
   /* Rate-limit table sizes.  NULL: no rate limiting. */
   void (*ratelimit)(void *user, ntsntp_ctl_ratelimit *out);
+  /* sources: `reload sources`: re-reads the source settings; |msg| gets
+   * one line; 0 when reloaded.  NULL: not available. */
+  int (*reload_sources)(void *user, char *msg, size_t len);
   void *user;
 } ntsntp_ctl_provider;
 

@@ -82,6 +82,20 @@ typedef struct ntsntp_uv_service_settings {
    * otherwise, keep the RTC in sync (rtcsync).  Default 0: never touch it. */
   int clock_control;
   uint8_t local_stratum; /* default 10 */
+  /* sources: begin (upstream.h, sync.h, leap.h) */
+  unsigned maxsources;   /* addresses of a pool at once; default 4 */
+  uint32_t holdover;     /* s served as synchronised with no source
+                          * selectable; default 3600 */
+  const char *leapseclist; /* leap-second list; NULL or "": none */
+  ntsntp_leap_mode leap_mode; /* LEAPSECMODE; default system */
+  int leap_smear;        /* LEAP_SMEAR; default 0 */
+  /* `ntsctl reload sources`: re-reads the configuration and calls
+   * ntsntp_uv_service_reload_sources (the daemon's SIGHUP path); writes
+   * one line for the operator into |msg|, returns 0 or an error.  NULL:
+   * the command answers that it is not available. */
+  int (*reload_sources)(void *user, char *msg, size_t len);
+  void *reload_user;
+  /* sources: end */
   /* control: begin (control.h) */
   /* ntsctl's Unix socket: NULL: STATE_DIR/ntsd.sock; "" or "none": none.
    * HTTP /metrics on "address:port" (numeric): NULL or "": off. */
@@ -153,6 +167,21 @@ ntsntp_uv_service_privsep(const ntsntp_uv_service_settings *s,
  * in use and the error is logged.  Returns 0 or the load error.
  */
 NTSNTP_EXTERN int ntsntp_uv_service_reload(ntsntp_uv_service *svc);
+
+/*
+ * Applies new source settings without a restart (ntsntp_uv_upstream_reload):
+ * |s|'s servers, n_servers, maxsources, leapseclist and ca_file; sources
+ * of unchanged items keep their state.  |msg| gets one line saying what
+ * changed or why nothing did.  Items 127.127.X.Y other than 127.127.1.1
+ * (reference clocks) and a change to or from serving only the local clock
+ * need a restart: said in |msg| and the log.
+ * Errors: BAD_CONFIG (a malformed item; nothing changed), STATE (needs a
+ * restart, see above), INVALID_ARG.
+ */
+NTSNTP_EXTERN int
+ntsntp_uv_service_reload_sources(ntsntp_uv_service *svc,
+                                 const ntsntp_uv_service_settings *s,
+                                 char *msg, size_t len);
 
 typedef struct ntsntp_uv_service_stats {
   ntsntp_server_stats ntp;

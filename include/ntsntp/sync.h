@@ -133,10 +133,11 @@ typedef struct ntsntp_sync_settings {
   int rtcsync;               /* with clock_ops: set the RTC every 11 min */
   ntsntp_rand_fn rand;       /* poll jitter; NULL: ntsntp_rand_default */
   void *rand_user;
-  /* Holdover (HOLDOVER): seconds after the last clock update during
-   * which, with no source selectable any more, the clock is still served
-   * as synchronised (root dispersion growing by NTSNTP_PHI per second);
-   * default 3600; 0: unsynchronised as soon as no source is selectable. */
+  /* Holdover (HOLDOVER): seconds after the last selectable source went
+   * (unreachable, falseticker, removed) during which the clock is still
+   * served as synchronised (root dispersion growing by NTSNTP_PHI per
+   * second since the last update); default 3600; 0: unsynchronised as
+   * soon as no source is selectable. */
   uint32_t holdover;
   /* Leap seconds: how the served time passes one (LEAPSECMODE), and the
    * leap-only smear (LEAP_SMEAR; off by default).  leap.h. */

@@ -19,7 +19,7 @@
 /* What ERR unknown-command lists. */
 #define NTSNTP__CTL_COMMANDS                                                   \
   "tracking sources sourcestats selectdata authdata ntpdata activity "         \
-  "serverstats clients metrics health"
+  "serverstats clients metrics health reload-sources"
 
 struct ntsntp__ctl_conn;
 

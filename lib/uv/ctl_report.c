@@ -84,9 +84,17 @@ static void report_tracking(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
     ntsntp__sb_json_num(b, t.root_dispersion, 9);
     ntsntp__sb_printf(b, ",\"update_interval\":");
     ntsntp__sb_json_num(b, t.update_interval, 1);
-    ntsntp__sb_printf(b, ",\"leap_status\":\"%s\",\"synchronised\":%s}\n",
+    ntsntp__sb_printf(b, ",\"leap_status\":\"%s\",\"synchronised\":%s",
                       ntsntp__leap_name(t.leap),
                       t.synchronised ? "true" : "false");
+    /* sources: holdover and the leap second */
+    t.leap_second[sizeof(t.leap_second) - 1] = '\0';
+    ntsntp__sb_printf(b, ",\"holdover\":%s,\"holdover_left\":",
+                      t.holdover ? "true" : "false");
+    ntsntp__sb_json_num(b, t.holdover ? t.holdover_left : 0, 0);
+    ntsntp__sb_printf(b, ",\"leap_second\":");
+    ntsntp__sb_json_str(b, t.leap_second);
+    ntsntp__sb_printf(b, "}\n");
     return;
   }
   /* chronyc: "fast"/"slow" words instead of signs; zero reads "fast" for
@@ -111,6 +119,13 @@ static void report_tracking(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
                     t.frequency_ppm > 0 ? "fast" : "slow", t.residual_freq_ppm,
                     t.skew_ppm, t.root_delay, t.root_dispersion,
                     t.update_interval, ntsntp__leap_name(t.leap));
+  /* sources: lines chronyc does not have, only when they say something */
+  t.leap_second[sizeof(t.leap_second) - 1] = '\0';
+  if (t.leap_second[0])
+    ntsntp__sb_printf(b, "Leap second     : %s\n", t.leap_second);
+  if (t.holdover)
+    ntsntp__sb_printf(b, "Holdover        : yes, %.0f seconds left "
+                      "(no selectable source)\n", t.holdover_left);
 }
 
 size_t ntsntp__ctl_get_sources(ntsntp_uv_ctl *c, ntsntp_ctl_source *src) {
@@ -427,9 +442,10 @@ static void report_health(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
     }
     ntsntp__sb_printf(b,
                       "\"synchronised\":%s,\"stratum\":%u,"
-                      "\"leap_status\":\"%s\"}\n",
+                      "\"leap_status\":\"%s\",\"holdover\":%s}\n",
                       t.synchronised ? "true" : "false", t.stratum,
-                      ntsntp__leap_name(t.leap));
+                      ntsntp__leap_name(t.leap),
+                      t.holdover ? "true" : "false");
     return;
   }
   if (why[0])
@@ -442,6 +458,28 @@ static void report_health(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
                     "Leap status     : %s\n",
                     t.synchronised ? "Yes" : "No", t.stratum,
                     ntsntp__leap_name(t.leap));
+  if (t.holdover) /* sources */
+    ntsntp__sb_printf(b, "Holdover        : yes, %.0f seconds left\n",
+                      t.holdover_left);
+}
+
+/* sources: `ntsctl reload sources`; "ok" false when nothing changed
+ * (bad configuration, or a restart is needed: the message says). */
+static int report_reload_sources(ntsntp_uv_ctl *c, ntsntp__sbuf *b,
+                                 int json) {
+  char msg[1024] = "";
+  int rv;
+  if (!c->s.provider.reload_sources)
+    return NTSNTP_ERR_NOT_FOUND;
+  rv = c->s.provider.reload_sources(c->s.provider.user, msg, sizeof(msg));
+  if (json) {
+    ntsntp__sb_printf(b, "{\"ok\":%s,\"message\":", rv ? "false" : "true");
+    ntsntp__sb_json_str(b, msg);
+    ntsntp__sb_printf(b, "}\n");
+  } else {
+    ntsntp__sb_printf(b, "%s: %s\n", rv ? "FAIL" : "OK", msg);
+  }
+  return 0;
 }
 
 int ntsntp_uv_ctl_report(ntsntp_uv_ctl *c, const char *command, int json,
@@ -470,6 +508,8 @@ int ntsntp_uv_ctl_report(ntsntp_uv_ctl *c, const char *command, int json,
     rv = ntsntp__ctl_report_activity(c, &b, json);
   else if (!strcmp(command, "health"))
     report_health(c, &b, json);
+  else if (!strcmp(command, "reload-sources")) /* sources */
+    rv = report_reload_sources(c, &b, json);
   else
     rv = NTSNTP_ERR_NOT_FOUND;
   if (!rv)

@@ -88,6 +88,8 @@ void ntsntp_uv_service_settings_default(ntsntp_uv_service_settings *s) {
   s->max_connections = 512;
   s->cert_poll_ms = 5000;
   s->local_stratum = 10;
+  s->maxsources = 4;    /* sources */
+  s->holdover = 3600;   /* sources */
   s->minpoll = 6;
   s->maxpoll = 10;
   /* access: begin */
@@ -653,6 +655,34 @@ static void ctl_tracking(void *user, ntsntp_ctl_tracking *t) {
   t->residual_freq_ppm = tr.resid_freq_ppm;
   t->skew_ppm = tr.skew_ppm;
   t->update_interval = tr.update_interval;
+  /* sources: holdover and the leap second */
+  t->holdover = tr.holdover;
+  t->holdover_left = tr.holdover_left;
+  if (tr.leap_pending) {
+    time_t at = (time_t)((int64_t)tr.leap_at - (int64_t)NTSNTP_UNIX_OFFSET -
+                         (tr.leap_pending > 0 ? 1 : 2));
+    struct tm tm;
+    char when[32] = "";
+    if (gmtime_r(&at, &tm))
+      strftime(when, sizeof(when), "%Y-%m-%d 23:59:", &tm);
+    snprintf(t->leap_second, sizeof(t->leap_second),
+             "%s at %s%s UTC, LEAPSECMODE %s%s%s",
+             tr.leap_pending > 0 ? "insert" : "delete", when,
+             tr.leap_pending > 0 ? "60" : "59",
+             ntsntp_leap_mode_name(svc->s.leap_mode),
+             svc->s.leap_smear ? ", smeared" : "",
+             tr.leap_announced ? "" : " (not announced)");
+  } else if (tr.leap_list == 2) {
+    snprintf(t->leap_second, sizeof(t->leap_second),
+             "none known: the leap second list has expired");
+  }
+}
+
+/* sources: `ntsctl reload sources` through the embedder (the daemon reads
+ * its configuration again). */
+static int ctl_reload_sources(void *user, char *msg, size_t len) {
+  ntsntp_uv_service *svc = user;
+  return svc->s.reload_sources(svc->s.reload_user, msg, len);
 }
 
 static void ctl_cert(void *user, ntsntp_ctl_cert *out) {
@@ -773,6 +803,8 @@ static int start_ctl(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   cs.provider.clients = svc->ntp ? ctl_clients : NULL; /* access */
   cs.provider.ratelimit = svc->access ? ctl_ratelimit : NULL; /* monitoring */
   cs.provider.cert = ctl_cert;
+  cs.provider.reload_sources = /* sources */
+      svc->s.reload_sources ? ctl_reload_sources : NULL;
   cs.provider.user = svc;
   cs.log = svc->s.log;
   cs.log_user = svc->s.log_user;
@@ -891,6 +923,15 @@ static int start_upstream(ntsntp_uv_service *svc, char *errbuf,
   us.server = svc->server;
   us.sync.minpoll = svc->s.minpoll;
   us.sync.maxpoll = svc->s.maxpoll;
+  /* sources: begin */
+  if (svc->s.maxsources)
+    us.maxsources = svc->s.maxsources;
+  us.local_stratum = svc->s.local_stratum;
+  us.leapseclist = svc->s.leapseclist;
+  us.sync.holdover = svc->s.holdover;
+  us.sync.leap_mode = svc->s.leap_mode;
+  us.sync.leap_smear = svc->s.leap_smear;
+  /* sources: end */
   if (svc->s.clock_control) {
     if (svc->s.privsep) /* CAP_SYS_TIME is the helper's alone */
       ntsntp_privsep_clock_ops(svc->s.privsep, &svc->clock_ops);
@@ -910,6 +951,58 @@ static int start_upstream(ntsntp_uv_service *svc, char *errbuf,
     rv = start_refclocks(svc, errbuf, errlen);
   return rv;
 }
+
+/* sources: begin */
+int ntsntp_uv_service_reload_sources(ntsntp_uv_service *svc,
+                                     const ntsntp_uv_service_settings *s,
+                                     char *msg, size_t len) {
+  ntsntp_uv_upstream_settings us;
+  ntsntp_uv_upstream_changes ch;
+  const char *items[NTSNTP_SYNC_MAX_SOURCES];
+  char err[1024];
+  size_t i, n = 0;
+  int rv;
+  if (!svc || !s || !msg)
+    return NTSNTP_ERR_INVALID_ARG;
+  if (!svc->up || local_mode(s)) {
+    rv = !svc->up && local_mode(s) ? 0 : NTSNTP_ERR_STATE;
+    snprintf(msg, len, rv ? "NTP_SERVERS changed to or from the local clock "
+             "alone: restart ntsd to apply it" : "sources unchanged: the "
+             "local clock alone");
+    slog(svc, rv ? NTSNTP_LOG_WARN : NTSNTP_LOG_INFO, "%s", msg);
+    return rv;
+  }
+  for (i = 0; i < s->n_servers; i++) {
+    /* ntpd's reference clock addresses are the refclock runtime's. */
+    if (!strncmp(s->servers[i], "127.127.", 8) &&
+        strcmp(s->servers[i], "127.127.1.1"))
+      continue;
+    if (n == NTSNTP_SYNC_MAX_SOURCES) {
+      snprintf(msg, len, "NTP_SERVERS has %zu items; at most %d",
+               s->n_servers, NTSNTP_SYNC_MAX_SOURCES);
+      return NTSNTP_ERR_BAD_CONFIG;
+    }
+    items[n++] = s->servers[i];
+  }
+  ntsntp_uv_upstream_settings_default(&us);
+  us.servers = items;
+  us.n_servers = n;
+  if (s->maxsources)
+    us.maxsources = s->maxsources;
+  us.leapseclist = s->leapseclist;
+  us.ca_file = s->ca_file && *s->ca_file ? s->ca_file : NULL;
+  rv = ntsntp_uv_upstream_reload(svc->up, &us, &ch, err, sizeof(err));
+  if (rv) {
+    snprintf(msg, len, "sources not reloaded: %s", err);
+    slog(svc, NTSNTP_LOG_ERR, "%s", msg);
+    return rv;
+  }
+  snprintf(msg, len, "sources reloaded: %u added, %u removed, %u unchanged",
+           ch.added, ch.removed, ch.kept);
+  slog(svc, NTSNTP_LOG_INFO, "%s", msg);
+  return 0;
+}
+/* sources: end */
 
 const ntsntp_sync *ntsntp_uv_service_sync(const ntsntp_uv_service *svc) {
   return svc->up ? ntsntp_uv_upstream_sync(svc->up) : NULL;
