@@ -1,5 +1,7 @@
-/* libntsntp: NTP-64 and short-format conversions. */
+/* libntsntp: NTP-64 and short-format conversions; receive timestamps. */
 #include <math.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include "ntsntp/ts.h"
 
@@ -60,3 +62,38 @@ uint32_t ntsntp_short_from_double(double seconds) {
 }
 
 double ntsntp_short_to_double(uint32_t s) { return (double)s / 65536.0; }
+
+ntsntp_ts_source ntsntp_rx_timestamp(const struct msghdr *msg,
+                                     struct timespec *ts) {
+  ntsntp_ts_source src = NTSNTP_TS_DAEMON;
+  struct cmsghdr *cm;
+  for (cm = CMSG_FIRSTHDR(msg); cm != NULL;
+       cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET)
+      continue;
+    if (cm->cmsg_type == SCM_TIMESTAMPING &&
+        cm->cmsg_len >= CMSG_LEN(3 * sizeof(struct timespec))) {
+      struct timespec t[3];
+      memcpy(t, CMSG_DATA(cm), sizeof(t));
+      /* t[0] the software stamp, t[2] the raw hardware one; zero: none. */
+      if (t[0].tv_sec != 0 || t[0].tv_nsec != 0) {
+        *ts = t[0];
+        return NTSNTP_TS_KERNEL;
+      }
+      if (t[2].tv_sec != 0 || t[2].tv_nsec != 0) {
+        *ts = t[2];
+        src = NTSNTP_TS_HW;
+      }
+    } else if (cm->cmsg_type == SCM_TIMESTAMPNS &&
+               cm->cmsg_len >= CMSG_LEN(sizeof(struct timespec)) &&
+               src == NTSNTP_TS_DAEMON) {
+      struct timespec t;
+      memcpy(&t, CMSG_DATA(cm), sizeof(t));
+      if (t.tv_sec != 0 || t.tv_nsec != 0) {
+        *ts = t;
+        return NTSNTP_TS_KERNEL;
+      }
+    }
+  }
+  return src;
+}

@@ -1,6 +1,11 @@
 /* NTP time formats: conversions, eras, short format. */
+#include <arpa/inet.h>
 #include <check.h>
+#include <linux/net_tstamp.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "ntsntp/ts.h"
 #include "testutil.h"
@@ -85,6 +90,104 @@ START_TEST(test_short_format) {
 }
 END_TEST
 
+/* Control data built by hand: each kind of stamp, and what is not one. */
+static void put(struct msghdr *m, uint8_t *buf, size_t cap, int level,
+                int type, const void *data, size_t len) {
+  struct cmsghdr *c;
+  size_t used = m->msg_controllen;
+  ck_assert_uint_le(used + CMSG_SPACE(len), cap);
+  m->msg_control = buf;
+  m->msg_controllen = used + CMSG_SPACE(len);
+  c = (struct cmsghdr *)(void *)(buf + used);
+  c->cmsg_level = level;
+  c->cmsg_type = type;
+  c->cmsg_len = CMSG_LEN(len);
+  memcpy(CMSG_DATA(c), data, len);
+}
+
+START_TEST(test_rx_timestamp_cmsg) {
+  union {
+    uint8_t b[512];
+    struct cmsghdr align;
+  } buf;
+  struct msghdr m;
+  struct timespec three[3], ts, one = {1700000000, 5};
+  int pktinfo = 7;
+
+  memset(&m, 0, sizeof(m));
+  ck_assert_int_eq(ntsntp_rx_timestamp(&m, &ts), NTSNTP_TS_DAEMON);
+  /* Only hardware: the raw stamp, flagged as such. */
+  memset(three, 0, sizeof(three));
+  three[2].tv_sec = 42;
+  put(&m, buf.b, sizeof(buf.b), IPPROTO_IP, IP_PKTINFO, &pktinfo,
+      sizeof(pktinfo));
+  put(&m, buf.b, sizeof(buf.b), SOL_SOCKET, SCM_TIMESTAMPING, three,
+      sizeof(three));
+  ck_assert_int_eq(ntsntp_rx_timestamp(&m, &ts), NTSNTP_TS_HW);
+  ck_assert_int_eq(ts.tv_sec, 42);
+  /* A software stamp wins. */
+  memset(&m, 0, sizeof(m));
+  three[0] = one;
+  put(&m, buf.b, sizeof(buf.b), SOL_SOCKET, SCM_TIMESTAMPING, three,
+      sizeof(three));
+  ck_assert_int_eq(ntsntp_rx_timestamp(&m, &ts), NTSNTP_TS_KERNEL);
+  ck_assert_int_eq(ts.tv_sec, one.tv_sec);
+  ck_assert_int_eq(ts.tv_nsec, one.tv_nsec);
+  /* SCM_TIMESTAMPNS. */
+  memset(&m, 0, sizeof(m));
+  put(&m, buf.b, sizeof(buf.b), SOL_SOCKET, SCM_TIMESTAMPNS, &one,
+      sizeof(one));
+  ck_assert_int_eq(ntsntp_rx_timestamp(&m, &ts), NTSNTP_TS_KERNEL);
+  /* Too short to hold its stamps, all zero, or another level: none. */
+  memset(&m, 0, sizeof(m));
+  put(&m, buf.b, sizeof(buf.b), SOL_SOCKET, SCM_TIMESTAMPING, three,
+      sizeof(three[0]));
+  memset(three, 0, sizeof(three));
+  put(&m, buf.b, sizeof(buf.b), SOL_SOCKET, SCM_TIMESTAMPING, three,
+      sizeof(three));
+  put(&m, buf.b, sizeof(buf.b), IPPROTO_IP, SCM_TIMESTAMPNS, &one,
+      sizeof(one));
+  ck_assert_int_eq(ntsntp_rx_timestamp(&m, &ts), NTSNTP_TS_DAEMON);
+}
+END_TEST
+
+/* A real datagram on loopback carries a kernel stamp near now. */
+START_TEST(test_rx_timestamp_socket) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0), on = SOF_TIMESTAMPING_RX_SOFTWARE |
+                                                 SOF_TIMESTAMPING_SOFTWARE;
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  socklen_t alen = sizeof(a);
+  union {
+    uint8_t b[256];
+    struct cmsghdr align;
+  } ctl;
+  char data[8] = "ntsntp", got[8];
+  struct iovec iov = {got, sizeof(got)};
+  struct msghdr m;
+  struct timespec ts, now;
+
+  ck_assert_int_ge(fd, 0);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &on,
+                              sizeof(on)), 0);
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+  ck_assert_int_eq(sendto(fd, data, sizeof(data), 0, (struct sockaddr *)&a,
+                          sizeof(a)), (ssize_t)sizeof(data));
+  memset(&m, 0, sizeof(m));
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = ctl.b;
+  m.msg_controllen = sizeof(ctl.b);
+  ck_assert_int_eq(recvmsg(fd, &m, 0), (ssize_t)sizeof(data));
+  clock_gettime(CLOCK_REALTIME, &now);
+  ck_assert_int_eq(ntsntp_rx_timestamp(&m, &ts), NTSNTP_TS_KERNEL);
+  ck_assert(fabs((double)(now.tv_sec - ts.tv_sec) +
+                 (double)(now.tv_nsec - ts.tv_nsec) / 1e9) < 1.0);
+  close(fd);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("ts");
   TCase *tc = tcase_create("ts");
@@ -93,6 +196,8 @@ int main(void) {
   tcase_add_test(tc, test_era_rollover);
   tcase_add_test(tc, test_diff_across_era);
   tcase_add_test(tc, test_short_format);
+  tcase_add_test(tc, test_rx_timestamp_cmsg);
+  tcase_add_test(tc, test_rx_timestamp_socket);
   suite_add_tcase(s, tc);
   return tu_run(s);
 }

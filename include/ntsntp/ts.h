@@ -65,6 +65,21 @@ NTSNTP_EXTERN double ntsntp_ts_to_double(uint64_t ts);
 NTSNTP_EXTERN uint32_t ntsntp_short_from_double(double seconds);
 NTSNTP_EXTERN double ntsntp_short_to_double(uint32_t s);
 
+struct msghdr;
+
+/*
+ * The kernel receive timestamp in the control data of a datagram received
+ * with recvmsg/recvmmsg on a socket with SO_TIMESTAMPING (software receive
+ * stamps, or raw hardware ones) or SO_TIMESTAMPNS.  Give the control
+ * buffer room for SCM_TIMESTAMPING: CMSG_SPACE(3 * sizeof(struct
+ * timespec)).  A software stamp is preferred; a hardware stamp is in the
+ * network card's clock (NTSNTP_TS_HW) and must be converted by the
+ * caller.  Returns the source, with |*ts| set unless NTSNTP_TS_DAEMON (no
+ * stamp: read the clock yourself).  Linux.
+ */
+NTSNTP_EXTERN ntsntp_ts_source ntsntp_rx_timestamp(const struct msghdr *msg,
+                                                   struct timespec *ts);
+
 #ifdef __cplusplus
 }
 #endif
