@@ -300,8 +300,12 @@ int ntsntp_ke_client_new(ntsntp_ke_client **pc,
   c->resp = mem->malloc(MAX_RESPONSE, mem->user);
   if (c->resp == NULL)
     goto fail;
-  rv = ntsntp__tls_new_client(&c->tls, s->server_name, s->ca_file,
-                              s->skip_time_checks, mem);
+  {
+    /* The TLS layer keeps the name for the certificate hook: our copy. */
+    ntsntp_ke_client_settings ts = *s;
+    ts.server_name = c->host;
+    rv = ntsntp__tls_new_client(&c->tls, &ts, mem);
+  }
   if (rv != 0)
     goto fail;
   /* Queue the ClientHello. */

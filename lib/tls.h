@@ -45,12 +45,14 @@ NTSNTP__PRIVATE int ntsntp__cred_fd_read(int fd, const char *path, const ntsntp_
 int ntsntp__tls_new_server(ntsntp__tls **pt, ntsntp_ke_creds *creds,
                            const ntsntp_mem *mem);
 
-/* Client side: SNI (unless |server_name| is an IP literal), certificate
- * verification against |ca_file| or the system store, host name check, and
- * optionally no validity-period checks.
+/* Client side: SNI (unless the server name is an IP literal), certificate
+ * verification against the CA PEM, the CA file or the system store, host
+ * name check, optionally no validity-period checks, and the caller's hook.
+ * |s| is the KE client's settings (server_name, ca_file, ca_pem,
+ * skip_time_checks, verify).
  * Errors: NOMEM, TLS, BAD_CONFIG (trust store unusable). */
-int ntsntp__tls_new_client(ntsntp__tls **pt, const char *server_name,
-                           const char *ca_file, int skip_time_checks,
+int ntsntp__tls_new_client(ntsntp__tls **pt,
+                           const ntsntp_ke_client_settings *s,
                            const ntsntp_mem *mem);
 
 void ntsntp__tls_del(ntsntp__tls *t);

@@ -372,6 +372,12 @@ struct ntsntp__tls {
   int eof;
   int alpn_failed;
   int is_server;
+  /* Client: the host name checked and the caller's hook, if any. */
+  const char *verify_name;
+  ntsntp_ke_verify_fn verify;
+  void *verify_user;
+  int skip_time_checks;
+  int hook_refused; /* errtext says why */
   char errtext[256];
 };
 
@@ -544,9 +550,46 @@ static int is_ip_literal(const char *s) {
   return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-int ntsntp__tls_new_client(ntsntp__tls **pt, const char *server_name,
-                           const char *ca_file, int skip_time_checks,
+/* gnutls' certificate callback when the caller has a hook: the library's
+ * check first (as gnutls_session_set_verify_cert does it), then the hook
+ * with the chain and that verdict. */
+static int verify_with_hook(gnutls_session_t session) {
+  ntsntp__tls *t = gnutls_session_get_ptr(session);
+  const gnutls_datum_t *certs;
+  const uint8_t *der[16];
+  size_t len[16];
+  unsigned n = 0, i, status = 0, vflags = 0;
+  gnutls_typed_vdata_st data = {GNUTLS_DT_DNS_HOSTNAME, NULL, 0};
+  int verified;
+  if (t->skip_time_checks)
+    vflags |= GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
+              GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS;
+  gnutls_certificate_set_verify_flags(t->client_cred, vflags);
+  data.data = (unsigned char *)(uintptr_t)t->verify_name;
+  if (is_ip_literal(t->verify_name))
+    data.type = GNUTLS_DT_IP_ADDRESS;
+  verified = gnutls_certificate_verify_peers(session, &data, 1, &status) == 0 &&
+             status == 0;
+  certs = gnutls_certificate_get_peers(session, &n);
+  for (i = 0; certs != NULL && i < n && i < 16; i++) {
+    der[i] = certs[i].data;
+    len[i] = certs[i].size;
+  }
+  if (t->verify(t->verify_user, der, len, i, verified))
+    return 0;
+  snprintf(t->errtext, sizeof(t->errtext),
+           "handshake: the certificate was refused by the application's "
+           "check%s",
+           verified ? "" : " (and the library's)");
+  t->hook_refused = 1;
+  return GNUTLS_E_CERTIFICATE_ERROR;
+}
+
+int ntsntp__tls_new_client(ntsntp__tls **pt,
+                           const ntsntp_ke_client_settings *s,
                            const ntsntp_mem *mem) {
+  const char *server_name = s->server_name, *ca_file = s->ca_file;
+  int skip_time_checks = s->skip_time_checks;
   ntsntp__tls *t;
   unsigned vflags = 0;
   int rv, g;
@@ -565,15 +608,24 @@ int ntsntp__tls_new_client(ntsntp__tls **pt, const char *server_name,
     rv = NTSNTP_ERR_NOMEM;
     goto fail;
   }
-  if (ca_file)
+  if (s->ca_pem) {
+    gnutls_datum_t d = {(unsigned char *)(uintptr_t)s->ca_pem,
+                        (unsigned)s->ca_pem_len};
+    g = s->ca_pem_len > 0 && s->ca_pem_len < UINT32_MAX
+            ? gnutls_certificate_set_x509_trust_mem(t->client_cred, &d,
+                                                    GNUTLS_X509_FMT_PEM)
+            : 0;
+  } else if (ca_file) {
     g = gnutls_certificate_set_x509_trust_file(t->client_cred, ca_file,
                                                GNUTLS_X509_FMT_PEM);
-  else
+  } else {
     g = gnutls_certificate_set_x509_system_trust(t->client_cred);
+  }
   if (g <= 0) {
     snprintf(t->errtext, sizeof(t->errtext), "no trusted CA loaded from %s%s%s",
-             ca_file ? ca_file : "the system store", g < 0 ? ": " : "",
-             g < 0 ? gnutls_strerror(g) : "");
+             s->ca_pem ? "the CA PEM given" : ca_file ? ca_file
+                                                      : "the system store",
+             g < 0 ? ": " : "", g < 0 ? gnutls_strerror(g) : "");
     rv = NTSNTP_ERR_BAD_CONFIG;
     goto fail;
   }
@@ -596,6 +648,17 @@ int ntsntp__tls_new_client(ntsntp__tls **pt, const char *server_name,
   }
   /* Per session, never gnutls_global_set_time_function: a client that has
      no time yet can still check everything but the validity periods. */
+  if (s->verify) {
+    /* The name outlives the session: the KE client owns a copy. */
+    t->verify_name = server_name;
+    t->verify = s->verify;
+    t->verify_user = s->verify_user;
+    t->skip_time_checks = skip_time_checks;
+    gnutls_session_set_ptr(t->session, t);
+    gnutls_certificate_set_verify_function(t->client_cred, verify_with_hook);
+    *pt = t;
+    return 0;
+  }
   if (skip_time_checks)
     vflags |= GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
               GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS;
@@ -658,7 +721,9 @@ int ntsntp__tls_handshake(ntsntp__tls *t) {
   if (g < 0) {
     if (g == GNUTLS_E_NO_APPLICATION_PROTOCOL)
       t->alpn_failed = 1;
-    if (g == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+    if (t->hook_refused) {
+      /* errtext already says the hook refused it */
+    } else if (g == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
       gnutls_datum_t txt;
       unsigned st = gnutls_session_get_verify_cert_status(t->session);
       if (gnutls_certificate_verification_status_print(

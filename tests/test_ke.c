@@ -1179,6 +1179,96 @@ START_TEST(test_client_cert_checks) {
 }
 END_TEST
 
+/* Trust anchors from memory, and the application's certificate hook. */
+static int hook_calls, hook_verified, hook_answer;
+static size_t hook_n;
+static uint8_t hook_first;
+static int hook(void *user, const uint8_t *const *chain,
+                const size_t *chain_len, size_t n, int verified) {
+  (void)user;
+  hook_calls++;
+  hook_verified = verified;
+  hook_n = n;
+  hook_first = n && chain_len[0] ? chain[0][0] : 0;
+  return hook_answer;
+}
+
+static int outcome_with(ntsntp_ke_server *srv,
+                        const ntsntp_ke_client_settings *cs, char *why,
+                        size_t whylen) {
+  ntsntp_ke_client *c;
+  ntsntp_ke_session *s;
+  ntsntp_ke_result r;
+  int rv = ntsntp_ke_client_new(&c, cs, 0);
+  if (rv)
+    return rv;
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  pump(c, s);
+  rv = ntsntp_ke_client_result(c, &r);
+  snprintf(why, whylen, "%s", ntsntp_ke_client_errtext(c));
+  ntsntp_ke_result_clear(&r);
+  ntsntp_ke_session_del(s);
+  ntsntp_ke_client_del(c);
+  return rv;
+}
+
+START_TEST(test_client_ca_pem_and_hook) {
+  ntsntp_ke_server *srv = new_server(123, NULL);
+  ntsntp_ke_client_settings cs;
+  uint8_t ca[8192], ca2[8192];
+  size_t ca_len = slurp(ca_pem, ca, sizeof(ca));
+  size_t ca2_len = slurp(ca2_pem, ca2, sizeof(ca2));
+  char why[512];
+
+  ntsntp_ke_client_settings_default(&cs);
+  cs.server_name = "localhost";
+  cs.ca_file = "/nonexistent"; /* the PEM in memory wins */
+  cs.ca_pem = ca;
+  cs.ca_pem_len = ca_len;
+  ck_assert_int_eq(outcome_with(srv, &cs, why, sizeof(why)), 0);
+  cs.ca_pem = ca2;
+  cs.ca_pem_len = ca2_len;
+  ck_assert_int_eq(outcome_with(srv, &cs, why, sizeof(why)), NTSNTP_ERR_TLS);
+  cs.ca_pem = (const uint8_t *)"not a certificate";
+  cs.ca_pem_len = 17;
+  ck_assert_int_eq(outcome_with(srv, &cs, why, sizeof(why)),
+                   NTSNTP_ERR_BAD_CONFIG);
+  cs.ca_pem_len = 0;
+  ck_assert_int_eq(outcome_with(srv, &cs, why, sizeof(why)),
+                   NTSNTP_ERR_BAD_CONFIG);
+
+  /* The hook sees the chain (DER, leaf first) and the library's verdict. */
+  cs.ca_pem = ca;
+  cs.ca_pem_len = ca_len;
+  cs.verify = hook;
+  hook_answer = 1;
+  ck_assert_int_eq(outcome_with(srv, &cs, why, sizeof(why)), 0);
+  ck_assert_int_eq(hook_calls, 1);
+  ck_assert_int_eq(hook_verified, 1);
+  ck_assert_uint_eq(hook_n, 2);
+  ck_assert_uint_eq(hook_first, 0x30); /* a DER SEQUENCE */
+  /* ... and can refuse a certificate the library accepts (pinning) ... */
+  hook_answer = 0;
+  ck_assert_int_eq(outcome_with(srv, &cs, why, sizeof(why)), NTSNTP_ERR_TLS);
+  ck_assert_msg(strstr(why, "application's check") != NULL, "%s", why);
+  /* ... or accept one it refuses (an untrusted CA, a wrong name). */
+  cs.ca_pem = ca2;
+  cs.ca_pem_len = ca2_len;
+  hook_answer = 1;
+  ck_assert_int_eq(outcome_with(srv, &cs, why, sizeof(why)), 0);
+  ck_assert_int_eq(hook_verified, 0);
+  cs.ca_pem = ca;
+  cs.ca_pem_len = ca_len;
+  cs.server_name = "example.com";
+  ck_assert_int_eq(outcome_with(srv, &cs, why, sizeof(why)), 0);
+  ck_assert_int_eq(hook_verified, 0);
+  hook_answer = 0;
+  ck_assert_int_eq(outcome_with(srv, &cs, why, sizeof(why)), NTSNTP_ERR_TLS);
+  ck_assert_int_eq(hook_calls, 5);
+  ntsntp_ke_server_del(srv);
+}
+END_TEST
+
 START_TEST(test_client_errors) {
   ntsntp_ke_client_settings cs;
   ntsntp_ke_client *c;
@@ -1451,6 +1541,7 @@ static Suite *ke_suite(void) {
   tcase_add_test(tk, test_eof_before_request);
   tcase_add_test(tk, test_client_cert_checks);
   tcase_add_test(tk, test_client_errors);
+  tcase_add_test(tk, test_client_ca_pem_and_hook);
   tcase_add_test(tk, test_client_garbage_and_extras);
   tcase_add_test(tk, test_client_scripted_responses);
   tcase_add_test(tk, test_reload);

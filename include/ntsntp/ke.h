@@ -375,12 +375,31 @@ ntsntp_ke_session_errtext(const ntsntp_ke_session *s);
 
 typedef struct ntsntp_ke_client ntsntp_ke_client;
 
+/*
+ * Certificate hook of an NTS-KE client, called once per handshake after the
+ * library's own check (trust anchors, host name, validity period unless
+ * skipped): |chain| holds the server's certificates in DER, leaf first,
+ * |n| of them; |verified| is 1 when the library's check passed.  Return 1
+ * to go on, 0 to fail the handshake (TLS).  Pinning a key refuses what
+ * does not match; accepting a certificate the check refused (a
+ * self-signed one the program knows) is the program's responsibility.
+ */
+typedef int (*ntsntp_ke_verify_fn)(void *user, const uint8_t *const *chain,
+                                   const size_t *chain_len, size_t n,
+                                   int verified);
+
 typedef struct ntsntp_ke_client_settings {
   /* KE server host name (or IP literal) for SNI and certificate check.
      Required. */
   const char *server_name;
   /* PEM file with trusted CAs, or NULL for the system trust store. */
   const char *ca_file;
+  /* Trusted CAs in memory (PEM), used instead of |ca_file| when set. */
+  const uint8_t *ca_pem;
+  size_t ca_pem_len;
+  /* Optional certificate hook (see ntsntp_ke_verify_fn). */
+  ntsntp_ke_verify_fn verify;
+  void *verify_user;
   /* Non-zero: ignore certificate validity periods (clock not set yet). */
   int skip_time_checks;
   /* AEADs to offer, in preference order (default: 15). */
@@ -419,8 +438,9 @@ ntsntp_ke_client_settings_default(ntsntp_ke_client_settings *s);
 /*
  * Creates a client at monotonic time |now_ms| and queues the ClientHello.
  * Errors: NTSNTP_ERR_INVALID_ARG (no server name, no supported AEAD, server
- *   name > 255 bytes), NTSNTP_ERR_BAD_CONFIG (CA file unreadable or empty,
- *   no system trust store), NTSNTP_ERR_TLS, NTSNTP_ERR_NOMEM.
+ *   name > 255 bytes), NTSNTP_ERR_BAD_CONFIG (CA file or PEM unreadable or
+ *   without a certificate, no system trust store), NTSNTP_ERR_TLS,
+ *   NTSNTP_ERR_NOMEM.
  */
 NTSNTP_EXTERN int ntsntp_ke_client_new(ntsntp_ke_client **pc,
                                        const ntsntp_ke_client_settings *s,
