@@ -12,6 +12,7 @@ struct ntsntp_nts_client {
   const ntsntp_mem *mem;
   char server[NTSNTP_KE_MAX_SERVER_LEN + 1];
   char *ca_file;
+  uint8_t *ca_pem;
 
   /* NTS-KE */
   ntsntp_ke_client *ke;
@@ -111,6 +112,16 @@ int ntsntp_nts_client_new_versioned(ntsntp_nts_client **pc, int version,
     memcpy(c->ca_file, s->ca_file, n);
   }
   c->s.ca_file = c->ca_file;
+  if (s->ca_pem && s->ca_pem_len) {
+    c->ca_pem = mem->malloc(s->ca_pem_len, mem->user);
+    if (c->ca_pem == NULL) {
+      ntsntp_nts_client_del(c);
+      ntsntp__errf(errbuf, errlen, "NTS client: out of memory");
+      return NTSNTP_ERR_NOMEM;
+    }
+    memcpy(c->ca_pem, s->ca_pem, s->ca_pem_len);
+  }
+  c->s.ca_pem = c->ca_pem;
   *pc = c;
   return 0;
 }
@@ -133,6 +144,8 @@ void ntsntp_nts_client_del(ntsntp_nts_client *c) {
   ntsntp_secure_clear(&c->ex, sizeof(c->ex));
   if (c->ca_file)
     mem->free(c->ca_file, mem->user);
+  if (c->ca_pem)
+    mem->free(c->ca_pem, mem->user);
   mem->free(c, mem->user);
 }
 
@@ -202,6 +215,10 @@ int ntsntp_nts_client_ke_begin(ntsntp_nts_client *c, uint64_t now_ms) {
   ntsntp_ke_client_settings_default(&ks);
   ks.server_name = c->server;
   ks.ca_file = c->ca_file;
+  ks.ca_pem = c->ca_pem;
+  ks.ca_pem_len = c->ca_pem ? c->s.ca_pem_len : 0;
+  ks.verify = c->s.verify;
+  ks.verify_user = c->s.verify_user;
   ks.skip_time_checks = c->s.skip_time_checks;
   memcpy(ks.aeads, c->s.aeads, sizeof(ks.aeads));
   ks.naeads = c->s.naeads;
@@ -213,8 +230,9 @@ int ntsntp_nts_client_ke_begin(ntsntp_nts_client *c, uint64_t now_ms) {
     ntsntp__errf(c->errtext, sizeof(c->errtext), "NTS-KE with %s: %s%s",
              c->server, ntsntp_strerror(rv),
              rv == NTSNTP_ERR_BAD_CONFIG
-                 ? (c->ca_file ? " (the CA file cannot be read or is empty)"
-                               : " (no system trust store)")
+                 ? (c->ca_pem    ? " (no certificate in the CA PEM)"
+                    : c->ca_file ? " (the CA file cannot be read or is empty)"
+                                 : " (no system trust store)")
                  : "");
     back_off(c, now_ms);
     return rv;

@@ -273,6 +273,44 @@ START_TEST(test_backoff_and_ke_timeout) {
 }
 END_TEST
 
+/* CAs from memory (copied: the caller's buffer may go), and the hook. */
+static int hook_calls;
+static int hook(void *user, const uint8_t *const *chain,
+                const size_t *chain_len, size_t n, int verified) {
+  (void)chain;
+  (void)chain_len;
+  hook_calls++;
+  return *(int *)user && n > 0 && verified;
+}
+
+START_TEST(test_ca_pem_and_hook) {
+  ntsntp_nts_client_settings s;
+  ntsntp_nts_client *c;
+  uint8_t *pem = malloc(8192);
+  int accept = 1;
+  size_t n;
+  FILE *f = fopen(ca_pem, "rb");
+  ck_assert_ptr_nonnull(f);
+  n = fread(pem, 1, 8192, f);
+  fclose(f);
+  ntsntp_nts_client_settings_default(&s);
+  s.server = "localhost";
+  s.ca_pem = pem;
+  s.ca_pem_len = n;
+  s.verify = hook;
+  s.verify_user = &accept;
+  ck_assert_int_eq(ntsntp_nts_client_new(&c, &s, NULL, 0), 0);
+  memset(pem, 0, 8192);
+  free(pem);
+  ck_assert_int_eq(run_ke(c, 0), 0);
+  ck_assert_int_eq(hook_calls, 1);
+  accept = 0;
+  ck_assert_int_eq(run_ke(c, 0), NTSNTP_ERR_TLS);
+  ck_assert_ptr_nonnull(strstr(ntsntp_nts_client_errtext(c), "refused"));
+  ntsntp_nts_client_del(c);
+}
+END_TEST
+
 /* Keys older than refresh_s: NTS-KE is wanted while NTP goes on. */
 START_TEST(test_refresh) {
   ntsntp_nts_client *c = new_client();
@@ -342,6 +380,7 @@ int main(void) {
   tcase_add_test(tc, test_foreign_datagrams);
   tcase_add_test(tc, test_backoff_and_ke_timeout);
   tcase_add_test(tc, test_refresh);
+  tcase_add_test(tc, test_ca_pem_and_hook);
   tcase_add_test(tc, test_bad_settings);
   suite_add_tcase(s, tc);
   return tu_run(s);

@@ -49,6 +49,12 @@ typedef struct ntsntp_nts_client_settings {
   const char *server;
   /* PEM file of trusted CAs; NULL: the system trust store. */
   const char *ca_file;
+  /* Trusted CAs in memory (PEM, copied), used instead of |ca_file|. */
+  const uint8_t *ca_pem;
+  size_t ca_pem_len;
+  /* Optional certificate hook (ke.h, ntsntp_ke_verify_fn). */
+  ntsntp_ke_verify_fn verify;
+  void *verify_user;
   /* Non-zero: ignore certificate validity periods (clock not set yet). */
   int skip_time_checks;
   /* AEADs to offer, in preference order (default: what ntsntp_ke_client
