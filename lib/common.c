@@ -82,6 +82,8 @@ const char *ntsntp_err_name(int err) {
 
 int ntsntp_err_is_fatal(int err) { return err <= -500; }
 
+void ntsntp_free(void *p) { free(p); }
+
 const ntsntp_version_info *ntsntp_version(uint32_t least_version) {
   static const ntsntp_version_info info = {NTSNTP_VERSION_NUM, NTSNTP_VERSION,
                                            NTSNTP_HAVE_GCM_SIV};

@@ -51,6 +51,9 @@ START_TEST(test_version) {
   ck_assert_ptr_eq(ntsntp_version(NTSNTP_VERSION_NUM), v);
   ck_assert_ptr_null(ntsntp_version(NTSNTP_VERSION_NUM + 1));
   ck_assert_ptr_null(ntsntp_version(0x10000u * 255));
+  /* ntsntp_free takes NULL and what the library's malloc gave. */
+  ntsntp_free(NULL);
+  ntsntp_free(ntsntp_mem_default()->malloc(16, NULL));
 }
 END_TEST
 

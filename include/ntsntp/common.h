@@ -103,6 +103,10 @@ typedef struct ntsntp_mem {
 /* The default allocator (libc). */
 NTSNTP_EXTERN const ntsntp_mem *ntsntp_mem_default(void);
 
+/* Frees a buffer the library returned for the caller to free (such as
+ * ntsntp_uv_ctl_report's); NULL is fine. */
+NTSNTP_EXTERN void ntsntp_free(void *p);
+
 /*
  * Randomness callback: fill |buf| with |len| unpredictable bytes.
  * Returns 0 on success, non-zero on failure.

@@ -233,7 +233,7 @@ NTSNTP_EXTERN uint16_t ntsntp_uv_ctl_metrics_port(const ntsntp_uv_ctl *c);
 /*
  * Renders the report for |command| ("tracking", ... as on the socket) in
  * |json| (0: text) into a new NUL-terminated buffer stored in |*out|
- * (free() it), its length in |*outlen|.  What the socket and /metrics
+ * (ntsntp_free() it), its length in |*outlen|.  What the socket and /metrics
  * serve; for embedders and tests.
  * Errors: NOT_FOUND (unknown command), STATE (clients without a provider
  * callback: client accounting is off), NOMEM.
