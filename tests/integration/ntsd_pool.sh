@@ -51,6 +51,8 @@ for a in "${MEMBERS[@]}"; do member "$a"; done
 {
   echo "127.0.0.1 localhost"
   for a in "${MEMBERS[@]}"; do echo "$a pool.test"; done
+  echo "127.0.0.31 nts.pool.test"
+  echo "127.0.0.32 nts.pool.test"
   echo "127.0.0.2 multi.test" # nothing answers here
   echo "127.0.0.11 multi.test"
 } > "$T_DIR/hosts"
@@ -107,6 +109,30 @@ t_check "and syncs from it: stratum 2" t_wait 20 stratum_is M 2
 t_check "one source: said once that falsetickers cannot be detected" \
   bash -c "[ \$(grep -c 'Only one source (multi.test:$CP): a falseticker cannot be detected' '$M_LOG') -eq 1 ]"
 t_stop "$M_PID"
+
+# --- pool+nts://: NTS-KE with each address, the certificate naming the pool
+d=$T_DIR/nts; mkdir -p "$d"
+printf 'cn = "pool test CA"\nca\ncert_signing_key\nexpiration_days = 30\n' > "$d/ca.tmpl"
+printf 'cn = "nts.pool.test"\ndns_name = "nts.pool.test"\ntls_www_server\nsigning_key\nencryption_key\nexpiration_days = 30\n' > "$d/srv.tmpl"
+certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile "$d/ca.key" 2>/dev/null &&
+certtool --generate-self-signed --load-privkey "$d/ca.key" --template "$d/ca.tmpl" --outfile "$d/ca.pem" 2>/dev/null &&
+certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile "$d/key.pem" 2>/dev/null &&
+certtool --generate-certificate --load-privkey "$d/key.pem" --load-ca-certificate "$d/ca.pem" \
+  --load-ca-privkey "$d/ca.key" --template "$d/srv.tmpl" --outfile "$d/srv.pem" 2>/dev/null &&
+cat "$d/srv.pem" "$d/ca.pem" > "$d/chain.pem" && chmod 644 "$d"/*.pem || echo "certtool failed"
+KP=$(t_port) NP=$(t_port)
+for i in 1 2; do
+  t_start_ntsd S$i LISTEN=127.0.0.3$i NTS_KE_PORT=$KP NTP_PORT=$NP NTS_CERT="$d/chain.pem" NTS_KEY="$d/key.pem" LOCAL_STRATUM=3
+done
+t_start_ntsd N NTP_SERVERS=pool+nts://nts.pool.test:$KP NTS_CA_FILE="$d/ca.pem" MAXSOURCES=2 "${FAST[@]}"
+t_check "pool+nts: syncs over NTS from the members: stratum 4" t_wait 20 stratum_is N 4
+t_check "pool+nts: both members listed by address" bash -c \
+  "out=\$('$NTSCTL' -s $T_DIR/N.state/ntsd.sock sources); grep -q '127.0.0.31 ' <<<\"\$out\" && grep -q '127.0.0.32 ' <<<\"\$out\""
+t_check "pool+nts: each member ran NTS-KE (certificate checked as nts.pool.test)" bash -c \
+  "[ \$('$NTSCTL' -s $T_DIR/N.state/ntsd.sock authdata | grep -cE '^127.0.0.3[12] +NTS') -eq 2 ]"
+ctl N sources
+ctl N authdata
+t_stop "$N_PID"; t_stop "$S1_PID"; t_stop "$S2_PID"
 
 # --- bad input -----------------------------------------------------------
 t_start_ntsd B NTP_SERVERS=pool+ftp://pool.test
