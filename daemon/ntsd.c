@@ -25,6 +25,7 @@ typedef struct config {
   unsigned long log_level;
   unsigned long ntp_port, nts_ke_port;
   char listen[NTSNTP_CONF_STR_MAX];
+  char hwtimestamp[NTSNTP_CONF_STR_MAX];
   char state_dir[NTSNTP_CONF_STR_MAX];
   char nts_cert[NTSNTP_CONF_STR_MAX], nts_key[NTSNTP_CONF_STR_MAX];
   unsigned long local_stratum, workers, nts_processes, nts_max_connections;
@@ -85,6 +86,9 @@ static const ntsntp_conf_opt options[] = {
         "TCP port for NTS-KE (0: any free port)"),
     OPT("LISTEN", STR, listen, "", 0, 0,
         "addresses to serve on, comma-separated (empty: all)"),
+    OPT("HWTIMESTAMP", STR, hwtimestamp, "", 0, 0,
+        "network interfaces whose card timestamps packets, comma-separated "
+        "(chrony's hwtimestamp; needs CAP_NET_ADMIN at start)"),
     OPT("STATE_DIR", STR, state_dir, "/var/lib/ntsd", 0, 0,
         "directory for NTS keys and drift"),
     OPT("NTS_CERT", STR, nts_cert, "", 0, 0,
@@ -348,6 +352,7 @@ int main(int argc, char **argv) {
   ntsntp_uv_service_settings_default(&s);
   s.listen = (const char *const *)listen;
   s.n_listen = (size_t)n_listen;
+  s.hwtimestamp = c.hwtimestamp;
   s.ntp_port = (uint16_t)c.ntp_port;
   s.ke_port = (uint16_t)c.nts_ke_port;
   s.workers = (unsigned)c.workers;

@@ -1212,6 +1212,48 @@ START_TEST(test_start_errors) {
 }
 END_TEST
 
+/* HWTIMESTAMP: interfaces that do not exist or whose card cannot stamp
+ * (loopback) are refused at start with what to check; nothing is left
+ * open.  (No card here stamps packets: the conversion is tested in
+ * test_hwclock.c.) */
+START_TEST(test_hw_iface_errors) {
+  static const char *const lo[] = {"127.0.0.1"};
+  static const char *const none[] = {"nosuchif0"};
+  static const char *const loif[] = {"lo"};
+  static const char *const many[] = {"lo", "lo", "lo", "lo", "lo",
+                                     "lo", "lo", "lo", "lo"};
+  ntsntp_uv_ntp_settings s;
+  ntsntp_uv_ntp *n = NULL;
+  char err[256];
+  settings_on(&s, lo, 1, 1);
+  s.server = srv;
+  s.hw_ifaces = none;
+  s.n_hw_ifaces = 1;
+  ck_assert_int_eq(ntsntp_uv_ntp_start(&loop, &s, &n, err, sizeof(err)),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_ptr_null(n);
+  ck_assert_str_eq(err, "HWTIMESTAMP: \"nosuchif0\" is not a network "
+                        "interface of this host (see ip link)");
+  s.hw_ifaces = loif;
+  ck_assert_int_eq(ntsntp_uv_ntp_start(&loop, &s, &n, err, sizeof(err)),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_str_eq(err, "HWTIMESTAMP: lo has no hardware timestamping "
+                        "(ethtool -T lo shows what it has); fix: remove it "
+                        "from HWTIMESTAMP");
+  s.hw_ifaces = many;
+  s.n_hw_ifaces = 9;
+  ck_assert_int_eq(ntsntp_uv_ntp_start(&loop, &s, &n, err, sizeof(err)),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(err, "at most 8 interfaces"));
+  run_until_idle();
+  /* And the same settings without it serve. */
+  s.hw_ifaces = NULL;
+  s.n_hw_ifaces = 0;
+  n = start_with(&s);
+  stop_svc(n);
+}
+END_TEST
+
 /* Start and stop right away, repeatedly, with idle and busy workers. */
 START_TEST(test_start_stop_cycles) {
   static const char *const addrs[] = {"127.0.0.1", "::1"};
@@ -1339,6 +1381,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_nts_limited_before_crypto);
   tcase_add_test(tc, test_ref_never_after_tx_under_updates);
   tcase_add_test(tc, test_start_errors);
+  tcase_add_test(tc, test_hw_iface_errors);
   tcase_add_test(tc, test_start_stop_cycles);
   tcase_add_test(tc, test_chrony_client);
   suite_add_tcase(s, tc);

@@ -300,6 +300,7 @@ typedef struct ntsntp_server_stats {
   uint64_t xleave;
   uint64_t tx_kernel_ts;
   uint64_t tx_hw_ts;
+  uint64_t rx_hw_ts; /* receive timestamps from the network card */
 } ntsntp_server_stats;
 
 /* Accounts one request judged by prepare (and finished, if answered). */

@@ -42,6 +42,9 @@ typedef enum ntsntp_uv_role {
 typedef struct ntsntp_uv_service_settings {
   const char *const *listen; /* numeric addresses; none: all */
   size_t n_listen;
+  /* HWTIMESTAMP: interfaces for hardware timestamps, comma-separated
+   * ("eth0,eth1"; empty: none).  See ntsntp_uv_ntp_settings.hw_ifaces. */
+  const char *hwtimestamp;
   uint16_t ntp_port;  /* default 123 */
   uint16_t ke_port;   /* default 4460 */
   unsigned workers;   /* NTP threads; 0: one per CPU */

@@ -163,6 +163,22 @@ typedef struct ntsntp_uv_ntp_settings {
                    uint64_t rx, uint64_t tx, ntsntp_ts_source src);
   void *tx_stamp_user;
   /*
+   * Hardware timestamps (chrony's `hwtimestamp`): network interfaces
+   * ("eth0") whose card stamps packets.  start turns stamping of all
+   * received and of transmitted packets on (SIOCSHWTSTAMP; needs
+   * CAP_NET_ADMIN unless it is on already), finds the card's PTP clock
+   * (ETHTOOL_GET_TS_INFO) and opens it.  Each worker reads that clock
+   * against the system clock once a second (PTP_SYS_OFFSET_EXTENDED, the
+   * shortest of 10 windows) and converts the card's stamps with
+   * ntsntp_hwclock (hwclock.h); until two readings exist, or for a stamp
+   * the conversion refuses, the kernel's software stamp is used.  Receive
+   * stamps then come from the card (rx_hw_ts), and so do the transmit
+   * stamps of interleaved mode (tx_hw_ts; the software one is passed first
+   * and replaced).  Strings read only during start.
+   */
+  const char *const *hw_ifaces;
+  size_t n_hw_ifaces;
+  /*
    * Log sink.  Start-up problems are logged from the caller's thread,
    * socket errors from worker threads (first occurrence of each errno per
    * socket only), so it must be thread-safe.  NULL discards.
@@ -192,7 +208,9 @@ NTSNTP_EXTERN void ntsntp_uv_ntp_settings_default(ntsntp_uv_ntp_settings *s);
  * Returns 0.
  * Errors:
  *   INVALID_ARG  NULL |loop|, |s|, |out| or s->server; n_listen > 0 with a
- *                NULL list; an address that is not numeric IPv4/IPv6;
+ *                NULL list; an address that is not numeric IPv4/IPv6; a
+ *                hw_ifaces name that is no interface or has no hardware
+ *                timestamping (|errbuf| says which, and what to check);
  *                steer_by_client with a prefix out of range (fix the
  *                configuration);
  *   IO           a socket, bind, thread or libuv call failed (errno kept;

@@ -291,6 +291,8 @@ static void report_serverstats(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   ROW("NTP daemon RX timestamps", "ntp_daemon_rx_timestamps", n->rx_daemon_ts);
   ROW("NTP kernel RX timestamps", "ntp_kernel_rx_timestamps", n->rx_kernel_ts);
   ROW("NTP kernel TX timestamps", "ntp_kernel_tx_timestamps", n->tx_kernel_ts);
+  ROW("NTP hardware RX timestamps", "ntp_hardware_rx_timestamps", n->rx_hw_ts);
+  ROW("NTP hardware TX timestamps", "ntp_hardware_tx_timestamps", n->tx_hw_ts);
   ROW("NTP responses sent", "ntp_responses_sent", sent);
   ROW("NTP send errors", "ntp_send_errors", n->tx_errors);
   ROW("NTP KoD responses", "ntp_kod_responses", n->kods);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "ntsntp/conf.h" /* HWTIMESTAMP: ntsntp_conf_split */
 #include "ntsntp/keyfile.h"
 #include "ntsntp/control.h" /* control */
 #include "ntsntp/service.h"
@@ -1087,6 +1088,7 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   ntsntp_uv_service *svc;
   ntsntp_server_settings ss;
   ntsntp_uv_ntp_settings ns;
+  char hw_buf[256], *hw_names[8]; /* HWTIMESTAMP, split */
   int rv, want_ke, want_ntp, want_keys;
 
   rv = check_settings(s, errbuf, errlen);
@@ -1132,6 +1134,20 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
     ntsntp_uv_ntp_settings_default(&ns);
     ns.listen = s->listen;
     ns.n_listen = s->n_listen;
+    /* HWTIMESTAMP (issue 13): the names are read during start only. */
+    if (s->hwtimestamp && *s->hwtimestamp) {
+      int k;
+      snprintf(hw_buf, sizeof(hw_buf), "%s", s->hwtimestamp);
+      k = ntsntp_conf_split(hw_buf, hw_names, 8);
+      if (k <= 0) {
+        snprintf(errbuf, errlen, "HWTIMESTAMP must be interface names "
+                 "separated by commas, without spaces (at most 8)");
+        rv = NTSNTP_ERR_BAD_CONFIG;
+        goto fail;
+      }
+      ns.hw_ifaces = (const char *const *)hw_names;
+      ns.n_hw_ifaces = (size_t)k;
+    }
     ns.port = s->ntp_port;
     ns.workers = s->workers;
     ns.server = svc->server;

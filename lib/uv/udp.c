@@ -9,11 +9,16 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <time.h> /* before linux/errqueue.h, which needs struct timespec */
 
 #include <linux/errqueue.h>
+#include <linux/ethtool.h>
 #include <linux/filter.h>
 #include <linux/net_tstamp.h>
+#include <linux/ptp_clock.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,10 +27,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "errtext.h"
+#include "ntsntp/hwclock.h"
 #include "ntsntp/uv.h"
 
 /* Datagrams per recvmmsg/sendmmsg call. */
@@ -85,11 +92,17 @@ typedef union tx_cbuf {
 #define MAX_TX_DELAY_NS 1000000000LL
 /* Error-queue messages read per recvmmsg. */
 #define ERRQ_BATCH 16
+/* Hardware timestamps: interfaces at most, PTP clock readings per
+ * PTP_SYS_OFFSET_EXTENDED (chrony takes 10), and how often (ms). */
+#define MAX_HW_IFACES 8
+#define PHC_READINGS 10
+#define PHC_POLL_MS 1000
 
 typedef struct tx_pending {
   uint32_t key;
   int used;
-  int64_t read_ns; /* CLOCK_REALTIME read before the send */
+  int64_t read_ns;  /* CLOCK_REALTIME read before the send */
+  uint64_t read_ntp; /* the same, NTP-64 */
   uint64_t rx;     /* the request's served receive timestamp */
   struct sockaddr_storage peer;
 } tx_pending;
@@ -130,7 +143,15 @@ typedef struct sock {
   int tsflags;
   uint32_t next_key;
   tx_pending *txq;
+  int hw_stamps; /* asked the kernel for network-card stamps too */
 } sock;
+
+/* A network interface whose card stamps packets (hw_ifaces). */
+typedef struct hw_iface {
+  unsigned ifindex;
+  int phc_fd; /* its PTP hardware clock, read by every worker */
+  char name[IF_NAMESIZE];
+} hw_iface;
 
 typedef struct worker {
   ntsntp_uv_ntp *n;
@@ -153,6 +174,11 @@ typedef struct worker {
    * spacing of the datagrams one sendmmsg puts on the wire. */
   int64_t finish_ns, spacing_ns;
   ntsntp_server_stats st; /* written by the worker thread only */
+  /* Hardware timestamps: one converter per interface (as n->hw), fed by
+   * |hw_timer|. */
+  ntsntp_hwclock hc[MAX_HW_IFACES];
+  uv_timer_t hw_timer;
+  int hw_timer_init;
   /* Published copy of |st| under a sequence lock (odd while writing). */
   atomic_uint seq;
   _Atomic uint64_t pub[STATS_WORDS];
@@ -163,6 +189,8 @@ struct ntsntp_uv_ntp {
   ntsntp_uv_ntp_settings s;
   size_t n_addrs;
   listen_addr *addrs;
+  hw_iface hw[MAX_HW_IFACES];
+  size_t n_hw;
   unsigned n_workers;
   worker *workers;
   int steered; /* steer_by_client asked for and in place (or 1 worker) */
@@ -267,9 +295,184 @@ static void sock_errno(sock *sk, const char *what, int err) {
         strerror(err));
 }
 
-static uint64_t served_time(const ntsntp_uv_ntp *n, const struct timespec *t) {
-  uint64_t ts = ntsntp_ts_from_timespec(t);
+static uint64_t served_ntp(const ntsntp_uv_ntp *n, uint64_t ts) {
   return n->s.adjust ? n->s.adjust(n->s.adjust_user, ts) : ts;
+}
+
+static uint64_t served_time(const ntsntp_uv_ntp *n, const struct timespec *t) {
+  return served_ntp(n, ntsntp_ts_from_timespec(t));
+}
+
+/* ---- hardware timestamps ---- */
+
+/* The interface |ifindex| among n->hw (0: the only one, if just one), or
+ * -1. */
+static int hw_find(const ntsntp_uv_ntp *n, unsigned ifindex) {
+  size_t i;
+  if (ifindex == 0)
+    return n->n_hw == 1 ? 0 : -1;
+  for (i = 0; i < n->n_hw; i++)
+    if (n->hw[i].ifindex == ifindex)
+      return (int)i;
+  return -1;
+}
+
+/* A card's stamp |t| as system time (NTP-64), or 0 if it cannot be
+ * converted yet (or at all). */
+static uint64_t hw_convert(worker *w, unsigned ifindex,
+                           const struct timespec *t) {
+  int i = hw_find(w->n, ifindex);
+  uint64_t sys;
+  if (i < 0 || (t->tv_sec == 0 && t->tv_nsec == 0) ||
+      ntsntp_hwclock_convert(&w->hc[i], ntsntp_ts_from_timespec(t), &sys,
+                             NULL) != 0)
+    return 0;
+  return sys;
+}
+
+static uint64_t ptp_ntp(const struct ptp_clock_time *c) {
+  struct timespec t;
+  t.tv_sec = (time_t)c->sec;
+  t.tv_nsec = (long)c->nsec;
+  return ntsntp_ts_from_timespec(&t);
+}
+
+/* Once a second per worker: each card's clock against the system clock.
+ * Of PHC_READINGS (system, PHC, system) triplets the one with the
+ * shortest window is kept (chrony's PHC reading); its midpoint pairs with
+ * the PHC time. */
+static void on_hw_timer(uv_timer_t *t) {
+  worker *w = t->data;
+  const ntsntp_uv_ntp *n = w->n;
+  size_t i;
+  for (i = 0; i < n->n_hw; i++) {
+    struct ptp_sys_offset_extended x;
+    unsigned k, best = 0;
+    double win = -1;
+    memset(&x, 0, sizeof(x));
+    x.n_samples = PHC_READINGS;
+    if (ioctl(n->hw[i].phc_fd, PTP_SYS_OFFSET_EXTENDED, &x) != 0)
+      continue;
+    for (k = 0; k < x.n_samples && k < PTP_MAX_SAMPLES; k++) {
+      double d = ntsntp_ts_diff(ptp_ntp(&x.ts[k][2]), ptp_ntp(&x.ts[k][0]));
+      if (d >= 0 && (win < 0 || d < win)) {
+        win = d;
+        best = k;
+      }
+    }
+    if (win < 0)
+      continue;
+    (void)ntsntp_hwclock_add(
+        &w->hc[i], ptp_ntp(&x.ts[best][1]),
+        ntsntp_ts_add(ptp_ntp(&x.ts[best][0]), win / 2), win / 2);
+  }
+}
+
+/* Start (caller's thread, before any privilege is dropped): for each
+ * named interface, its index, its card's capabilities and PTP clock, and
+ * stamping turned on. */
+static int hw_setup(ntsntp_uv_ntp *n, const ntsntp_uv_ntp_settings *s,
+                    char *errbuf, size_t errlen) {
+  size_t i;
+  int fd;
+  if (s->n_hw_ifaces == 0)
+    return 0;
+  if (s->hw_ifaces == NULL || s->n_hw_ifaces > MAX_HW_IFACES) {
+    ntsntp__errf(errbuf, errlen,
+                 "HWTIMESTAMP: at most %d interfaces, comma-separated",
+                 MAX_HW_IFACES);
+    return NTSNTP_ERR_INVALID_ARG;
+  }
+  fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ntsntp__errf(errbuf, errlen, "HWTIMESTAMP: socket: %s", strerror(errno));
+    return NTSNTP_ERR_IO;
+  }
+  for (i = 0; i < s->n_hw_ifaces; i++) {
+    const char *name = s->hw_ifaces[i];
+    hw_iface *h = &n->hw[i];
+    struct ethtool_ts_info info;
+    struct hwtstamp_config cfg;
+    struct ifreq ifr;
+    char dev[32];
+    unsigned need = SOF_TIMESTAMPING_TX_HARDWARE |
+                    SOF_TIMESTAMPING_RX_HARDWARE |
+                    SOF_TIMESTAMPING_RAW_HARDWARE;
+    h->phc_fd = -1;
+    if (name == NULL || strlen(name) >= IF_NAMESIZE ||
+        (h->ifindex = if_nametoindex(name)) == 0) {
+      ntsntp__errf(errbuf, errlen,
+                   "HWTIMESTAMP: \"%s\" is not a network interface of this "
+                   "host (see ip link)",
+                   name ? name : "");
+      goto fail;
+    }
+    snprintf(h->name, sizeof(h->name), "%s", name);
+    n->n_hw = i + 1;
+    memset(&ifr, 0, sizeof(ifr));
+    memset(&info, 0, sizeof(info));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+    info.cmd = ETHTOOL_GET_TS_INFO;
+    ifr.ifr_data = (void *)&info;
+    if (ioctl(fd, SIOCETHTOOL, &ifr) != 0 ||
+        (info.so_timestamping & need) != need || info.phc_index < 0) {
+      ntsntp__errf(errbuf, errlen,
+                   "HWTIMESTAMP: %s has no hardware timestamping (ethtool -T "
+                   "%s shows what it has); fix: remove it from HWTIMESTAMP",
+                   name, name);
+      goto fail;
+    }
+    /* Stamp every received packet (NTP ones at least) and every sent one
+     * that asks for it. */
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.tx_type = HWTSTAMP_TX_ON;
+    cfg.rx_filter = HWTSTAMP_FILTER_ALL;
+    ifr.ifr_data = (void *)&cfg;
+    if (ioctl(fd, SIOCSHWTSTAMP, &ifr) != 0) {
+      int e = errno;
+      cfg.rx_filter = HWTSTAMP_FILTER_NTP_ALL;
+      if (ioctl(fd, SIOCSHWTSTAMP, &ifr) != 0) {
+        /* Without CAP_NET_ADMIN: fine if someone turned it on already. */
+        memset(&cfg, 0, sizeof(cfg));
+        if (ioctl(fd, SIOCGHWTSTAMP, &ifr) != 0 ||
+            cfg.tx_type != HWTSTAMP_TX_ON ||
+            cfg.rx_filter == HWTSTAMP_FILTER_NONE) {
+          ntsntp__errf(errbuf, errlen,
+                       "HWTIMESTAMP: cannot turn on hardware timestamping on "
+                       "%s: %s%s",
+                       name, strerror(e),
+                       e == EPERM ? " (needs CAP_NET_ADMIN at start, or "
+                                    "hwstamp_ctl -i IFACE -t 1 -r 1 before)"
+                                  : "");
+          goto fail;
+        }
+      }
+    }
+    snprintf(dev, sizeof(dev), "/dev/ptp%d", info.phc_index);
+    h->phc_fd = open(dev, O_RDONLY | O_CLOEXEC);
+    if (h->phc_fd < 0) {
+      ntsntp__errf(errbuf, errlen, "HWTIMESTAMP: cannot open %s (%s's clock): "
+                   "%s", dev, name, strerror(errno));
+      goto fail;
+    }
+  }
+  close(fd);
+  logf_(n, NTSNTP_LOG_INFO, "hardware timestamping on %zu interface%s",
+        n->n_hw, n->n_hw == 1 ? "" : "s");
+  return 0;
+fail:
+  close(fd);
+  return NTSNTP_ERR_INVALID_ARG;
+}
+
+static void hw_close(ntsntp_uv_ntp *n) {
+  size_t i;
+  for (i = 0; i < n->n_hw; i++)
+    if (n->hw[i].phc_fd >= 0) {
+      close(n->hw[i].phc_fd);
+      n->hw[i].phc_fd = -1;
+    }
+  n->n_hw = 0;
 }
 
 /* A verdict the runtime makes without (or after) the core. */
@@ -315,10 +518,13 @@ static void add_cmsg(struct msghdr *tx, tx_cbuf *cb, int level, int type,
 
 /* Reads the kernel receive timestamp and, for wildcard sockets, builds the
  * control message that makes the response leave from the address the
- * request was sent to.  Returns 1 if |ts| holds a kernel timestamp. */
-static int parse_cmsg(const sock *sk, struct msghdr *mh, slot *sl,
-                      struct timespec *ts, struct msghdr *tx) {
+ * request was sent to.  Returns 1 if |ts| holds a kernel timestamp, 2 if
+ * |*hw| holds the network card's, converted to system time. */
+static int parse_cmsg(sock *sk, struct msghdr *mh, slot *sl,
+                      struct timespec *ts, struct msghdr *tx, uint64_t *hw) {
   struct cmsghdr *cm;
+  struct timespec hwts = {0, 0};
+  unsigned ifindex = 0;
   int kernel = 0;
   tx->msg_control = NULL;
   tx->msg_controllen = 0;
@@ -327,11 +533,19 @@ static int parse_cmsg(const sock *sk, struct msghdr *mh, slot *sl,
         cm->cmsg_len >= CMSG_LEN(sizeof(struct scm_timestamping))) {
       struct scm_timestamping t;
       memcpy(&t, CMSG_DATA(cm), sizeof(t));
-      /* ts[0] is the software stamp; zero means none was taken. */
+      /* ts[0] is the software stamp; zero means none was taken.  ts[2]
+       * the card's, in its own clock. */
       if (t.ts[0].tv_sec != 0 || t.ts[0].tv_nsec != 0) {
         *ts = t.ts[0];
         kernel = 1;
       }
+      hwts = t.ts[2];
+    } else if (cm->cmsg_level == SOL_SOCKET &&
+               cm->cmsg_type == SCM_TIMESTAMPING_PKTINFO &&
+               cm->cmsg_len >= CMSG_LEN(sizeof(struct scm_ts_pktinfo))) {
+      struct scm_ts_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+      ifindex = pi.if_index;
     } else if (cm->cmsg_level == SOL_SOCKET &&
                cm->cmsg_type == SCM_TIMESTAMPNS &&
                cm->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
@@ -360,6 +574,8 @@ static int parse_cmsg(const sock *sk, struct msghdr *mh, slot *sl,
       put_cmsg(tx, &sl->tc, IPPROTO_IPV6, IPV6_PKTINFO, &pi, sizeof(pi));
     }
   }
+  if (sk->hw_stamps && (*hw = hw_convert(sk->w, ifindex, &hwts)) != 0)
+    return 2;
   return kernel;
 }
 
@@ -391,10 +607,11 @@ static void errq_one(sock *sk, struct msghdr *mh) {
   struct scm_timestamping t;
   struct sock_extended_err ee;
   int have_ts = 0, have_ee = 0;
-  const ntsntp_ts_source src = NTSNTP_TS_KERNEL;
-  struct timespec ts;
+  ntsntp_ts_source src = NTSNTP_TS_KERNEL;
+  unsigned ifindex = 0;
+  uint64_t tx;
   tx_pending *p;
-  int64_t ns;
+  double d;
 
   for (cm = CMSG_FIRSTHDR(mh); cm != NULL; cm = CMSG_NXTHDR(mh, cm)) {
     if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPING &&
@@ -409,31 +626,52 @@ static void errq_one(sock *sk, struct msghdr *mh) {
       have_ee = ee.ee_errno == ENOMSG &&
                 ee.ee_origin == SO_EE_ORIGIN_TIMESTAMPING &&
                 ee.ee_info == SCM_TSTAMP_SND;
+    } else if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO &&
+               cm->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+      struct in_pktinfo pi; /* OPT_CMSG: the interface it left by */
+      memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+      ifindex = (unsigned)pi.ipi_ifindex;
+    } else if (cm->cmsg_level == IPPROTO_IPV6 &&
+               cm->cmsg_type == IPV6_PKTINFO &&
+               cm->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+      struct in6_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+      ifindex = pi.ipi6_ifindex;
     }
   }
   if (!have_ts || !have_ee)
     return;
-  /* ts[0] is the kernel's software stamp (ts[2], the network card's, is
-   * in the card's own clock and not asked for here). */
-  if (t.ts[0].tv_sec == 0 && t.ts[0].tv_nsec == 0)
+  /* ts[2] is the network card's stamp (its own clock, converted), ts[0]
+   * the kernel's software one; with both asked for, the kernel sends the
+   * software one first and the card's later, under the same number. */
+  if (sk->hw_stamps && (tx = hw_convert(w, ifindex, &t.ts[2])) != 0)
+    src = NTSNTP_TS_HW;
+  else if (t.ts[0].tv_sec != 0 || t.ts[0].tv_nsec != 0)
+    tx = ntsntp_ts_from_timespec(&t.ts[0]);
+  else
     return;
-  ts = t.ts[0];
   p = &sk->txq[ee.ee_data % TXQ_LEN];
   if (!p->used || p->key != ee.ee_data)
     return;
-  p->used = 0;
+  /* Waiting for the card's stamp, which replaces the software one. */
+  if (src == NTSNTP_TS_HW || !sk->hw_stamps)
+    p->used = 0;
   /* The datagram left after the clock read before its send, and not long
    * after: anything else is not its timestamp (a clock step, or a stamp
-   * from before a renumbering), and is not used. */
-  ns = ns_of(&ts) - p->read_ns;
-  if (ns < 0 || ns > MAX_TX_DELAY_NS)
+   * from before a renumbering), and is not used.  A card's stamp may be
+   * off by its conversion error: 1 ms is allowed before. */
+  d = ntsntp_ts_diff(tx, p->read_ntp);
+  if (d < (src == NTSNTP_TS_HW ? -1e-3 : 0) || d > MAX_TX_DELAY_NS / 1e9)
     return;
   if (n->s.tx_stamp == NULL)
     return;
   n->s.tx_stamp(n->s.tx_stamp_user, w->shard,
-                (const struct sockaddr *)&p->peer, p->rx, served_time(n, &ts),
+                (const struct sockaddr *)&p->peer, p->rx, served_ntp(n, tx),
                 src);
-  w->st.tx_kernel_ts++;
+  if (src == NTSNTP_TS_HW)
+    w->st.tx_hw_ts++;
+  else
+    w->st.tx_kernel_ts++;
 }
 
 /* Reads every message waiting on the error queue: transmit timestamps.
@@ -514,6 +752,7 @@ static int txq_sent(sock *sk, unsigned off, unsigned count) {
     p->key = sk->next_key++;
     p->used = 1;
     p->read_ns = ns_of(&w->tread[i]);
+    p->read_ntp = ntsntp_ts_from_timespec(&w->tread[i]);
     p->rx = sl->ctx.rx_ts;
     memcpy(&p->peer, &sl->peer, sizeof(p->peer));
     added = 1;
@@ -571,8 +810,14 @@ static void judge(sock *sk, unsigned k, struct timespec *now, int *have_now) {
   struct msghdr *mh = &w->rmsg[k].msg_hdr;
   const struct sockaddr *peer = (const struct sockaddr *)&sl->peer;
   struct timespec ts;
+  uint64_t rx = 0;
+  int got;
 
-  if (parse_cmsg(sk, mh, sl, &ts, &w->tmsg[k].msg_hdr)) {
+  got = parse_cmsg(sk, mh, sl, &ts, &w->tmsg[k].msg_hdr, &rx);
+  if (got == 2) {
+    w->st.rx_hw_ts++;
+    rx = served_ntp(n, rx);
+  } else if (got == 1) {
     w->st.rx_kernel_ts++;
   } else {
     /* No kernel stamp: the best left is one clock read per batch, right
@@ -596,7 +841,7 @@ static void judge(sock *sk, unsigned k, struct timespec *now, int *have_now) {
     /* Parse, then the filter (rate limiter), then the cryptography: a
      * limited NTS request costs no AES-SIV operation. */
     ntsntp_server_parse(n->s.server, sl->in, w->rmsg[k].msg_len,
-                        served_time(n, &ts), ctx);
+                        got == 2 ? rx : served_time(n, &ts), ctx);
     if (ctx->verdict != NTSNTP_SERVER_DROP && n->s.filter != NULL &&
         n->s.filter(n->s.filter_user, w->shard, peer, ctx) != 0) {
       ctx->verdict = NTSNTP_SERVER_DROP;
@@ -660,7 +905,8 @@ static int respond(sock *sk, unsigned k, unsigned j, int64_t wait,
     /* The client asked for interleaved mode: the kernel is to stamp this
      * datagram as it leaves (per datagram, so basic clients cost no
      * error-queue traffic). */
-    uint32_t f = SOF_TIMESTAMPING_TX_SOFTWARE;
+    uint32_t f = SOF_TIMESTAMPING_TX_SOFTWARE |
+                 (sk->hw_stamps ? SOF_TIMESTAMPING_TX_HARDWARE : 0);
     add_cmsg(tx, &sl->tc, SOL_SOCKET, SO_TIMESTAMPING, &f, sizeof(f));
     w->twant[j] = 1;
   }
@@ -812,6 +1058,10 @@ static void close_worker_handles(worker *w) {
     w->stop_init = 0;
     uv_close((uv_handle_t *)&w->stop, NULL);
   }
+  if (w->hw_timer_init) {
+    w->hw_timer_init = 0;
+    uv_close((uv_handle_t *)&w->hw_timer, NULL);
+  }
 }
 
 static void on_stop(uv_async_t *h) {
@@ -848,6 +1098,7 @@ static void free_all(ntsntp_uv_ntp *n) {
   }
   free(n->workers);
   free(n->addrs);
+  hw_close(n);
   free(n);
 }
 
@@ -942,6 +1193,12 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
   int tsflags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
   int txflags =
       tsflags | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY;
+  /* Hardware: the card's stamps of received packets (with the interface,
+   * OPT_PKTINFO), and of sent ones after the software stamp (OPT_TX_SWHW)
+   * with the interface it left by (OPT_CMSG). */
+  int hwflags = SOF_TIMESTAMPING_RX_HARDWARE | SOF_TIMESTAMPING_RAW_HARDWARE |
+                SOF_TIMESTAMPING_OPT_PKTINFO | SOF_TIMESTAMPING_OPT_TX_SWHW |
+                SOF_TIMESTAMPING_OPT_CMSG;
   char where[sizeof(a->text) + 16];
   const char *step;
 
@@ -980,9 +1237,22 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
   /* Transmit timestamps are asked for per datagram (add_cmsg); OPT_ID
    * numbers them, OPT_TSONLY leaves the packet out of the error queue. */
   sk->txq = n->s.tx_stamp != NULL ? calloc(TXQ_LEN, sizeof(*sk->txq)) : NULL;
-  if (sk->txq != NULL &&
-      setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &txflags, sizeof(txflags)) ==
-          0) {
+  if (n->n_hw > 0 && sk->txq != NULL &&
+      setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &(int){txflags | hwflags},
+                 sizeof(int)) == 0) {
+    sk->txts = 1;
+    sk->hw_stamps = 1;
+    sk->tsflags = txflags | hwflags;
+    /* The interface of each sent packet, on the error queue (several
+     * cards: each has its own clock). */
+    if (n->n_hw > 1 && !a->wildcard)
+      (void)(a->ss.ss_family == AF_INET6
+                 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
+                              sizeof(one))
+                 : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)));
+  } else if (sk->txq != NULL &&
+             setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &txflags,
+                        sizeof(txflags)) == 0) {
     sk->txts = 1;
     sk->tsflags = txflags;
   } else if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &tsflags,
@@ -1063,6 +1333,16 @@ static int init_worker(ntsntp_uv_ntp *n, worker *w, char *errbuf,
     goto uv_fail;
   w->stop.data = w;
   w->stop_init = 1;
+  if (n->n_hw > 0) {
+    for (i = 0; i < n->n_hw; i++)
+      ntsntp_hwclock_init(&w->hc[i]);
+    if ((rv = uv_timer_init(&w->loop, &w->hw_timer)) != 0)
+      goto uv_fail;
+    w->hw_timer.data = w;
+    w->hw_timer_init = 1;
+    if ((rv = uv_timer_start(&w->hw_timer, on_hw_timer, 0, PHC_POLL_MS)) != 0)
+      goto uv_fail;
+  }
   for (i = 0; i < n->n_addrs; i++) {
     sock *sk = &w->socks[i];
     if (n->addrs[i].skip)
@@ -1244,6 +1524,8 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   n->loop = loop;
   n->s = *s;
   n->s.listen = NULL; /* read only here */
+  n->s.hw_ifaces = NULL;
+  n->s.n_hw_ifaces = s->n_hw_ifaces;
   n->n_addrs = s->n_listen ? s->n_listen : 2;
   names = s->n_listen ? s->listen : wildcards;
   n->n_workers = s->workers;
@@ -1291,6 +1573,10 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   for (i = 0; i < n->n_workers; i++) {
     n->workers[i].n = n;
     n->workers[i].idx = i;
+  }
+  if ((rv = hw_setup(n, s, errbuf, errlen)) != 0) {
+    free_all(n);
+    return rv;
   }
 
   if ((rv = uv_async_init(loop, &n->exited, on_exited)) != 0) {
