@@ -183,7 +183,6 @@ static int parse_idx(const char *entry, unsigned idx, ntsntp_refclock_conf *c,
                          c->driver == NTSNTP_REFCLOCK_PHC
                      ? 1e-9
                      : 1e-6;
-  c->max_dispersion = 1e-3;
   c->rate = 1;
   c->max_lock_age = 2;
   c->perm = c->driver == NTSNTP_REFCLOCK_SOCK ? 0660 : 0600;
@@ -619,8 +618,7 @@ int ntsntp_refclock_add_sample(ntsntp_refclock *rc, uint64_t now, uint64_t t,
     return NTSNTP_ERR_STATE;
   }
   disp = (disp > 0 ? disp : 0) + rc->conf.precision;
-  if (!isfinite(offset) || leap > 2 || !isfinite(disp) ||
-      disp > rc->conf.max_dispersion) {
+  if (!isfinite(offset) || leap > 2 || !isfinite(disp)) {
     rc->stats.bad++;
     return NTSNTP_ERR_MALFORMED;
   }
@@ -682,6 +680,7 @@ int ntsntp_refclock_poll(ntsntp_refclock *rc, ntsntp_refclock_sample *out) {
     rc->stats.polls_empty++;
     return 0;
   }
+  rc->n = 0; /* from here on the samples are used up */
   t0 = rc->buf[rc->head].t;
   leap = rc->buf[(rc->head + n - 1) % rc->conf.filter].leap;
   for (k = 0; k < n; k++) {
@@ -691,7 +690,6 @@ int ntsntp_refclock_poll(ntsntp_refclock *rc, ntsntp_refclock_sample *out) {
     s[k].disp = rc->buf[j].disp;
     s[k].leap = rc->buf[j].leap;
   }
-  rc->n = 0;
   rc->head = 0;
   /* chrony's median filter: the 40 % farthest from the median go, the
    * rest are averaged. */
@@ -717,5 +715,10 @@ int ntsntp_refclock_poll(ntsntp_refclock *rc, ntsntp_refclock_sample *out) {
   out->offset = off;
   out->disp = fmax(disp, sqrt(var));
   out->leap = leap;
+  /* chrony's maxdispersion applies to the filtered sample (0: off). */
+  if (rc->conf.max_dispersion > 0 && out->disp > rc->conf.max_dispersion) {
+    rc->stats.bad++;
+    return 0;
+  }
   return 1;
 }

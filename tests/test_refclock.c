@@ -317,17 +317,28 @@ START_TEST(test_filter) {
   ck_assert_int_eq(ntsntp_refclock_add_sample(&rc, EPOCH, EPOCH, 0, 3, 0,
                                               NULL),
                    NTSNTP_ERR_MALFORMED);
-  ck_assert_int_eq(ntsntp_refclock_add_sample(&rc, EPOCH, EPOCH, 0, 0, 0.1,
-                                              NULL),
-                   NTSNTP_ERR_MALFORMED); /* above maxdispersion */
   ck_assert_int_eq(ntsntp_refclock_add_sample(
                        &rc, ntsntp_ts_add(EPOCH, 100), EPOCH, 0, 0, 0, NULL),
                    NTSNTP_ERR_STATE);
   ck_assert_int_eq(ntsntp_refclock_add_sample(
                        &rc, EPOCH, ntsntp_ts_add(EPOCH, 2), 0, 0, 0, NULL),
                    NTSNTP_ERR_STATE);
-  ck_assert_uint_eq(rc.stats.bad, 3);
+  ck_assert_uint_eq(rc.stats.bad, 2);
   ck_assert_uint_eq(rc.stats.stale, 2);
+  /* maxdispersion: a filtered sample with a larger error is dropped;
+   * without it, a coarse clock (precision 0.1, gpsd's NMEA) is kept */
+  ck_assert_int_eq(parse1("SHM 0 precision 0.1 maxdispersion 0.01", &c), 0);
+  ntsntp_refclock_init(&rc, &c);
+  for (i = 0; i < 4; i++)
+    ntsntp_refclock_add_sample(&rc, EPOCH, EPOCH, 0, 0, 0, NULL);
+  ck_assert_int_eq(ntsntp_refclock_poll(&rc, &s), 0);
+  ck_assert_uint_eq(rc.n, 0);
+  ck_assert_int_eq(parse1("SHM 0 precision 0.1", &c), 0);
+  ntsntp_refclock_init(&rc, &c);
+  for (i = 0; i < 4; i++)
+    ntsntp_refclock_add_sample(&rc, EPOCH, EPOCH, 0.3, 0, 0, NULL);
+  ck_assert_int_eq(ntsntp_refclock_poll(&rc, &s), 1);
+  ck_assert_double_eq_tol(s.disp, 0.1, 1e-12);
   /* filter 1: each sample is ready at once */
   ck_assert_int_eq(parse1("SHM 0 filter 1", &c), 0);
   ntsntp_refclock_init(&rc, &c);

@@ -91,7 +91,7 @@ typedef struct ntsntp_refclock_conf {
   double offset;       /* s added to every sample; 0 */
   double delay;        /* s, the sample's round trip for selection; 1e-9 */
   double precision;    /* s; 1e-6 (SOCK SHM), 1e-9 (PPS PHC) */
-  double max_dispersion; /* s; samples above are dropped; 1e-3 */
+  double max_dispersion; /* s; filtered samples above are dropped; 0: off */
   double width;        /* s, pulse width (PPS); 0: unchecked */
   unsigned rate;       /* pulses per second; 1 */
   unsigned max_lock_age; /* pulses a lock sample may be old; 2 */
@@ -242,7 +242,7 @@ NTSNTP_EXTERN void ntsntp_refclock_init(ntsntp_refclock *rc,
  * (chrony uses such samples as soon as they are there).
  * Errors (the sample is dropped and counted): STATE (|t| more than one
  * poll interval before |now| or 1 s after it), MALFORMED (offset not
- * finite, leap not 0..2, dispersion above maxdispersion), and those of
+ * finite, leap not 0..2), and those of
  * ntsntp_refclock_add_pulse.
  */
 NTSNTP_EXTERN int ntsntp_refclock_add_sample(ntsntp_refclock *rc,
@@ -287,9 +287,10 @@ NTSNTP_EXTERN int ntsntp_refclock_served_ref(const ntsntp_refclock *rc,
  * At a poll: reduces the samples since the last poll with the median
  * filter (about 40 % farthest from the median dropped, the rest averaged)
  * into |out| and empties the filter.  A filter of 4 or more needs at least
- * 4 samples, a shorter one as many as its length.
- * Returns 1 (|out| filled) or 0 (not enough samples: a poll without a
- * sample, as an unanswered request).
+ * 4 samples, a shorter one as many as its length.  A filtered sample
+ * whose dispersion is above maxdispersion (when set) is dropped.
+ * Returns 1 (|out| filled) or 0 (not enough samples, or dropped: a poll
+ * without a sample, as an unanswered request).
  */
 NTSNTP_EXTERN int ntsntp_refclock_poll(ntsntp_refclock *rc,
                                        ntsntp_refclock_sample *out);

@@ -42,6 +42,7 @@ typedef struct rclock {
   int have_seq;
   /* PHC: 0 precise, 1 extended, 2 basic */
   int phc_mode;
+  int direct; /* filter < 4: a sample went in since the poll timer */
   /* logging: problems said once until the clock recovers */
   int said_silent, said_bad, said_lock, ever;
 } rclock;
@@ -97,7 +98,8 @@ static void poll_now(rclock *c);
 /* After a sample went in (|rv| from add_sample or add_pulse). */
 static void added(rclock *c, int rv) {
   ntsntp_uv_refclock *r = c->owner;
-  if (rv == 1) {
+  if (rv == 1) { /* a short filter is full: used at once, as chrony */
+    c->direct = 1;
     poll_now(c);
     return;
   }
@@ -328,7 +330,16 @@ static void poll_now(rclock *c) {
     r->s.updated(r->s.user);
 }
 
-static void on_poll_timer(uv_timer_t *t) { poll_now(t->data); }
+/* With a short filter the samples went in as they came; the timer only
+ * counts a poll interval without any (reach, "no samples"). */
+static void on_poll_timer(uv_timer_t *t) {
+  rclock *c = t->data;
+  if (c->direct) {
+    c->direct = 0;
+    return;
+  }
+  poll_now(c);
+}
 
 /* SOCK: a Unix datagram socket at |path| with mode |perm|, created as the
  * control socket is (lib/uv/control.c): an old socket is replaced, a link
