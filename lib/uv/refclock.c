@@ -44,7 +44,7 @@ typedef struct rclock {
   int phc_mode;
   int direct; /* filter < 4: a sample went in since the poll timer */
   /* logging: problems said once until the clock recovers */
-  int said_silent, said_bad, said_lock, ever;
+  int said_silent, said_bad, said_lock, said_offlock, ever;
 } rclock;
 
 struct ntsntp_uv_refclock {
@@ -95,34 +95,39 @@ static const ntsntp_refclock_ref *pulse_ref(rclock *c, uint64_t t,
 
 static void poll_now(rclock *c);
 
-/* After a sample went in (|rv| from add_sample or add_pulse). */
+/* After a sample went in (|rv| from add_sample or add_pulse).  Problems
+ * are logged once each until the clock delivers again. */
 static void added(rclock *c, int rv) {
   ntsntp_uv_refclock *r = c->owner;
+  const ntsntp_refclock_conf *cf = &c->core.conf;
+  const char *lock = cf->lock >= 0 ? r->c[cf->lock].core.conf.name
+                                   : "the clock served";
   if (rv == 1) { /* a short filter is full: used at once, as chrony */
     c->direct = 1;
     poll_now(c);
     return;
   }
-  if (rv == NTSNTP_ERR_NOT_FOUND || rv == NTSNTP_ERR_MALFORMED) {
-    if (!c->said_lock && (c->core.stats.no_lock || c->core.stats.off_lock)) {
-      c->said_lock = 1;
-      rlog(r, NTSNTP_LOG_WARN,
-           "Refclock %s: pulse ignored (%s); fix: check that %s gives the "
-           "right second within 0.2 s (its offset option)",
-           c->core.conf.name,
-           rv == NTSNTP_ERR_NOT_FOUND ? "no recent sample to take the "
-                                        "second from"
-                                      : "too far from the second source",
-           c->core.conf.lock >= 0 ? r->c[c->core.conf.lock].core.conf.name
-                                  : "the clock served");
-    } else if (!c->said_bad && rv == NTSNTP_ERR_MALFORMED &&
-               c->core.stats.bad) {
-      c->said_bad = 1;
-      rlog(r, NTSNTP_LOG_WARN,
-           "Refclock %s: sample ignored (offset, leap or dispersion out of "
-           "range)",
-           c->core.conf.name);
-    }
+  if (rv == NTSNTP_ERR_NOT_FOUND && !c->said_lock &&
+      (cf->lock < 0 || r->c[cf->lock].core.have_last)) {
+    /* (Not before the lock clock's first sample: that is start-up.) */
+    c->said_lock = 1;
+    rlog(r, NTSNTP_LOG_WARN,
+         "Refclock %s: pulse ignored (no recent sample of %s to take the "
+         "second from%s)",
+         cf->name, lock,
+         cf->lock < 0 ? ": not synchronised; fix: set lock" : "");
+  } else if (rv == NTSNTP_ERR_MALFORMED && c->core.stats.off_lock &&
+             !c->said_offlock) {
+    c->said_offlock = 1;
+    rlog(r, NTSNTP_LOG_WARN,
+         "Refclock %s: pulse ignored (too far from the second source %s); "
+         "fix: check that %s is right within 0.2 s (its offset option)",
+         cf->name, lock, lock);
+  } else if (rv == NTSNTP_ERR_MALFORMED && !c->said_bad) {
+    c->said_bad = 1;
+    rlog(r, NTSNTP_LOG_WARN,
+         "Refclock %s: sample ignored (offset or leap out of range)",
+         cf->name);
   }
 }
 
@@ -316,7 +321,7 @@ static void poll_now(rclock *c) {
   }
   if (have && c->said_silent) {
     c->said_silent = 0;
-    c->said_bad = c->said_lock = 0;
+    c->said_bad = c->said_lock = c->said_offlock = 0;
     rlog(r, NTSNTP_LOG_INFO, "Refclock %s: samples again",
          c->core.conf.name);
   } else if (!have && c->ever && !c->said_silent) {

@@ -63,6 +63,25 @@ out=$(t_chrony_q "server 127.0.0.1 port $H0_NTP iburst maxsamples 4")
 t_check "SHM mode 0: chronyd -Q measures +7.7 ms within 1 ms" offset_near "$out" 0.0077 0.001
 t_stop "$H0_PID"; stop_writers
 
+# --- pulses locked to a coarse clock: SOCK pulses, seconds from SHM --------
+# The SHM clock is 20 ms off (NMEA-like); the pulses carry only the
+# fraction of the second; what is served is the pulses' +12.3 ms.
+t_start_ntsd L NTP_SERVERS= REFCLOCKS="SHM $SHM_UNIT refid NMEA noselect poll 0 filter 4,SOCK $SOCK refid PPS lock NMEA poll 0"
+"$WRITER" shm "$SHM_UNIT" --offset 0.0323 --interval 200 & WPIDS+=($!)
+"$WRITER" sock "$SOCK" --pulse --offset 0.0123 --interval 100 & WPIDS+=($!)
+t_check "lock: the pulse clock is selected, NMEA is not (noselect)" t_wait 15 bash -c "'$NTSCTL' -s $T_DIR/L.state/ntsd.sock sources | grep -q '^#\* PPS ' && '$NTSCTL' -s $T_DIR/L.state/ntsd.sock sources | grep -q '^#? NMEA '"
+sleep 3
+out=$(t_chrony_q "server 127.0.0.1 port $L_NTP iburst maxsamples 4")
+t_check "lock: chronyd -Q measures the pulses' +12.3 ms within 1 ms" offset_near "$out" 0.0123 0.001
+ctl L sources
+t_stop "$L_PID"; stop_writers
+t_start_ntsd L2 NTP_SERVERS= REFCLOCKS="SHM $SHM_UNIT refid NMEA noselect poll 0 filter 4,SOCK $SOCK refid PPS lock NMEA poll 0"
+"$WRITER" shm "$SHM_UNIT" --offset 0.3123 --interval 200 & WPIDS+=($!)
+"$WRITER" sock "$SOCK" --pulse --offset 0.0123 --interval 100 & WPIDS+=($!)
+t_check "lock: pulses 0.3 s from the coarse clock are ignored and logged" t_wait 10 grep -q "Refclock PPS: pulse ignored (too far from the second source NMEA)" "$L2_LOG"
+t_check "lock: ... and nothing is served as stratum 1" bash -c "! '$NTSCTL' -s $T_DIR/L2.state/ntsd.sock tracking | grep -q '^Stratum *: 1\$'"
+t_stop "$L2_PID"; stop_writers
+
 # --- with upstream servers: selection and falsetickers across both ---------
 t_make_certs || { echo "cannot make certificates"; exit 1; }
 CP=$(t_port) CK=$(t_port)
