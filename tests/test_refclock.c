@@ -5,6 +5,7 @@
  * system clock.  Nothing here reads or changes the machine's clock.
  */
 #include <math.h>
+#include <stddef.h>
 
 #include "ntsntp/refclock.h"
 #include "testutil.h"
@@ -189,6 +190,28 @@ START_TEST(test_sock_decode) {
   memcpy(buf, &s, sizeof(s));
   ck_assert_int_eq(ntsntp_refclock_sock_decode(buf, sizeof(s), &out),
                    NTSNTP_ERR_MALFORMED);
+}
+END_TEST
+
+/* The layouts gpsd, ntpd and chrony use on 64-bit Linux (LP64). */
+START_TEST(test_layouts) {
+#if defined(__LP64__)
+  ck_assert_uint_eq(sizeof(ntsntp_refclock_sock_sample), 40);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_sock_sample, offset), 16);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_sock_sample, pulse), 24);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_sock_sample, leap), 28);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_sock_sample, magic), 36);
+  ck_assert_uint_eq(sizeof(ntsntp_refclock_shm), 96);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_shm, count), 4);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_shm, clock_sec), 8);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_shm, clock_usec), 16);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_shm, receive_sec), 24);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_shm, receive_usec), 32);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_shm, leap), 36);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_shm, valid), 48);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_shm, clock_nsec), 52);
+  ck_assert_uint_eq(offsetof(ntsntp_refclock_shm, receive_nsec), 56);
+#endif
 }
 END_TEST
 
@@ -726,6 +749,7 @@ int main(void) {
   tcase_add_test(tc, test_parse_bad);
   tcase_add_test(tc, test_legacy);
   tcase_add_test(tc, test_sock_decode);
+  tcase_add_test(tc, test_layouts);
   tcase_add_test(tc, test_shm);
   tcase_add_test(tc, test_phc);
   tcase_add_test(tc, test_filter);
