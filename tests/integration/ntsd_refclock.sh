@@ -139,6 +139,16 @@ ln -s /etc/passwd "$T_DIR/link.sock"
 t_start_ntsd E4 REFCLOCKS="SOCK $T_DIR/link.sock"
 t_check "SOCK path that is a symbolic link: refused, not followed" bash -c "grep -q 'a symbolic link' '$E4_LOG' && [ -L '$T_DIR/link.sock' ]"
 
+t_start_ntsd E5 REFCLOCKS="PPS /etc/passwd"
+t_check "PPS path that is no device: refused" grep -q "/etc/passwd is not a character device" "$E5_LOG"
+t_start_ntsd E6 REFCLOCKS="PPS /dev/null"
+t_check "a device that is no PPS source: refused at start" grep -q "/dev/null is not an RFC 2783 PPS device" "$E6_LOG"
+# A character device that is no PHC: ntsd starts, and its PTP ioctls,
+# allowed by the seccomp filter, fail with an error it logs (not SIGSYS).
+t_start_ntsd E7 NTP_SERVERS= REFCLOCKS="PHC /dev/null dpoll -2"
+t_check "PHC ioctls pass the seccomp filter (an error logged, ntsd alive)" t_wait 5 bash -c "grep -q 'Refclock PHC0: cannot read /dev/null' '$E7_LOG' && kill -0 $E7_PID"
+t_stop "$E7_PID"
+
 # --- real devices, when the kernel offers them ------------------------------
 pps=$(ls /dev/pps* 2>/dev/null | head -1)
 ptp=$(ls /dev/ptp* 2>/dev/null | head -1)
