@@ -23,6 +23,7 @@
 #include "ntsntp/pkt.h"
 #include "ntsntp/service.h"
 #include "ntsntp/ts.h"
+#include "testpki.h"
 #include "testutil.h"
 
 #include "../lib/uv/ctl_fmt.h"
@@ -1166,6 +1167,34 @@ START_TEST(chrony_reports) {
 }
 END_TEST
 
+/* What ntsd logs and exports of its certificate: notAfter, subject, the
+ * names; bad arguments refused. */
+START_TEST(cert_info) {
+  ntsntp_ke_creds *creds = NULL;
+  ntsntp_ke_cert_info ci;
+  char err[512];
+  pki_setup();
+  ck_assert_int_eq(
+      ntsntp_ke_creds_load(&creds, expired_cert, expired_key, err, sizeof(err)),
+      0);
+  ck_assert_int_eq(ntsntp_ke_creds_cert_info(creds, 0, &ci), 0);
+  ck_assert_str_eq(ci.subject, "CN=localhost");
+  ck_assert_str_eq(ci.names, "localhost, 127.0.0.1");
+  /* testpki.h: valid from two years ago to one year ago, to the second. */
+  ck_assert_int_lt(ci.not_before, ci.not_after);
+  ck_assert_int_eq(ci.not_after - ci.not_before, 365 * 86400L);
+  ck_assert_int_lt(ci.not_after, (int64_t)time(NULL) - 364 * 86400L);
+  ck_assert_int_eq(ntsntp_ke_creds_cert_info(creds, 1, &ci),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_ke_creds_cert_info(NULL, 0, &ci),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_ke_creds_cert_info(creds, 0, NULL),
+                   NTSNTP_ERR_INVALID_ARG);
+  ntsntp_ke_creds_unref(creds);
+  pki_teardown();
+}
+END_TEST
+
 /* The text helpers: chronyc's units, JSON escaping and numbers, the size
  * cap. */
 START_TEST(formatting) {
@@ -1393,6 +1422,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, layouts);
   tcase_add_test(tc, chrony_reports);
   tcase_add_test(tc, formatting);
+  tcase_add_test(tc, cert_info);
   tcase_add_test(tc, stale_socket);
   tcase_add_test(tc, socket_mode);
   tcase_add_test(tc, symlink_swap);
