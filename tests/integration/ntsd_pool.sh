@@ -15,7 +15,7 @@ fi
 NTSD=$1 NTSCTL=$2
 . "$(dirname "$0")/lib.sh"
 command -v chronyd >/dev/null || { echo "chronyd missing (apt-get install chrony)"; exit 1; }
-FAST=(MINPOLL=-2 MAXPOLL=-2) # 0.25 s polls: 8 polls are 2 s
+FAST=(MINPOLL=-2 MAXPOLL=-2 ${NTSD_WRAPPER:+SECCOMP=no}) # 0.25 s polls: 8 polls are 2 s
 ctl() { "$NTSCTL" -s "$T_DIR/$1.state/ntsd.sock" "${@:2}"; }
 stratum_is() { ctl "$1" tracking | grep -q "^Stratum *: $2\$"; }
 # Source lines of `ntsctl sources` (after the two header lines).
@@ -122,7 +122,7 @@ certtool --generate-certificate --load-privkey "$d/key.pem" --load-ca-certificat
 cat "$d/srv.pem" "$d/ca.pem" > "$d/chain.pem" && chmod 644 "$d"/*.pem || echo "certtool failed"
 KP=$(t_port) NP=$(t_port)
 for i in 1 2; do
-  t_start_ntsd S$i LISTEN=127.0.0.3$i NTS_KE_PORT=$KP NTP_PORT=$NP NTS_CERT="$d/chain.pem" NTS_KEY="$d/key.pem" LOCAL_STRATUM=3
+  t_start_ntsd S$i LISTEN=127.0.0.3$i NTS_KE_PORT=$KP NTP_PORT=$NP NTS_CERT="$d/chain.pem" NTS_KEY="$d/key.pem" LOCAL_STRATUM=3 ${NTSD_WRAPPER:+SECCOMP=no}
 done
 t_start_ntsd N NTP_SERVERS=pool+nts://nts.pool.test:$KP NTS_CA_FILE="$d/ca.pem" MAXSOURCES=2 "${FAST[@]}"
 t_check "pool+nts: syncs over NTS from the members: stratum 4" t_wait 20 stratum_is N 4
@@ -135,9 +135,9 @@ ctl N authdata
 t_stop "$N_PID"; t_stop "$S1_PID"; t_stop "$S2_PID"
 
 # --- bad input -----------------------------------------------------------
-t_start_ntsd B NTP_SERVERS=pool+ftp://pool.test
+t_start_ntsd B NTP_SERVERS=pool+ftp://pool.test ${NTSD_WRAPPER:+SECCOMP=no}
 t_check "a malformed pool item stops ntsd with the syntax" \
   t_wait 5 grep -q 'NTP_SERVERS item "pool+ftp://pool.test" is not a server; fix:' "$B_LOG"
-t_start_ntsd B2 NTP_SERVERS=pool://pool.test MAXSOURCES=17
+t_start_ntsd B2 NTP_SERVERS=pool://pool.test MAXSOURCES=17 ${NTSD_WRAPPER:+SECCOMP=no}
 t_check "MAXSOURCES out of range refused" t_wait 5 grep -q "MAXSOURCES" "$B2_LOG"
 t_done

@@ -30,12 +30,16 @@ start_cfg() { # start_cfg NAME CONFIG VAR=value...
   local name=$1 cfg=$2 log=$T_DIR/$1.log i
   shift 2
   env -i PATH="$PATH" CONFIG="$cfg" LISTEN=127.0.0.1 NTP_PORT=0 NTS_KE_PORT=0 \
-    STATE_DIR="$T_DIR/$name.state" WORKERS=1 NTSD_USER="$T_USER" "$@" \
+    STATE_DIR="$T_DIR/$name.state" WORKERS=1 NTSD_USER="$T_USER" \
+    ${NTSD_WRAPPER:+SECCOMP=no} "$@" \
     ${NTSD_WRAPPER:-} "$NTSD" >"$log" 2>&1 &
   T_PIDS+=($!)
   printf -v "${name}_PID" %s "$!"
   printf -v "${name}_LOG" %s "$log"
-  for i in $(seq 1 100); do grep -q "Control socket" "$log" && break; sleep 0.05; done
+  for i in $(seq 1 $((${NTSD_WRAPPER:+10 *} 100))); do
+    grep -q "Control socket" "$log" && break
+    sleep 0.05
+  done
 }
 CFG=$T_DIR/ntsd.conf
 printf 'NTP_SERVERS=127.0.0.1:%s,127.0.0.1:%s\n' "$O1" "$O2" > "$CFG"
