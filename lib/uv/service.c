@@ -642,7 +642,9 @@ static void ctl_tracking(void *user, ntsntp_ctl_tracking *t) {
   if (!sync)
     return; /* local clock mode: the served clock says it all */
   ntsntp_sync_tracking(sync, now_ntp(), &tr);
-  snprintf(t->ref_name, sizeof(t->ref_name), "%s", tr.ref_name);
+  /* sources: 127.127.1.1 in the list serving meanwhile keeps LOCAL */
+  if (cs.refid != NTSNTP_REFID_LOCAL || cs.stratum != svc->s.local_stratum)
+    snprintf(t->ref_name, sizeof(t->ref_name), "%s", tr.ref_name);
   if (tr.ref_time) {
     ntsntp_ts_to_timespec(tr.ref_time, (int64_t)time(NULL), &ref);
     t->ref_time_sec = ref.tv_sec;
@@ -965,7 +967,8 @@ int ntsntp_uv_service_reload_sources(ntsntp_uv_service *svc,
   int rv;
   if (!svc || !s || !msg)
     return NTSNTP_ERR_INVALID_ARG;
-  if (!svc->up || local_mode(s)) {
+  /* (With reference clocks an empty NTP_SERVERS is no local clock.) */
+  if (!svc->up || (!svc->n_rc && local_mode(s))) { /* refclock */
     rv = !svc->up && local_mode(s) ? 0 : NTSNTP_ERR_STATE;
     snprintf(msg, len, rv ? "NTP_SERVERS changed to or from the local clock "
              "alone: restart ntsd to apply it" : "sources unchanged: the "

@@ -38,6 +38,9 @@ out=$(t_chrony_q "server 127.0.0.1 port $S_NTP iburst maxsamples 4")
 t_check "SOCK: chronyd -Q measures the announced +12.3 ms within 1 ms" offset_near "$out" 0.0123 0.001
 metrics() { exec 3<>/dev/tcp/127.0.0.1/$MP; printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3; cat <&3; }
 t_check "/metrics has the refclock's offset" bash -c "$(declare -f metrics); MP=$MP; metrics | grep -q 'ntsd_source_offset_seconds{source=\"GPS\"}'"
+kill -HUP "$S_PID"
+t_check "SIGHUP with REFCLOCKS and no NTP_SERVERS: sources reloaded, no restart asked" t_wait 5 bash -c "grep -q 'sources reloaded' '$S_LOG' && ! grep -q 'restart ntsd' '$S_LOG'"
+t_check "... and still stratum 1" stratum_is S 1
 t_check "sourcestats includes the refclock" bash -c "'$NTSCTL' -s $T_DIR/S.state/ntsd.sock sourcestats | grep -q '^GPS '"
 stop_writers
 t_check "SOCK: a writer that stops is reported" t_wait 5 grep -q "Refclock GPS: no samples" "$S_LOG"
