@@ -87,6 +87,7 @@ DEAD=$(t_port)
 printf 'NTP_SERVERS=127.0.0.1:%s,127.127.1.1\n' "$DEAD" > "$CFG"
 start_cfg L "$CFG" "${FAST[@]}" LOCAL_STRATUM=7
 t_check "no source selectable: the local clock at LOCAL_STRATUM" t_wait 5 stratum_is L 7
+t_check "tracking names it LOCAL" bash -c "'$NTSCTL' -s $T_DIR/L.state/ntsd.sock tracking | grep -q '^Reference ID *: 7F7F0101 (LOCAL)'"
 t_check "127.127.1.1 is never polled (not a source)" bash -c "! '$NTSCTL' -s $T_DIR/L.state/ntsd.sock sources | grep -q 127.127.1.1"
 printf 'NTP_SERVERS=127.0.0.1:%s,127.127.1.1\n' "$O1" > "$CFG"
 kill -HUP "$L_PID"
