@@ -106,6 +106,7 @@ struct ntsntp_uv_upstream {
   uv_timer_t timer[NTSNTP_SYNC_MAX_SOURCES]; /* one per slot, kept */
   unsigned n; /* slots in use: the sync core's count */
   up_entry ent[MAX_ENTRIES];
+  up_entry tmp[MAX_ENTRIES]; /* a new list being checked */
   int local; /* 127.127.1.1 in the list */
   char ca_file[4096], drift[4096], leapseclist[4096];
   uv_timer_t clock_timer, drift_timer;
@@ -275,13 +276,13 @@ static void ntp_date(uint64_t ntp_sec, char *out, size_t len) {
  * hold one) and hands it to the sync core; on any error the core keeps
  * what it had. */
 static void load_leap_list(ntsntp_uv_upstream *up) {
-  static char buf[LEAP_LIST_MAX + 1];
+  char *buf;
   ntsntp_leap_list l;
   char err[256], date[32];
   struct stat st;
   ssize_t n = -1;
   size_t len = 0;
-  int fd, rv;
+  int fd, rv, rerr;
   if (!up->leapseclist[0])
     return;
   fd = open(up->leapseclist, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -295,17 +296,25 @@ static void load_leap_list(ntsntp_uv_upstream *up) {
       close(fd);
     return;
   }
-  while (len <= LEAP_LIST_MAX &&
+  buf = malloc(LEAP_LIST_MAX + 1);
+  while (buf && len <= LEAP_LIST_MAX &&
          (n = read(fd, buf + len, LEAP_LIST_MAX + 1 - len)) > 0)
     len += (size_t)n;
+  rerr = errno;
   close(fd);
+  if (!buf) {
+    ulog(up, NTSNTP_LOG_WARN, "LEAPSECLIST %s not read: out of memory",
+         up->leapseclist);
+    return;
+  }
   rv = n < 0 ? NTSNTP_ERR_IO
                : ntsntp_leap_list_parse(buf, len, &l, err, sizeof(err));
+  free(buf);
   if (rv) {
     ulog(up, NTSNTP_LOG_WARN,
          "LEAPSECLIST %s not used: %s; fix: install a current list "
          "(tzdata) or set LEAPSECLIST=none",
-         up->leapseclist, rv == NTSNTP_ERR_IO ? strerror(errno) : err);
+         up->leapseclist, rv == NTSNTP_ERR_IO ? strerror(rerr) : err);
     return;
   }
   ntsntp_sync_set_leap_list(up->sync, &l);
@@ -1101,13 +1110,14 @@ int ntsntp_uv_upstream_reload(ntsntp_uv_upstream *up,
                               const ntsntp_uv_upstream_settings *s,
                               ntsntp_uv_upstream_changes *ch, char *errbuf,
                               size_t errlen) {
-  static up_entry tmp[MAX_ENTRIES];
+  up_entry *tmp;
   ntsntp_uv_upstream_changes c = {0, 0, 0};
   int keep[MAX_ENTRIES] = {0}, rv;
   unsigned maxsources_was;
   size_t i, j;
   if (!up || !s || up->stopping)
     return NTSNTP_ERR_INVALID_ARG;
+  tmp = up->tmp;
   rv = check_list(s, tmp, errbuf, errlen);
   if (rv)
     return rv;
@@ -1287,19 +1297,22 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
                              const ntsntp_uv_upstream_settings *s,
                              ntsntp_uv_upstream **out, char *errbuf,
                              size_t errlen) {
-  static up_entry tmp[MAX_ENTRIES];
   ntsntp_uv_upstream *up;
+  up_entry *tmp;
   unsigned i;
   int rv;
   if (!loop || !s || !out || !s->server ||
       (s->n_servers == 0 && s->n_refclocks == 0))
     return NTSNTP_ERR_INVALID_ARG;
-  rv = check_list(s, tmp, errbuf, errlen);
-  if (rv)
-    return rv;
   up = calloc(1, sizeof(*up));
   if (!up)
     return NTSNTP_ERR_NOMEM;
+  tmp = up->tmp;
+  rv = check_list(s, tmp, errbuf, errlen);
+  if (rv) {
+    free(up);
+    return rv;
+  }
   up->s = *s;
   up->loop = loop;
   copy_paths(up, s);
