@@ -80,7 +80,7 @@ static int parse_hash(const char *p, const char *end, uint8_t out[20]) {
 
 int ntsntp_leap_list_parse(const char *text, size_t len, ntsntp_leap_list *out,
                            char *err, size_t errlen) {
-  const char *p = text, *end = text + len;
+  const char *p, *end;
   struct sha1_ctx h;
   uint8_t want[20], got[20];
   int have_hash = 0, have_exp = 0;
@@ -88,6 +88,8 @@ int ntsntp_leap_list_parse(const char *text, size_t len, ntsntp_leap_list *out,
 
   if (!text || !out)
     return NTSNTP_ERR_INVALID_ARG;
+  p = text;
+  end = text + len;
   memset(out, 0, sizeof(*out));
   if (len > MAX_TEXT) {
     seterr(err, errlen, 0, "larger than 64 KiB: not a leap-second list");

@@ -1391,7 +1391,8 @@ static size_t response(uint8_t *out, size_t outlen, size_t cookie_len,
                                  &aead, 1);
   n += (size_t)ntsntp_ke_wr_record(out + n, outlen - n, 0,
                                    NTSNTP_KE_REC_COOKIE, cookie, cookie_len);
-  memcpy(out + n, extra, extra_len);
+  if (extra_len)
+    memcpy(out + n, extra, extra_len);
   n += extra_len;
   n += (size_t)ntsntp_ke_wr_record(out + n, outlen - n, 1, NTSNTP_KE_REC_END,
                                    NULL, 0);
