@@ -563,6 +563,10 @@ done
 n=$(grep -c "rate limit hit by $gw, this host's default gateway" "$work/ntp-gw.log" || true)
 if [ "$n" = 1 ] && grep -q 'userland-proxy' "$work/ntp-gw.log"; then
   ok "rate limit on the gateway $gw (docker-proxy) warned once"
+  # What docs/docker.md shows: the start of the log, the clients table.
+  timeout 10 $DOCKER exec "$ntp" ntsctl clients >"$work/clients.log" 2>&1 || true
+  show "$work/ntp-start.log" 40
+  show "$work/clients.log" 10
 else
   show "$work/ntp-gw.log" 15
   fail "want one warning naming the gateway $gw after 40 requests from the host, got $n"
