@@ -418,9 +418,21 @@ void ntsntp__ctl_health_problem(ntsntp_uv_ctl *c, char *out, size_t len) {
     return;
   c->s.provider.cert(c->s.provider.user, &ce);
   ce.subject[sizeof(ce.subject) - 1] = '\0';
-  if (ce.loaded && ce.not_after && ce.not_after <= ce.now)
-    snprintf(out, len, "the served certificate expired %" PRId64 " s ago",
-             ce.now - ce.not_after);
+  if (ce.loaded && ce.not_after && ce.not_after <= ce.now) {
+    time_t na = (time_t)ce.not_after;
+    struct tm tm;
+    char when[32] = "?";
+    int64_t ago = ce.now - ce.not_after;
+    if (gmtime_r(&na, &tm))
+      strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (ago >= 86400)
+      snprintf(out, len, "the served certificate expired %s (%" PRId64
+               " days ago); install a renewed one", when, ago / 86400);
+    else
+      snprintf(out, len, "the served certificate expired %s (%" PRId64
+               " h %" PRId64 " min ago); install a renewed one", when,
+               ago / 3600, ago / 60 % 60);
+  }
   else if (ce.loaded && !ce.last_reload_ok)
     snprintf(out, len, "%s",
              ce.file_check_failed
