@@ -101,6 +101,35 @@ t_chrony_q() {
   timeout 30 chronyd -4 -Q -u root -f "$conf" -t 10 "$@" 2>&1
 }
 
+# t_chronyd_server DIR STRATUM CERT KEY [config line...]: chronyd as an
+# NTP + NTS server (local stratum STRATUM) on 127.0.0.1, on two t_port
+# ports; DIR holds chrony.conf, log, the NTS dump and the command socket
+# DIR/chronyd.sock (for chronyc -h).  Sets CH_NTP, CH_KE and CH_PID; a
+# caller starting a second one copies them first.  Returns non-zero, after
+# printing the log, if the NTS-KE port is not open within 5 s.
+t_chronyd_server() {
+  local dir=$1 stratum=$2 cert=$3 key=$4 line; shift 4
+  CH_NTP=$(t_port) CH_KE=$(t_port)
+  # chronyd refuses an ntsdumpdir that others can read.
+  mkdir -p "$dir" && chmod 700 "$dir" || return 1
+  {
+    printf '%s\n' "local stratum $stratum" "port $CH_NTP" "ntsport $CH_KE" \
+      "ntsservercert $cert" "ntsserverkey $key" "ntsdumpdir $dir" \
+      "bindaddress 127.0.0.1" "allow 127.0.0.1" "cmdport 0" \
+      "bindcmdaddress $dir/chronyd.sock" "pidfile $dir/chronyd.pid"
+    for line in "$@"; do printf '%s\n' "$line"; done
+  } > "$dir/chrony.conf"
+  # -x: never touches the clock; and without CAP_SYS_TIME in case it tried.
+  # -u root: the test's files are not readable by _chrony.
+  setpriv --bounding-set -sys_time chronyd -4 -x -d -u root -f "$dir/chrony.conf" >"$dir/log" 2>&1 &
+  CH_PID=$!
+  T_PIDS+=("$CH_PID")
+  t_wait 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CH_KE" && return 0
+  echo "chronyd did not open NTS-KE port $CH_KE within 5 s; $dir/log:"
+  cat "$dir/log"
+  return 1
+}
+
 # Offset printed by chronyd -Q ("System clock wrong by X seconds").
 # Under NTSD_WRAPPER (valgrind: ntsd runs ~50 times slower) the bound is
 # 0.1 s: the check is then that a sample came at all.

@@ -29,24 +29,7 @@ out=$(timeout 20 "$EX" 127.0.0.1 1 "$T_DIR/ca.pem" 2>&1); rc=$?
 t_check "nts-blocking: no NTS-KE server: exit 1 and a message" [ $rc = 1 -a -n "$out" ]
 
 # chronyd -x serving NTS (Port Negotiation names its NTP port).
-CH_NTP=$(t_port) CH_KE=$(t_port)
-mkdir -p "$T_DIR/cs"
-cat > "$T_DIR/cs.conf" <<EOC
-local stratum 8
-port $CH_NTP
-ntsport $CH_KE
-bindaddress 127.0.0.1
-allow 127.0.0.1
-ntsservercert $CERT
-ntsserverkey $KEY
-ntsdumpdir $T_DIR/cs
-ntsprocesses 0
-cmdport 0
-pidfile $T_DIR/cs.pid
-EOC
-setpriv --bounding-set -sys_time chronyd -4 -x -d -u root -f "$T_DIR/cs.conf" > "$T_DIR/cs.log" 2>&1 &
-T_PIDS+=($!)
-t_wait 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CH_KE"
+t_chronyd_server "$T_DIR/cs" 8 "$CERT" "$KEY" "ntsprocesses 0" || t_fail "chronyd serves NTS-KE"
 out=$(timeout 20 "$EX" 127.0.0.1 "$CH_KE" "$T_DIR/ca.pem" 2>&1)
 echo "  $out"
 t_check "nts-blocking: authenticated sample from chronyd, offset within 1 ms" offset_ok "$out" 0.001

@@ -83,25 +83,7 @@ t_check "ntsd: every NTP packet so far authenticated, none dropped, no NAK" \
     -a "$(jget "$st" authenticated_ntp_packets)" = "$(jget "$st" ntp_packets_received)" ]
 
 # --- libntsntp's client against chronyd -x serving NTS ---------------------
-CH_NTP=$(t_port) CH_KE=$(t_port)
-mkdir -p "$T_DIR/cs"
-cat > "$T_DIR/cs.conf" <<EOF
-local stratum 8
-port $CH_NTP
-ntsport $CH_KE
-bindaddress 127.0.0.1
-allow 127.0.0.1
-ntsservercert $CERT
-ntsserverkey $KEY
-ntsdumpdir $T_DIR/cs
-ntsprocesses 0
-cmdport 0
-pidfile $T_DIR/cs.pid
-EOF
-chronyd_x -f "$T_DIR/cs.conf" > "$T_DIR/cs.log" 2>&1 &
-CS=$!
-T_PIDS+=("$CS")
-t_wait 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CH_KE"
+t_chronyd_server "$T_DIR/cs" 8 "$CERT" "$KEY" "ntsprocesses 0" || t_fail "chronyd serves NTS-KE"
 bench_nts() { # bench_nts KEPORT NTPPORT AEADS: 40 NTS requests in 2 s
   timeout 30 "$BENCH" fixed -p "$2" -k "$3" -c "$T_DIR/ca.pem" --nts \
     --aead "$1" -r 20 --step-ms 2000 --burst 1 --sockets 1 2>&1
@@ -120,7 +102,7 @@ t_check "our client: every chronyd response authenticated (AEAD 30)" valid_all "
 out=$(bench_nts 15,30 "$CH_NTP" "$CH_KE")
 t_check "chronyd follows our order too: AEAD 15" grep -q "NTS-KE: AEAD 15," <<<"$out"
 t_check "our client: every chronyd response authenticated (AEAD 15)" valid_all "$out"
-t_stop "$CS"
+t_stop "$CH_PID"
 
 # --- and the same client against ntsd ---------------------------------------
 out=$(bench_nts 30,15 "$B_NTP" "$B_KE")

@@ -43,28 +43,11 @@ new_cert() {
 install_cert() { cp "$1" "$T_DIR/live/new.pem" && mv "$T_DIR/live/new.pem" "$CERT"; }
 
 # --- chronyd: NTS server, local stratum 1, never touches the clock --------
-CP=$(t_port) CK=$(t_port)
-mkdir -p "$T_DIR/chrony" && chmod 700 "$T_DIR/chrony"
-cat > "$T_DIR/chrony/chrony.conf" <<CONF
-local stratum 1
-port $CP
-ntsport $CK
-ntsservercert $CERT
-ntsserverkey $KEY
-ntsdumpdir $T_DIR/chrony
-bindaddress 127.0.0.1
-allow 127.0.0.1
-cmdport 0
-bindcmdaddress $T_DIR/chrony/chronyd.sock
-pidfile $T_DIR/chrony/chronyd.pid
-CONF
-setpriv --bounding-set -sys_time chronyd -4 -x -d -u root -f "$T_DIR/chrony/chrony.conf" >"$T_DIR/chrony/log" 2>&1 &
-T_PIDS+=($!)
-t_wait 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CK" || echo "chronyd did not start: $(cat "$T_DIR/chrony/log")"
+t_chronyd_server "$T_DIR/chrony" 1 "$CERT" "$KEY" || t_fail "chronyd serves NTS-KE"
 
 # --- ntsd: follows chronyd over NTS, serves NTS itself, /metrics ---------
 MP=$(t_port)
-t_start_ntsd M NTP_SERVERS=nts://127.0.0.1:$CK NTS_CA_FILE="$T_DIR/ca.pem" \
+t_start_ntsd M NTP_SERVERS=nts://127.0.0.1:$CH_KE NTS_CA_FILE="$T_DIR/ca.pem" \
   NTS_CERT="$CERT" NTS_KEY="$KEY" METRICS_LISTEN=127.0.0.1:$MP "${FAST[@]}"
 t_check "syncs from chronyd over NTS" t_wait 20 bash -c "'$NTSCTL' -s '$T_DIR/M.state/ntsd.sock' tracking | grep -q '^Stratum *: 2$'"
 t_check "reach 377 (eight answered polls)" t_wait 15 bash -c "'$NTSCTL' -s '$T_DIR/M.state/ntsd.sock' sources | grep -q ' 377 '"
@@ -78,13 +61,13 @@ t_check "no expiry warning for a 30-day certificate" bash -c "! grep -q 'expires
 # --- selectdata -------------------------------------------------------------
 out=$(ctl selectdata)
 t_check "selectdata: chronyc's header" grep -q '^S Name/IP Address        Auth COpts EOpts Last Score     Interval  Leap$' <<<"$out"
-t_check "selectdata: chronyd selected, authenticated, leap normal" grep -Eq "^\* 127\.0\.0\.1:$CK +Y ----- ----- +[0-9]+ +- +[-+][0-9.]+[num]?s +\+[0-9.]+[num]?s  N$" <<<"$out"
+t_check "selectdata: chronyd selected, authenticated, leap normal" grep -Eq "^\* 127\.0\.0\.1:$CH_KE +Y ----- ----- +[0-9]+ +- +[-+][0-9.]+[num]?s +\+[0-9.]+[num]?s  N$" <<<"$out"
 t_check "selectdata --json" grep -q "\"state\":\"\*\",\"authentication\":true" <<<"$(ctl --json selectdata)"
 
 # --- authdata ---------------------------------------------------------------
 out=$(ctl authdata)
 t_check "authdata: chronyc's header" grep -q '^Name/IP address             Mode KeyID Type KLen Last Atmp  NAK Cook CLen$' <<<"$out"
-row=$(grep "^127.0.0.1:$CK " <<<"$out")
+row=$(grep "^127.0.0.1:$CH_KE " <<<"$out")
 read -r _ mode keyid type klen last atmp nak cook clen <<<"$row"
 t_check "authdata: NTS, AEAD 15 (AES-SIV-CMAC-256), 256-bit keys" test "$mode $type $klen" = "NTS 15 256"
 t_check "authdata: key id 1 (one NTS-KE), no attempt pending, no NAK" test "$keyid $atmp $nak" = "1 0 0"
@@ -94,7 +77,7 @@ t_check "authdata --json" grep -q "\"mode\":\"NTS\",\"key_id\":1,\"key_type\":15
 
 # --- ntpdata ----------------------------------------------------------------
 out=$(ctl ntpdata)
-for want in "Remote address  : 127.0.0.1 (7F000001)" "Remote port     : $CP" \
+for want in "Remote address  : 127.0.0.1 (7F000001)" "Remote port     : $CH_NTP" \
   "Leap status     : Normal" "Version         : 4" "Mode            : Server" \
   "Stratum         : 1" "Authenticated   : Yes" "Interleaved     : No" \
   "TX timestamping : Daemon"; do
@@ -117,10 +100,10 @@ t_check "a command with a stray argument is a usage error (2)" bash -c "'$NTSCTL
 # An NTS client (chronyd -Q) makes NTS-KE sessions and cookies on M.
 q=$(t_chrony_q "server 127.0.0.1 port 1 nts ntsport $M_KE iburst maxsamples 2 minpoll -4 maxpoll -4" "ntstrustedcerts $T_DIR/ca.pem" nosystemcert)
 t_check "chronyd -Q over NTS against ntsd" t_chrony_offset_ok "$q" 0.001
-S="{source=\"127.0.0.1:$CK\"}"
-cook=$(ctl authdata | awk -v n="127.0.0.1:$CK" '$1 == n { print $9 }')
+S="{source=\"127.0.0.1:$CH_KE\"}"
+cook=$(ctl authdata | awk -v n="127.0.0.1:$CH_KE" '$1 == n { print $9 }')
 t_check "ntsd_source_nts_cookies = authdata Cook ($cook)" test "$(metric "ntsd_source_nts_cookies$S")" = "$cook"
-reach=$(ctl sources | awk -v n="127.0.0.1:$CK" '$2 == n { print $5 }')
+reach=$(ctl sources | awk -v n="127.0.0.1:$CH_KE" '$2 == n { print $5 }')
 t_check "ntsd_source_reach = sources Reach (octal $reach)" test "$(metric "ntsd_source_reach$S")" = "$((8#$reach))"
 t_check "ntsd_source_stratum 1, selected 1" test "$(metric "ntsd_source_stratum$S") $(metric "ntsd_source_selected$S")" = "1 1"
 t_check "ntsd_source_nts_naks_total 0" test "$(metric "ntsd_source_nts_naks_total$S")" = 0

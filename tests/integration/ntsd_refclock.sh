@@ -87,36 +87,20 @@ t_stop "$L2_PID"; stop_writers
 
 # --- with upstream servers: selection and falsetickers across both ---------
 t_make_certs || { echo "cannot make certificates"; exit 1; }
-CP=$(t_port) CK=$(t_port)
-mkdir -p "$T_DIR/chrony" && chmod 700 "$T_DIR/chrony"
-cat > "$T_DIR/chrony/chrony.conf" <<CONF
-local stratum 1
-port $CP
-ntsport $CK
-ntsservercert $T_DIR/live/fullchain.pem
-ntsserverkey $T_DIR/live/privkey.pem
-ntsdumpdir $T_DIR/chrony
-bindaddress 127.0.0.1
-allow 127.0.0.1
-cmdport 0
-pidfile $T_DIR/chrony/chronyd.pid
-CONF
-setpriv --bounding-set -sys_time chronyd -4 -x -d -u root -f "$T_DIR/chrony/chrony.conf" >"$T_DIR/chrony/log" 2>&1 &
-T_PIDS+=($!)
-t_wait 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CK" || echo "chronyd did not start: $(cat "$T_DIR/chrony/log")"
+t_chronyd_server "$T_DIR/chrony" 1 "$T_DIR/live/fullchain.pem" "$T_DIR/live/privkey.pem" || t_fail "chronyd serves NTS-KE"
 coproc OS { exec "$OFFSRV" 0 0.0; }; T_PIDS+=($OS_PID)
 read -r _ OP <&"${OS[0]}"
 coproc BAD { exec "$OFFSRV" 0 0.5; }; T_PIDS+=($BAD_PID)
 read -r _ BP <&"${BAD[0]}"
 FAST=(MINPOLL=-2 MAXPOLL=-2)
-t_start_ntsd M NTP_SERVERS=nts://127.0.0.1:$CK,127.0.0.1:$OP,127.0.0.1:$BP NTS_CA_FILE="$T_DIR/ca.pem" REFCLOCKS="SOCK $SOCK refid GPS poll -1" "${FAST[@]}"
+t_start_ntsd M NTP_SERVERS=nts://127.0.0.1:$CH_KE,127.0.0.1:$OP,127.0.0.1:$BP NTS_CA_FILE="$T_DIR/ca.pem" REFCLOCKS="SOCK $SOCK refid GPS poll -1" "${FAST[@]}"
 "$WRITER" sock "$SOCK" --offset 0 --interval 50 & WPIDS+=($!)
 t_check "mixed: the refclock is the system peer, stratum 1" t_wait 20 bash -c "'$NTSCTL' -s $T_DIR/M.state/ntsd.sock sources | grep -q '^#\* GPS '"
 t_check "mixed: the 0.5 s server is a falseticker" t_wait 10 bash -c "'$NTSCTL' -s $T_DIR/M.state/ntsd.sock sources | grep -q '^^x 127.0.0.1:$BP'"
-t_check "mixed: the NTS upstream is a truechimer next to the refclock" t_wait 10 bash -c "'$NTSCTL' -s $T_DIR/M.state/ntsd.sock sources | grep -Eq '^\^[+-] 127.0.0.1:$CK '"
+t_check "mixed: the NTS upstream is a truechimer next to the refclock" t_wait 10 bash -c "'$NTSCTL' -s $T_DIR/M.state/ntsd.sock sources | grep -Eq '^\^[+-] 127.0.0.1:$CH_KE '"
 ctl M sources
 t_stop "$M_PID"; stop_writers
-t_start_ntsd W NTP_SERVERS=nts://127.0.0.1:$CK,127.0.0.1:$OP NTS_CA_FILE="$T_DIR/ca.pem" REFCLOCKS="SOCK $SOCK refid GPS poll -1" "${FAST[@]}"
+t_start_ntsd W NTP_SERVERS=nts://127.0.0.1:$CH_KE,127.0.0.1:$OP NTS_CA_FILE="$T_DIR/ca.pem" REFCLOCKS="SOCK $SOCK refid GPS poll -1" "${FAST[@]}"
 "$WRITER" sock "$SOCK" --offset 0.2 --interval 50 & WPIDS+=($!)
 t_check "mixed: a refclock 200 ms off two agreeing servers is the falseticker" t_wait 20 bash -c "'$NTSCTL' -s $T_DIR/W.state/ntsd.sock sources | grep -q '^#x GPS '"
 t_check "mixed: ... and a server is served, stratum 2" t_wait 10 stratum_is W 2

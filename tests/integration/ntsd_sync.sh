@@ -12,32 +12,15 @@ ctl() { "$NTSCTL" -s "$T_DIR/$1.state/ntsd.sock" "${@:2}"; }
 stratum_is() { ctl "$1" tracking | grep -q "^Stratum *: $2\$"; }
 
 # --- chronyd as the reference server (local stratum 1, never touches the clock)
-CP=$(t_port) CK=$(t_port)
-mkdir -p "$T_DIR/chrony" && chmod 700 "$T_DIR/chrony" # chronyd checks it
-cat > "$T_DIR/chrony/chrony.conf" <<CONF
-local stratum 1
-port $CP
-ntsport $CK
-ntsservercert $CERT
-ntsserverkey $KEY
-ntsdumpdir $T_DIR/chrony
-bindaddress 127.0.0.1
-allow 127.0.0.1
-cmdport 0
-bindcmdaddress $T_DIR/chrony/chronyd.sock
-pidfile $T_DIR/chrony/chronyd.pid
-CONF
-setpriv --bounding-set -sys_time chronyd -4 -x -d -u root -f "$T_DIR/chrony/chrony.conf" >"$T_DIR/chrony/log" 2>&1 &
-T_PIDS+=($!)
-t_wait 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CK" || echo "chronyd did not start: $(cat "$T_DIR/chrony/log")"
+t_chronyd_server "$T_DIR/chrony" 1 "$CERT" "$KEY" || t_fail "chronyd serves NTS-KE"
 
 # --- plain NTP from chronyd -----------------------------------------------
-t_start_ntsd P NTP_SERVERS=127.0.0.1:$CP "${FAST[@]}"
+t_start_ntsd P NTP_SERVERS=127.0.0.1:$CH_NTP "${FAST[@]}"
 t_check "syncs from chronyd over plain NTP: stratum 2" t_wait 15 stratum_is P 2
 t_check "reference ID is chronyd's address" bash -c "'$NTSCTL' -s $T_DIR/P.state/ntsd.sock tracking | grep -q 'Reference ID *: 7F000001'"
 t_check "ntsctl sources marks it selected" bash -c "'$NTSCTL' -s $T_DIR/P.state/ntsd.sock sources | grep -q '^\^\*'"
 t_check "drift file absence logged like chrony" grep -q "Could not read valid frequency and skew from driftfile" "$P_LOG"
-t_check "selection logged like chrony" grep -q "Selected source 127.0.0.1 (127.0.0.1:$CP)" "$P_LOG"
+t_check "selection logged like chrony" grep -q "Selected source 127.0.0.1 (127.0.0.1:$CH_NTP)" "$P_LOG"
 out=$(t_chrony_q "server 127.0.0.1 port $P_NTP iburst maxsamples 1")
 t_check "chronyd -Q against ntsd (plain upstream): |offset| < 100 us" t_chrony_offset_ok "$out" 0.0001
 t_check "ntp-query sees stratum 2" bash -c "'$NTPQ' 127.0.0.1 $P_NTP | grep -q ' s2 '"
@@ -45,12 +28,12 @@ t_check "ntp-query sees stratum 2" bash -c "'$NTPQ' 127.0.0.1 $P_NTP | grep -q '
 t_check "reach climbs to 377 (eight answered polls)" t_wait 15 bash -c \
   "'$NTSCTL' -s $T_DIR/P.state/ntsd.sock sources | grep -q ' 377 '"
 t_check "sourcestats shows the filter's 8 samples (NP)" bash -c \
-  "'$NTSCTL' -s $T_DIR/P.state/ntsd.sock sourcestats | grep -Eq '^127.0.0.1:$CP +8 +[0-9]+ +[0-9]+ '"
+  "'$NTSCTL' -s $T_DIR/P.state/ntsd.sock sourcestats | grep -Eq '^127.0.0.1:$CH_NTP +8 +[0-9]+ +[0-9]+ '"
 t_stop "$P_PID"
 t_check "drift file written at exit" test -s "$T_DIR/P.state/ntsd.drift"
 
 # --- NTS from chronyd -----------------------------------------------------
-t_start_ntsd N NTP_SERVERS=nts://127.0.0.1:$CK NTS_CA_FILE="$T_DIR/ca.pem" "${FAST[@]}"
+t_start_ntsd N NTP_SERVERS=nts://127.0.0.1:$CH_KE NTS_CA_FILE="$T_DIR/ca.pem" "${FAST[@]}"
 t_check "syncs from chronyd over NTS: stratum 2" t_wait 15 stratum_is N 2
 t_check "chronyd counted NTS-KE and authenticated packets" bash -c \
   "chronyc -h $T_DIR/chrony/chronyd.sock serverstats | grep -q 'Authenticated NTP packets *: [1-9]'"

@@ -112,47 +112,29 @@ t_stop "$XC"
 t_stop "$C_PID"
 
 # --- ntsd's own client, interleaved, against chronyd (plain and NTS) -----
-CP=$(t_port) CK=$(t_port)
-mkdir -m 700 "$T_DIR/cs"
-cat > "$T_DIR/cs/conf" <<CONF
-local stratum 1
-port $CP
-ntsport $CK
-ntsservercert $CERT
-ntsserverkey $KEY
-ntsdumpdir $T_DIR/cs
-bindaddress 127.0.0.1
-allow 127.0.0.1
-cmdport 0
-bindcmdaddress $T_DIR/cs/sock
-pidfile $T_DIR/cs/pid
-CONF
-chronyd_x -f "$T_DIR/cs/conf" > "$T_DIR/cs/log" 2>&1 &
-CS=$!
-T_PIDS+=("$CS")
-t_wait 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CK" || echo "chronyd did not start: $(cat "$T_DIR/cs/log")"
-ch_xl() { chronyc -h "$T_DIR/cs/sock" serverstats 2>/dev/null | sed -n 's/^Interleaved NTP packets *: //p'; }
+t_chronyd_server "$T_DIR/cs" 1 "$CERT" "$KEY" || t_fail "chronyd serves NTS-KE"
+ch_xl() { chronyc -h "$T_DIR/cs/chronyd.sock" serverstats 2>/dev/null | sed -n 's/^Interleaved NTP packets *: //p'; }
 ntsdata() { "$NTSCTL" -s "$T_DIR/$1.state/ntsd.sock" ntpdata 2>/dev/null; }
 ntsd_xl() { ntsdata "$1" | grep -q '^Interleaved *: Yes' &&
   ntsdata "$1" | grep -q '^TX timestamping *: Kernel'; }
-t_start_ntsd P NTP_SERVERS="127.0.0.1:$CP?xleave" MINPOLL=-2 MAXPOLL=-2
+t_start_ntsd P NTP_SERVERS="127.0.0.1:$CH_NTP?xleave" MINPOLL=-2 MAXPOLL=-2
 t_check "ntsd (plain upstream, ?xleave): ntpdata says Interleaved, kernel TX stamps" t_wait 20 ntsd_xl P
 ntsdata P | grep -E 'Interleaved|timestamping|Peer delay|Offset'
 t_check "chronyd answered ntsd interleaved" [ "$(ch_xl)" -gt 0 ]
 t_stop "$P_PID"
 n0=$(ch_xl)
-t_start_ntsd Q NTP_SERVERS="nts://127.0.0.1:$CK?xleave" NTS_CA_FILE="$T_DIR/ca.pem" MINPOLL=-2 MAXPOLL=-2
+t_start_ntsd Q NTP_SERVERS="nts://127.0.0.1:$CH_KE?xleave" NTS_CA_FILE="$T_DIR/ca.pem" MINPOLL=-2 MAXPOLL=-2
 t_check "ntsd (NTS upstream, ?xleave): ntpdata says Interleaved, kernel TX stamps" t_wait 20 ntsd_xl Q
 t_check "ntsd (NTS upstream): authenticated" bash -c "'$NTSCTL' -s $T_DIR/Q.state/ntsd.sock ntpdata | grep -q '^Authenticated *: Yes'"
 t_check "chronyd answered more interleaved NTS requests" [ "$(ch_xl)" -gt "$n0" ]
 t_stop "$Q_PID"
-t_start_ntsd R NTP_SERVERS="127.0.0.1:$CP" MINPOLL=-2 MAXPOLL=-2
+t_start_ntsd R NTP_SERVERS="127.0.0.1:$CH_NTP" MINPOLL=-2 MAXPOLL=-2
 t_check "without ?xleave: basic mode" t_wait 20 bash -c "'$NTSCTL' -s $T_DIR/R.state/ntsd.sock ntpdata | grep -q '^Interleaved *: No'"
 t_stop "$R_PID"
 out=$(env -i PATH="$PATH" NTP_SERVERS="127.0.0.1?xleav" LISTEN=127.0.0.1 NTP_PORT=0 NTS_KE_PORT=0 \
   STATE_DIR="$T_DIR/bad.state" NTSD_USER="$T_USER" timeout 10 "$NTSD" 2>&1); rc=$?
 t_check "an unknown item option stops ntsd and names the syntax" \
   bash -c "[ $rc -ne 0 ] && grep -q '?xleave' <<<'$out'"
-t_stop "$CS"
+t_stop "$CH_PID"
 
 t_done
