@@ -34,6 +34,7 @@
 #include "errtext.h"
 #include "ntsntp/hwclock.h"
 #include "ntsntp/uv.h"
+#include "sock.h"
 
 /* Datagrams per recvmmsg/sendmmsg call. */
 #define BATCH 32
@@ -1500,7 +1501,6 @@ static void abort_start(ntsntp_uv_ntp *n) {
 
 int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
                         ntsntp_uv_ntp **out, char *errbuf, size_t errlen) {
-  static const char *const wildcards[] = {"0.0.0.0", "::"};
   const char *const *names;
   ntsntp_uv_ntp *n;
   sigset_t all, old;
@@ -1527,7 +1527,7 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   n->s.hw_ifaces = NULL;
   n->s.n_hw_ifaces = s->n_hw_ifaces;
   n->n_addrs = s->n_listen ? s->n_listen : 2;
-  names = s->n_listen ? s->listen : wildcards;
+  names = s->n_listen ? s->listen : ntsntp__sock_wildcards;
   n->n_workers = s->workers;
   if (n->n_workers == 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
