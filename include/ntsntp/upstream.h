@@ -175,7 +175,10 @@ NTSNTP_EXTERN int ntsntp_uv_upstream_source_get(const ntsntp_uv_upstream *up,
 /* monitoring: end */
 
 /* Writes the drift file, stops all queries and timers, frees |up| once
- * its handles are closed, then calls |done| (may be NULL). */
+ * its handles are closed, then calls |done| (may be NULL).  Queries it
+ * cancelled may still be closing their sockets on the loop then (an NTS-KE
+ * connection waits, bounded, for the server's EOF): run the loop until it
+ * has nothing left (uv_run UV_RUN_DEFAULT) before uv_loop_close. */
 NTSNTP_EXTERN void ntsntp_uv_upstream_stop(ntsntp_uv_upstream *up,
                                            void (*done)(void *user),
                                            void *user);
