@@ -44,6 +44,11 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+# The root a mount point of its own, private: tests that unshare a mount
+# namespace (a private /etc/hosts) can then make / private in there.
+mount --bind "$root" "$root"
+mount --make-private "$root"
+mounts+=("$root")
 for m in proc sys dev; do
   mount --bind "/$m" "$root/$m"
   mounts+=("$root/$m")

@@ -9,7 +9,13 @@ if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null; then
   echo "needs root and unshare (a private /etc/hosts): skipped"; exit 77
 fi
 if [ -z "${NTSD_POOL_NS:-}" ]; then
-  # Mounts made in here stay in here (unshare makes them private).
+  # Mounts made in here stay in here (unshare makes them private).  In a
+  # chroot whose / is not a mount point that cannot be done.
+  if ! err=$(unshare -m true 2>&1); then
+    echo "cannot make a private mount namespace here ($err): skipped"
+    echo "(in a chroot, bind-mount the root on itself first, as tools/in-root.sh does)"
+    exit 77
+  fi
   NTSD_POOL_NS=1 exec unshare -m bash "$0" "$@"
 fi
 NTSD=$1 NTSCTL=$2
