@@ -201,11 +201,13 @@ NTSNTP_EXTERN void ntsntp_uv_service_get_stats(ntsntp_uv_service *svc,
 NTSNTP_EXTERN const ntsntp_sync *
 ntsntp_uv_service_sync(const ntsntp_uv_service *svc);
 
-/* Port actually bound for listen address |idx| (tests use port 0). */
-NTSNTP_EXTERN uint16_t ntsntp_uv_service_ntp_port(ntsntp_uv_service *svc,
-                                                  unsigned idx);
-NTSNTP_EXTERN uint16_t ntsntp_uv_service_ke_port(ntsntp_uv_service *svc,
-                                                 unsigned idx);
+/* Port actually bound for listen address |idx| (tests use port 0), as
+ * ntsntp_uv_ntp_port and ntsntp_uv_ke_port return it; 0 when the part
+ * (NTP or NTS-KE) is not running or |idx| is out of range. */
+NTSNTP_EXTERN uint16_t ntsntp_uv_service_ntp_port(const ntsntp_uv_service *svc,
+                                                  size_t idx);
+NTSNTP_EXTERN uint16_t ntsntp_uv_service_ke_port(const ntsntp_uv_service *svc,
+                                                 size_t idx);
 
 /*
  * Saves the key ring, stops everything and frees |svc|; |done| runs on the

@@ -265,7 +265,7 @@ NTSNTP_EXTERN void ntsntp_uv_ntp_worker_stats(ntsntp_uv_ntp *n, unsigned worker,
  *
  * version-added: 0.1.0
  */
-NTSNTP_EXTERN uint16_t ntsntp_uv_ntp_port(ntsntp_uv_ntp *n, unsigned idx);
+NTSNTP_EXTERN uint16_t ntsntp_uv_ntp_port(const ntsntp_uv_ntp *n, size_t idx);
 
 /*
  * Stops the service: each worker finishes the batch in hand, closes its

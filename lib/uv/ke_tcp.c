@@ -572,7 +572,7 @@ static void worker_main(void *arg) {
 }
 
 uint16_t ntsntp_uv_ke_port(const ntsntp_uv_ke *ke, size_t idx) {
-  return idx < ke->n_fds ? ke->ports[idx] : 0;
+  return ke != NULL && idx < ke->n_fds ? ke->ports[idx] : 0;
 }
 
 void ntsntp_uv_ke_set_creds(ntsntp_uv_ke *ke, ntsntp_ke_creds *creds) {

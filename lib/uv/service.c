@@ -1206,11 +1206,13 @@ void ntsntp_uv_service_get_stats(ntsntp_uv_service *svc,
   st->cert_reloads = svc->reloads;
 }
 
-uint16_t ntsntp_uv_service_ntp_port(ntsntp_uv_service *svc, unsigned idx) {
+uint16_t ntsntp_uv_service_ntp_port(const ntsntp_uv_service *svc,
+                                    size_t idx) {
   return svc->ntp ? ntsntp_uv_ntp_port(svc->ntp, idx) : 0;
 }
 
-uint16_t ntsntp_uv_service_ke_port(ntsntp_uv_service *svc, unsigned idx) {
+uint16_t ntsntp_uv_service_ke_port(const ntsntp_uv_service *svc,
+                                   size_t idx) {
   return svc->ke ? ntsntp_uv_ke_port(svc->ke, idx) : 0;
 }
 

@@ -233,7 +233,7 @@ int ntsntp_uv_ntp_steered(ntsntp_uv_ntp *n) {
   return n != NULL && n->steered;
 }
 
-uint16_t ntsntp_uv_ntp_port(ntsntp_uv_ntp *n, unsigned idx) {
+uint16_t ntsntp_uv_ntp_port(const ntsntp_uv_ntp *n, size_t idx) {
   if (n == NULL || idx >= n->n_addrs || n->addrs[idx].skip)
     return 0;
   return n->addrs[idx].port;
