@@ -141,9 +141,9 @@ int ntsntp_ke_server_reload(ntsntp_ke_server *srv, const char *cert_path,
   return rv;
 }
 
-const ntsntp_ke_server_stats *
-ntsntp_ke_server_get_stats(const ntsntp_ke_server *srv) {
-  return &srv->stats;
+void ntsntp_ke_server_get_stats(const ntsntp_ke_server *srv,
+                                ntsntp_ke_server_stats *out) {
+  *out = srv->stats;
 }
 
 int ntsntp_ke_session_new(ntsntp_ke_session **ps, ntsntp_ke_server *srv,

@@ -89,7 +89,7 @@ static int done_calls;
 static ntsntp_server_stats final_stats;
 
 static void on_done(void *user) {
-  ntsntp_uv_ntp_stats(user, &final_stats); /* still valid in |done| */
+  ntsntp_uv_ntp_get_stats(user, &final_stats); /* still valid in |done| */
   done_calls++;
 }
 
@@ -225,7 +225,7 @@ static void wait_received(ntsntp_uv_ntp *n, uint64_t want,
                           ntsntp_server_stats *st) {
   int i;
   for (i = 0; i < 400; i++) {
-    ntsntp_uv_ntp_stats(n, st);
+    ntsntp_uv_ntp_get_stats(n, st);
     if (st->received >= want)
       break;
     usleep(5000);
@@ -491,8 +491,8 @@ START_TEST(test_load_spread) {
   }
   ck_assert_int_eq(got, FLOWS * PER_FLOW);
   wait_received(n, FLOWS * PER_FLOW, &st);
-  ntsntp_uv_ntp_worker_stats(n, 0, &w0);
-  ntsntp_uv_ntp_worker_stats(n, 1, &w1);
+  ntsntp_uv_ntp_get_worker_stats(n, 0, &w0);
+  ntsntp_uv_ntp_get_worker_stats(n, 1, &w1);
   ck_assert_uint_gt(w0.received, 0);
   ck_assert_uint_gt(w1.received, 0);
   memset(&sum, 0, sizeof(sum));
@@ -502,7 +502,7 @@ START_TEST(test_load_spread) {
   ck_assert_uint_eq(st.responded, FLOWS * PER_FLOW);
   ck_assert_uint_eq(st.rx_kernel_ts + st.rx_daemon_ts, FLOWS * PER_FLOW);
   ck_assert_uint_gt(st.rx_kernel_ts, FLOWS * PER_FLOW / 2);
-  ntsntp_uv_ntp_worker_stats(n, 2, &w0);
+  ntsntp_uv_ntp_get_worker_stats(n, 2, &w0);
   ck_assert_uint_eq(w0.received, 0);
   fprintf(stderr, "load spread: worker 0 %llu, worker 1 %llu\n",
           (unsigned long long)w1.received,
@@ -691,7 +691,7 @@ static void per_worker(ntsntp_uv_ntp *n, uint64_t got[2]) {
   ntsntp_server_stats w;
   unsigned i;
   for (i = 0; i < 2; i++) {
-    ntsntp_uv_ntp_worker_stats(n, i, &w);
+    ntsntp_uv_ntp_get_worker_stats(n, i, &w);
     got[i] = w.received;
   }
 }
@@ -734,7 +734,7 @@ START_TEST(test_ratelimit_per_client_not_per_worker) {
   /* ...as each address met one worker only. */
   ck_assert_msg(w4[0] == 0 || w4[1] == 0, "127.0.0.1 met both workers");
   ck_assert_msg(w[0] - w4[0] == 0 || w[1] - w4[1] == 0, "::1 met both workers");
-  ntsntp_uv_ntp_stats(n, &st);
+  ntsntp_uv_ntp_get_stats(n, &st);
   ck_assert_uint_eq(st.responded, v4 + v6);
   ck_assert_uint_eq(st.reasons[NTSNTP_REASON_RATELIMIT], 2 * RL_SENT - v4 - v6);
   stop_svc(n);
@@ -1337,7 +1337,7 @@ START_TEST(test_chrony_client) {
     waitpid(pid, &status, 0);
     ck_abort_msg("chronyd did not exit");
   }
-  ntsntp_uv_ntp_stats(n, &st);
+  ntsntp_uv_ntp_get_stats(n, &st);
   stop_svc(n);
 
   f = fopen(logf, "r");

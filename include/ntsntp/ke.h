@@ -311,9 +311,9 @@ NTSNTP_EXTERN int ntsntp_ke_server_reload(ntsntp_ke_server *srv,
                                           const char *key_path, char *errbuf,
                                           size_t errlen) NTSNTP_WARN_UNUSED;
 
-/* The server's counters (live; read them from the server's thread). */
-NTSNTP_EXTERN const ntsntp_ke_server_stats *
-ntsntp_ke_server_get_stats(const ntsntp_ke_server *srv);
+/* Copies the server's counters to |*out| (from the server's thread). */
+NTSNTP_EXTERN void ntsntp_ke_server_get_stats(const ntsntp_ke_server *srv,
+                                              ntsntp_ke_server_stats *out);
 
 /*
  * Starts a session for a new TCP connection at monotonic time |now_ms|.

@@ -194,8 +194,10 @@ typedef struct ntsntp_uv_service_stats {
   uint64_t cert_reloads;
 } ntsntp_uv_service_stats;
 
-NTSNTP_EXTERN void ntsntp_uv_service_get_stats(ntsntp_uv_service *svc,
-                                           ntsntp_uv_service_stats *st);
+/* Counters of the NTP and NTS-KE parts (zeroes for a part not running);
+ * from the loop's thread. */
+NTSNTP_EXTERN void ntsntp_uv_service_get_stats(const ntsntp_uv_service *svc,
+                                               ntsntp_uv_service_stats *st);
 
 /* The upstream sync core, or NULL in local clock mode. */
 NTSNTP_EXTERN const ntsntp_sync *

@@ -237,8 +237,8 @@ NTSNTP_EXTERN int ntsntp_uv_ntp_start(uv_loop_t *loop,
  *
  * version-added: 0.1.0
  */
-NTSNTP_EXTERN void ntsntp_uv_ntp_stats(ntsntp_uv_ntp *n,
-                                       ntsntp_server_stats *out);
+NTSNTP_EXTERN void ntsntp_uv_ntp_get_stats(const ntsntp_uv_ntp *n,
+                                           ntsntp_server_stats *out);
 
 /* The number of worker threads. */
 NTSNTP_EXTERN unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n);
@@ -253,10 +253,11 @@ NTSNTP_EXTERN int ntsntp_uv_ntp_steered(ntsntp_uv_ntp *n);
 
 /*
  * The counters of worker |worker| alone (zeroes if out of range); same
- * rules as ntsntp_uv_ntp_stats.  Shows how the kernel spreads load.
+ * rules as ntsntp_uv_ntp_get_stats.  Shows how the kernel spreads load.
  */
-NTSNTP_EXTERN void ntsntp_uv_ntp_worker_stats(ntsntp_uv_ntp *n, unsigned worker,
-                                              ntsntp_server_stats *out);
+NTSNTP_EXTERN void ntsntp_uv_ntp_get_worker_stats(const ntsntp_uv_ntp *n,
+                                                  unsigned worker,
+                                                  ntsntp_server_stats *out);
 
 /*
  * The port actually bound for listen address |idx| (the index in

@@ -143,7 +143,8 @@ NTSNTP_EXTERN void ntsntp_uv_ke_set_creds(ntsntp_uv_ke *ke,
                                           ntsntp_ke_creds *creds);
 
 /* Counters summed over the threads (consistent per thread). */
-NTSNTP_EXTERN void ntsntp_uv_ke_get_stats(ntsntp_uv_ke *ke, ntsntp_uv_ke_stats *st);
+NTSNTP_EXTERN void ntsntp_uv_ke_get_stats(const ntsntp_uv_ke *ke,
+                                          ntsntp_uv_ke_stats *st);
 
 /* Closes listeners and sessions, joins the threads, frees |ke|. */
 NTSNTP_EXTERN void ntsntp_uv_ke_stop(ntsntp_uv_ke *ke);

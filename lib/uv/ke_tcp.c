@@ -158,7 +158,7 @@ static void count_latency(ke_worker *w, double s) {
 
 static void snapshot(ke_worker *w) {
   uv_mutex_lock(&w->lock);
-  w->snap = *ntsntp_ke_server_get_stats(w->srv);
+  ntsntp_ke_server_get_stats(w->srv, &w->snap);
   uv_mutex_unlock(&w->lock);
 }
 
@@ -588,7 +588,7 @@ void ntsntp_uv_ke_set_creds(ntsntp_uv_ke *ke, ntsntp_ke_creds *creds) {
   }
 }
 
-void ntsntp_uv_ke_get_stats(ntsntp_uv_ke *ke, ntsntp_uv_ke_stats *st) {
+void ntsntp_uv_ke_get_stats(const ntsntp_uv_ke *ke, ntsntp_uv_ke_stats *st) {
   unsigned i, k;
   memset(st, 0, sizeof(*st));
   for (i = 0; i < ke->n_workers; i++) {

@@ -1194,11 +1194,11 @@ fail:
   return rv;
 }
 
-void ntsntp_uv_service_get_stats(ntsntp_uv_service *svc,
-                             ntsntp_uv_service_stats *st) {
+void ntsntp_uv_service_get_stats(const ntsntp_uv_service *svc,
+                                 ntsntp_uv_service_stats *st) {
   memset(st, 0, sizeof(*st));
   if (svc->ntp)
-    ntsntp_uv_ntp_stats(svc->ntp, &st->ntp);
+    ntsntp_uv_ntp_get_stats(svc->ntp, &st->ntp);
   if (svc->ke)
     ntsntp_uv_ke_get_stats(svc->ke, &st->ke);
   st->nts_enabled = svc->ke != NULL;

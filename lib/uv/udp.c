@@ -253,7 +253,7 @@ static void publish(worker *w) {
   atomic_store_explicit(&w->seq, seq + 2, memory_order_release);
 }
 
-static void snapshot(worker *w, ntsntp_server_stats *out) {
+static void snapshot(const worker *w, ntsntp_server_stats *out) {
   uint64_t v[STATS_WORDS];
   unsigned a, b;
   size_t i;
@@ -267,14 +267,14 @@ static void snapshot(worker *w, ntsntp_server_stats *out) {
   memcpy(out, v, sizeof(v));
 }
 
-void ntsntp_uv_ntp_worker_stats(ntsntp_uv_ntp *n, unsigned worker_idx,
-                                ntsntp_server_stats *out) {
+void ntsntp_uv_ntp_get_worker_stats(const ntsntp_uv_ntp *n, unsigned worker_idx,
+                                    ntsntp_server_stats *out) {
   memset(out, 0, sizeof(*out));
   if (n != NULL && worker_idx < n->n_workers)
     snapshot(&n->workers[worker_idx], out);
 }
 
-void ntsntp_uv_ntp_stats(ntsntp_uv_ntp *n, ntsntp_server_stats *out) {
+void ntsntp_uv_ntp_get_stats(const ntsntp_uv_ntp *n, ntsntp_server_stats *out) {
   ntsntp_server_stats one;
   unsigned i;
   memset(out, 0, sizeof(*out));
