@@ -575,7 +575,7 @@ static int verify_with_hook(gnutls_session_t session) {
     der[i] = certs[i].data;
     len[i] = certs[i].size;
   }
-  if (t->verify(t->verify_user, der, len, i, verified))
+  if (t->verify(t->verify_user, der, len, i, verified) == 0)
     return 0;
   snprintf(t->errtext, sizeof(t->errtext),
            "handshake: the certificate was refused by the application's "

@@ -301,7 +301,7 @@ static int stall_accept(void *user, unsigned worker,
   (void)peer;
   if (atomic_exchange(&stall_first, 0))
     usleep(100 * 1000);
-  return 1;
+  return 0;
 }
 
 /* A large batch on a wildcard socket, with malformed requests among the
@@ -534,7 +534,7 @@ static int accept_hook(void *user, unsigned worker,
                        const struct sockaddr *peer) {
   if (user != &hook_mode || !peer_ok(worker, peer))
     atomic_store(&hook_bad, 1);
-  return atomic_load(&hook_mode) != 1;
+  return atomic_load(&hook_mode) == 1; /* non-zero drops */
 }
 
 static int filter_hook(void *user, unsigned worker, const struct sockaddr *peer,
@@ -757,7 +757,7 @@ static int record_worker(void *user, unsigned worker,
       (!atomic_compare_exchange_strong(&addr_worker[x], &old, want) &&
        old != want))
     atomic_store(&addr_split, 1);
-  return 1;
+  return 0;
 }
 
 /* From 127.0.0.1 .. 127.0.0.|addrs|, |ports| source ports each; returns

@@ -379,8 +379,8 @@ typedef struct ntsntp_ke_client ntsntp_ke_client;
  * Certificate hook of an NTS-KE client, called once per handshake after the
  * library's own check (trust anchors, host name, validity period unless
  * skipped): |chain| holds the server's certificates in DER, leaf first,
- * |n| of them; |verified| is 1 when the library's check passed.  Return 1
- * to go on, 0 to fail the handshake (TLS).  Pinning a key refuses what
+ * |n| of them; |verified| is 1 when the library's check passed.  Return 0
+ * to go on, non-zero to fail the handshake (TLS).  Pinning a key refuses what
  * does not match; accepting a certificate the check refused (a
  * self-signed one the program knows) is the program's responsibility.
  */

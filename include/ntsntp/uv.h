@@ -118,8 +118,8 @@ typedef struct ntsntp_uv_ntp_settings {
   /*
    * Early, cheap check called before ntsntp_server_parse, from worker
    * |worker| (0 .. workers-1; 0 from every worker when steer_by_client
-   * failed), with the client's address.  Return non-zero
-   * to go on, 0 to drop the request silently (counted as reason DENIED).
+   * failed), with the client's address.  Return 0 to go
+   * on, non-zero to drop the request silently (counted as reason DENIED).
    * Also called for datagrams that are not valid requests.  NULL accepts
    * everything.  Called concurrently: must be thread-safe and must not
    * block.

@@ -46,12 +46,13 @@ extern "C" {
 
 typedef struct ntsntp_uv_ke ntsntp_uv_ke;
 
-/* What |accept| says of a new connection.  Anything other than
- * NTSNTP_UV_KE_ADMIT closes it at once and is counted under that reason
- * (values outside this list as NTSNTP_UV_KE_REFUSE). */
+/* What |accept| says of a new connection: 0 (NTSNTP_UV_KE_ADMIT) lets it
+ * through, like every decision hook of the library.  Anything else closes
+ * it at once and is counted under that reason (non-zero values outside
+ * this list as NTSNTP_UV_KE_REFUSE). */
 typedef enum ntsntp_uv_ke_verdict {
-  NTSNTP_UV_KE_REFUSE = 0,      /* access control (ALLOW / DENY), other */
-  NTSNTP_UV_KE_ADMIT = 1,       /* let it through */
+  NTSNTP_UV_KE_ADMIT = 0,       /* let it through */
+  NTSNTP_UV_KE_REFUSE = 1,      /* access control (ALLOW / DENY), other */
   NTSNTP_UV_KE_RATELIMITED = 2, /* the client's NTS-KE rate limit */
   NTSNTP_UV_KE_CLIENT_FULL = 3, /* the client (/32, /64) holds its cap */
   NTSNTP_UV_KE_NETWORK_FULL = 4 /* its network (/24, /56) holds its cap */
@@ -73,7 +74,7 @@ typedef struct ntsntp_uv_ke_settings {
   ntsntp_ke_server_settings ke;
   /* Optional: judge a peer before any TLS work (access control, KE rate
    * limiting, connection caps).  Called on worker threads; must be
-   * thread-safe.  Returns an ntsntp_uv_ke_verdict: NTSNTP_UV_KE_ADMIT, or
+   * thread-safe.  Returns an ntsntp_uv_ke_verdict: NTSNTP_UV_KE_ADMIT (0), or
    * the reason to close the connection at once (counted as dropped). */
   int (*accept)(void *user, const struct sockaddr *peer);
   void *accept_user;

@@ -274,7 +274,7 @@ static int ntp_accept(void *user, unsigned worker,
                       const struct sockaddr *peer) {
   const ntsntp__access_svc *a = user;
   (void)worker;
-  return ntsntp_acl_check(a->acl, peer);
+  return !ntsntp_acl_check(a->acl, peer); /* 0 lets it through */
 }
 
 static int ntp_filter(void *user, unsigned worker, const struct sockaddr *peer,

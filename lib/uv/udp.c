@@ -836,7 +836,7 @@ static void judge(sock *sk, unsigned k, struct timespec *now, int *have_now) {
      * lost, so it cannot be parsed. */
     drop(ctx, NTSNTP_REASON_BAD_EF);
   } else if (n->s.accept != NULL &&
-             !n->s.accept(n->s.accept_user, w->shard, peer)) {
+             n->s.accept(n->s.accept_user, w->shard, peer) != 0) {
     drop(ctx, NTSNTP_REASON_DENIED);
   } else {
     /* Parse, then the filter (rate limiter), then the cryptography: a
