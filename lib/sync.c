@@ -69,8 +69,8 @@ void ntsntp_sync_settings_default(ntsntp_sync_settings *s) {
   s->holdover = HOLDOVER_DEFAULT;
 }
 
-int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s,
-                    const ntsntp_mem *mem) {
+int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s) {
+  const ntsntp_mem *mem = s->mem;
   ntsntp_sync *sync;
 
   *psync = NULL;

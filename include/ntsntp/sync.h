@@ -6,7 +6,7 @@
  * the caller hands it clock operations (ntsntp_clock_ops).  The runtime
  * feeds it events, all timestamped with the *system* clock in NTP-64:
  *
- *   ntsntp_sync_new(&sync, &settings, NULL);
+ *   ntsntp_sync_new(&sync, &settings);
  *   i = ntsntp_sync_add_source(sync, "ntp1.example", refid, now);
  *   loop:
  *     at ntsntp_sync_next_poll(sync, i):
@@ -143,6 +143,7 @@ typedef struct ntsntp_sync_settings {
    * leap-only smear (LEAP_SMEAR; off by default).  leap.h. */
   ntsntp_leap_mode leap_mode;
   int leap_smear;
+  const ntsntp_mem *mem; /* allocator; NULL: libc */
 } ntsntp_sync_settings;
 
 /* Fills |s| with the defaults above. */
@@ -151,14 +152,13 @@ NTSNTP_EXTERN void ntsntp_sync_settings_default(ntsntp_sync_settings *s);
 typedef struct ntsntp_sync ntsntp_sync;
 
 /*
- * Creates a sync object.  |mem| may be NULL.
+ * Creates a sync object, allocated with s->mem.
  * Errors: INVALID_ARG (minpoll/maxpoll outside 0..17 or minpoll > maxpoll,
  * non-positive or non-finite slew rate, negative threshold, clock_ops
  * without slew and step), NOMEM.
  */
 NTSNTP_EXTERN int ntsntp_sync_new(ntsntp_sync **psync,
-                                  const ntsntp_sync_settings *s,
-                                  const ntsntp_mem *mem);
+                                  const ntsntp_sync_settings *s);
 
 /* Frees |sync| (NULL is fine).  No thread may be in ntsntp_sync_serve. */
 NTSNTP_EXTERN void ntsntp_sync_del(ntsntp_sync *sync);
