@@ -106,8 +106,12 @@ static void make_certs(void) {
   snprintf(key_path, sizeof(key_path), "%s/srv.key", dir);
 }
 
+/* The loop ntsntp_uv_ke_stop calls |done| from. */
+static uv_loop_t ke_loop;
+
 static void setup(void) {
   char err[256];
+  ck_assert_int_eq(uv_loop_init(&ke_loop), 0);
   make_certs();
   ck_assert_int_eq(ntsntp_keyring_new(&kr, NULL, (int64_t)time(NULL)), 0);
   ck_assert_int_eq(ntsntp_ke_creds_load(&creds, cert_path, key_path, err,
@@ -117,6 +121,9 @@ static void setup(void) {
 
 static void teardown(void) {
   char cmd[128];
+  /* A failed start leaves a handle closing on the loop. */
+  uv_run(&ke_loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uv_loop_close(&ke_loop), 0);
   ntsntp_ke_creds_unref(creds);
   ntsntp_keyring_del(kr);
   snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -139,9 +146,25 @@ static void ke_settings(ntsntp_uv_ke_settings *s, unsigned max_conns) {
 static ntsntp_uv_ke *start(const ntsntp_uv_ke_settings *s) {
   ntsntp_uv_ke *ke = NULL;
   char err[256] = "";
-  int rv = ntsntp_uv_ke_start(NULL, s, &ke, err, sizeof(err));
+  int rv = ntsntp_uv_ke_start(&ke_loop, s, &ke, err, sizeof(err));
   ck_assert_msg(rv == 0, "start: %d %s", rv, err);
   return ke;
+}
+
+static void on_stopped(void *user) {
+  const ntsntp_uv_ke *ke = *(ntsntp_uv_ke **)user;
+  ntsntp_uv_ke_stats st;
+  ntsntp_uv_ke_get_stats(ke, &st); /* |ke| is still valid in |done| */
+  *(ntsntp_uv_ke **)user = NULL;
+}
+
+/* Stops |ke|: |done| comes from the loop, once the threads are gone. */
+static void stop(ntsntp_uv_ke *ke) {
+  ntsntp_uv_ke *pending = ke;
+  ntsntp_uv_ke_stop(ke, on_stopped, &pending);
+  ck_assert_ptr_eq(pending, ke); /* not called from stop itself */
+  uv_run(&ke_loop, UV_RUN_DEFAULT);
+  ck_assert_ptr_null(pending);
 }
 
 static double mono(void) {
@@ -222,7 +245,7 @@ START_TEST(test_accept_failure_not_counted) {
   for (i = 0; i < 3; i++)
     fd[i] = tcp_from("127.0.0.1", ntsntp_uv_ke_port(ke, 0));
   WAIT_STAT(ke, active, 3);
-  ntsntp_uv_ke_stop(ke);
+  stop(ke);
   for (i = 0; i < 3; i++)
     close(fd[i]);
 }
@@ -270,7 +293,7 @@ START_TEST(test_full_evicts_idle_then_partial) {
   WAIT_STAT(ke, active, 3);
   WAIT_STAT(ke, dropped, 0);
   WAIT_STAT(ke, accepted, 6);
-  ntsntp_uv_ke_stop(ke);
+  stop(ke);
   close(a), close(b), close(c), close(d), close(e), close(f);
 }
 END_TEST
@@ -297,7 +320,7 @@ START_TEST(test_young_idle_outlives_old_partial) {
   sleep_ms(50);
   ck_assert(closed(slow));
   ck_assert(!closed(young) && !closed(next));
-  ntsntp_uv_ke_stop(ke);
+  stop(ke);
   close(slow), close(young), close(next);
 }
 END_TEST
@@ -361,7 +384,7 @@ START_TEST(test_full_of_idle_serves_client) {
   ck_assert(closed(fd[0]));
   for (i = 1; i < 8; i++)
     ck_assert(!closed(fd[i]));
-  ntsntp_uv_ke_stop(ke);
+  stop(ke);
   for (i = 0; i < 8; i++)
     close(fd[i]);
 }
@@ -413,7 +436,7 @@ START_TEST(test_deadlines) {
   ck_assert_uint_eq(st.first_byte_timeouts, 1);
   ck_assert_uint_eq(st.header_timeouts, 1);
   ck_assert_uint_eq(st.ke.handshake_failed, 0);
-  ntsntp_uv_ke_stop(ke);
+  stop(ke);
 }
 END_TEST
 
@@ -434,7 +457,7 @@ START_TEST(test_first_byte_off) {
   ck_assert_double_ge(mono() - t0, 0.35);
   ck_assert_double_lt(mono() - t0, 0.8);
   WAIT_STAT(ke, first_byte_timeouts, 1);
-  ntsntp_uv_ke_stop(ke);
+  stop(ke);
   close(fd);
 }
 END_TEST
@@ -627,7 +650,7 @@ START_TEST(test_refusals_counted) {
   sleep_ms(50);
   ck_assert(!closed(fd[0]) && closed(fd[1]) && !closed(fd[2]) &&
             closed(fd[3]));
-  ntsntp_uv_ke_stop(ke);
+  stop(ke);
   for (i = 0; i < 4; i++)
     close(fd[i]);
   ntsntp__access_svc_del(a);
@@ -642,11 +665,14 @@ START_TEST(test_start_errors_without_errbuf) {
   ntsntp_uv_ke_settings ks;
   ntsntp_uv_ke *ke = NULL;
   ke_settings(&ks, 16);
+  /* |done| of stop runs on the loop: there must be one. */
+  ck_assert_int_eq(ntsntp_uv_ke_start(NULL, &ks, &ke, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   ks.listen = bad;
-  ck_assert_int_lt(ntsntp_uv_ke_start(NULL, &ks, &ke, NULL, 64), 0);
+  ck_assert_int_lt(ntsntp_uv_ke_start(&ke_loop, &ks, &ke, NULL, 64), 0);
   ck_assert_ptr_null(ke);
   ks.listen = foreign;
-  ck_assert_int_lt(ntsntp_uv_ke_start(NULL, &ks, &ke, NULL, 64), 0);
+  ck_assert_int_lt(ntsntp_uv_ke_start(&ke_loop, &ks, &ke, NULL, 64), 0);
   ck_assert_ptr_null(ke);
 }
 END_TEST
@@ -672,7 +698,7 @@ START_TEST(test_no_ipv6_host) {
   ks.n_listen = 0;
   ks.log = keep_log;
   atomic_store(&no_ipv6, 1);
-  ck_assert_int_eq(ntsntp_uv_ke_start(NULL, &ks, &ke, err, sizeof(err)), 0);
+  ck_assert_int_eq(ntsntp_uv_ke_start(&ke_loop, &ks, &ke, err, sizeof(err)), 0);
   ck_assert_str_eq(err, "");
   ck_assert_ptr_nonnull(strstr(warned, "no IPv6"));
   ck_assert_uint_ne(ntsntp_uv_ke_port(ke, 0), 0);
@@ -680,11 +706,11 @@ START_TEST(test_no_ipv6_host) {
   fd = tcp_from("127.0.0.1", ntsntp_uv_ke_port(ke, 0));
   ck_assert_int_ge(fd, 0);
   close(fd);
-  ntsntp_uv_ke_stop(ke);
+  stop(ke);
   ke = NULL;
   ks.listen = v6;
   ks.n_listen = 1;
-  ck_assert_int_lt(ntsntp_uv_ke_start(NULL, &ks, &ke, err, sizeof(err)), 0);
+  ck_assert_int_lt(ntsntp_uv_ke_start(&ke_loop, &ks, &ke, err, sizeof(err)), 0);
   ck_assert_ptr_nonnull(strstr(err, "::1"));
   atomic_store(&no_ipv6, 0);
 }

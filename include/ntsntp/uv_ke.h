@@ -124,7 +124,9 @@ NTSNTP_EXTERN void ntsntp_uv_ke_settings_default(ntsntp_uv_ke_settings *s);
 
 /*
  * Binds every listening socket (before returning, so the caller may drop
- * privileges next) and starts the threads.
+ * privileges next) and starts the threads.  |loop| (required) is where
+ * ntsntp_uv_ke_stop calls its |done|; on failure a handle on it is still
+ * closing, so run the loop before closing it.
  * Errors: INVALID_ARG (bad address or settings), IO (socket or bind failed;
  * |errbuf| says which address and why), NOMEM.
  */
@@ -147,8 +149,15 @@ NTSNTP_EXTERN void ntsntp_uv_ke_set_creds(ntsntp_uv_ke *ke,
 NTSNTP_EXTERN void ntsntp_uv_ke_get_stats(const ntsntp_uv_ke *ke,
                                           ntsntp_uv_ke_stats *st);
 
-/* Closes listeners and sessions, joins the threads, frees |ke|. */
-NTSNTP_EXTERN void ntsntp_uv_ke_stop(ntsntp_uv_ke *ke);
+/*
+ * Stops the service: each thread closes its listeners and sessions and
+ * ends; then the threads are joined and |done| (may be NULL) is called
+ * from the start's |loop| with |user|.  |ke| stays valid until |done|
+ * returns and is freed right after.  Call once, from the loop's thread;
+ * keep the loop running until |done|.  NULL |ke| does nothing.
+ */
+NTSNTP_EXTERN void ntsntp_uv_ke_stop(ntsntp_uv_ke *ke,
+                                     void (*done)(void *user), void *user);
 
 #ifdef __cplusplus
 }

@@ -104,6 +104,13 @@ struct ntsntp_uv_ke {
   atomic_uint active;
   unsigned n_workers;
   ke_worker *workers;
+  /* On the caller's loop: each thread that ends counts itself in
+   * |n_exited| and wakes |exited|; the last one lets stop finish. */
+  uv_async_t exited;
+  atomic_uint n_exited;
+  int stopping, closing;
+  void (*done)(void *user);
+  void *done_user;
 };
 
 typedef struct ke_write {
@@ -569,6 +576,8 @@ static void worker_main(void *arg) {
   sigaddset(&pipe, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  atomic_fetch_add_explicit(&w->ke->n_exited, 1, memory_order_release);
+  uv_async_send(&w->ke->exited);
 }
 
 uint16_t ntsntp_uv_ke_port(const ntsntp_uv_ke *ke, size_t idx) {
@@ -624,6 +633,9 @@ static void free_ke(ntsntp_uv_ke *ke) {
   for (i = 0; i < ke->n_fds; i++)
     if (ke->fds[i] >= 0)
       close(ke->fds[i]);
+  for (i = 0; i < ke->n_workers; i++)
+    if (ke->workers[i].ke) /* initialised */
+      uv_mutex_destroy(&ke->workers[i].lock);
   free(ke->workers);
   free(ke);
 }
@@ -670,7 +682,8 @@ static int bind_all(ntsntp_uv_ke *ke, char *errbuf, size_t errlen) {
 }
 
 /* Asks the first |n| workers to close everything, and joins them. */
-static void stop_threads(ntsntp_uv_ke *ke, unsigned n) {
+/* Asks the first |n| threads to close everything; each ends when it has. */
+static void signal_stop(ntsntp_uv_ke *ke, unsigned n) {
   unsigned t;
   for (t = 0; t < n; t++) {
     ke_worker *w = &ke->workers[t];
@@ -679,8 +692,6 @@ static void stop_threads(ntsntp_uv_ke *ke, unsigned n) {
     uv_mutex_unlock(&w->lock);
     uv_async_send(&w->async);
   }
-  for (t = 0; t < n; t++)
-    uv_thread_join(&ke->workers[t].thread);
 }
 
 /* Frees a worker whose loop is not running (any more). */
@@ -690,7 +701,6 @@ static void worker_clear(ke_worker *w) {
   uv_walk(&w->loop, close_walk, w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   uv_loop_close(&w->loop);
-  uv_mutex_destroy(&w->lock);
   if (w->new_creds)
     ntsntp_ke_creds_unref(w->new_creds);
   ntsntp_ke_server_del(w->srv);
@@ -724,14 +734,38 @@ static int worker_init(ntsntp_uv_ke *ke, ke_worker *w, unsigned t) {
   return 0;
 }
 
+/* Clears the workers, whose threads have ended (or never ran), calls
+ * |done| (the counters are still readable) and frees |ke|. */
+static void on_exited_closed(uv_handle_t *h) {
+  ntsntp_uv_ke *ke = h->data;
+  unsigned t;
+  for (t = 0; t < ke->n_workers; t++)
+    worker_clear(&ke->workers[t]);
+  if (ke->done)
+    ke->done(ke->done_user);
+  free_ke(ke);
+}
+
+static void on_exited(uv_async_t *h) {
+  ntsntp_uv_ke *ke = h->data;
+  unsigned t;
+  if (ke->closing || !ke->stopping ||
+      atomic_load_explicit(&ke->n_exited, memory_order_acquire) <
+          ke->n_workers)
+    return;
+  for (t = 0; t < ke->n_workers; t++)
+    uv_thread_join(&ke->workers[t].thread);
+  ke->closing = 1;
+  uv_close((uv_handle_t *)&ke->exited, on_exited_closed);
+}
+
 int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
                        ntsntp_uv_ke **out, char *errbuf, size_t errlen) {
   ntsntp_uv_ke *ke;
   unsigned t, started = 0;
   size_t i;
   int rv;
-  (void)loop;
-  if (!s || !out || s->threads == 0 || s->threads > 8 ||
+  if (!loop || !s || !out || s->threads == 0 || s->threads > 8 ||
       s->max_connections == 0)
     return NTSNTP_ERR_INVALID_ARG;
   ke = calloc(1, sizeof(*ke));
@@ -742,10 +776,13 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
   for (i = 0; i < MAX_LISTEN; i++)
     ke->fds[i] = -1;
   ke->workers = calloc(ke->n_workers, sizeof(*ke->workers));
-  if (!ke->workers) {
+  if (!ke->workers || uv_async_init(loop, &ke->exited, on_exited) != 0) {
+    free(ke->workers);
     free(ke);
     return NTSNTP_ERR_NOMEM;
   }
+  ke->exited.data = ke;
+  atomic_init(&ke->n_exited, 0);
   rv = bind_all(ke, errbuf, errlen);
   for (t = 0; rv == 0 && t < ke->n_workers; t++) {
     rv = worker_init(ke, &ke->workers[t], t);
@@ -760,10 +797,13 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
       rv = NTSNTP_ERR_NOMEM;
     }
   if (rv) {
-    stop_threads(ke, started);
-    for (t = 0; t < ke->n_workers; t++)
-      worker_clear(&ke->workers[t]);
-    free_ke(ke);
+    /* The error path may block briefly: the threads that run are joined
+     * here; the rest is freed from |loop| once |exited| is closed. */
+    signal_stop(ke, started);
+    for (t = 0; t < started; t++)
+      uv_thread_join(&ke->workers[t].thread);
+    ke->closing = 1;
+    uv_close((uv_handle_t *)&ke->exited, on_exited_closed);
     return rv;
   }
   logf_(ke, NTSNTP_LOG_INFO,
@@ -778,12 +818,12 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
   return 0;
 }
 
-void ntsntp_uv_ke_stop(ntsntp_uv_ke *ke) {
-  unsigned t;
-  if (!ke)
+void ntsntp_uv_ke_stop(ntsntp_uv_ke *ke, void (*done)(void *user),
+                       void *user) {
+  if (!ke || ke->stopping)
     return;
-  stop_threads(ke, ke->n_workers);
-  for (t = 0; t < ke->n_workers; t++)
-    worker_clear(&ke->workers[t]);
-  free_ke(ke);
+  ke->stopping = 1;
+  ke->done = done;
+  ke->done_user = user;
+  signal_stop(ke, ke->n_workers);
 }

@@ -588,6 +588,8 @@ static int start_ke(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   if (svc->s.nts_request_timeout_ms) /* access */
     ks.ke.timeout_ms = svc->s.nts_request_timeout_ms;
   rv = ntsntp_uv_ke_start(svc->loop, &ks, &svc->ke, errbuf, errlen);
+  if (rv == 0)
+    svc->handles++; /* until the KE threads are gone (shutdown_parts) */
   ntsntp_ke_creds_unref(creds);
   return rv;
 }
@@ -838,7 +840,8 @@ static void svc_unref(ntsntp_uv_service *svc) {
 
 static void handle_closed(uv_handle_t *h) { svc_unref(h->data); }
 
-static void up_stopped(void *user) { svc_unref(user); }
+/* A part's stop is done: the last one frees |svc|. */
+static void part_stopped(void *user) { svc_unref(user); }
 
 static uint64_t serve_adjust(void *user, uint64_t sys) {
   return ntsntp_sync_serve(user, sys);
@@ -858,7 +861,6 @@ static void rc_updated(void *user) {
     ntsntp_uv_upstream_publish(svc->up);
 }
 
-static void rc_stopped(void *user) { svc_unref(user); }
 
 /* REFCLOCKS, and NTP_SERVERS' ntpd refclock addresses (127.127.28.N is
  * SHM unit N); the other servers are left for the upstream runtime. */
@@ -1015,11 +1017,11 @@ const ntsntp_sync *ntsntp_uv_service_sync(const ntsntp_uv_service *svc) {
 /* Called once the NTP workers are gone (they read the sync core). */
 static void close_handles(ntsntp_uv_service *svc) {
   if (svc->rc) { /* refclock: before the sync core it feeds */
-    ntsntp_uv_refclock_stop(svc->rc, rc_stopped, svc);
+    ntsntp_uv_refclock_stop(svc->rc, part_stopped, svc);
     svc->rc = NULL;
   }
   if (svc->up) {
-    ntsntp_uv_upstream_stop(svc->up, up_stopped, svc);
+    ntsntp_uv_upstream_stop(svc->up, part_stopped, svc);
     svc->up = NULL;
   }
   uv_close((uv_handle_t *)&svc->rotate_timer, handle_closed);
@@ -1044,8 +1046,8 @@ static void shutdown_parts(ntsntp_uv_service *svc) {
   if (svc->ctl) /* control: no provider calls after this */
     ntsntp_uv_ctl_stop(svc->ctl, NULL, NULL);
   svc->ctl = NULL;
-  if (svc->ke) {
-    ntsntp_uv_ke_stop(svc->ke);
+  if (svc->ke) { /* its threads read the key rings and access tables */
+    ntsntp_uv_ke_stop(svc->ke, part_stopped, svc);
     svc->ke = NULL;
   }
   save_keys(svc);
