@@ -567,6 +567,7 @@ if [ "$n" = 1 ] && grep -q 'userland-proxy' "$work/ntp-gw.log"; then
   timeout 10 $DOCKER exec "$ntp" ntsctl clients >"$work/clients.log" 2>&1 || true
   show "$work/ntp-start.log" 40
   show "$work/clients.log" 10
+  grep "rate limit hit by $gw" "$work/ntp-gw.log" | sed 's/^/  /'
 else
   show "$work/ntp-gw.log" 15
   fail "want one warning naming the gateway $gw after 40 requests from the host, got $n"
