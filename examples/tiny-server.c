@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
 
   /* No key ring: plain NTP only.  Set settings.keyring for NTS. */
   ntsntp_server_settings_default(&settings);
-  rv = ntsntp_server_new(&srv, &settings);
+  rv = ntsntp_server_new(&srv, &settings, NULL, 0);
   if (rv) {
     fprintf(stderr, "ntsntp_server_new: %s\n", ntsntp_strerror(rv));
     return 1;

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errtext.h"
+
 #include "ntsntp/access.h"
 
 typedef struct u128 {
@@ -182,22 +184,29 @@ static void ranges_free(const ntsntp_mem *mem, acl_ranges *r) {
   r->n = 0;
 }
 
-int ntsntp_acl_new(ntsntp_acl **pacl, int default_allow,
-                   const ntsntp_mem *mem) {
+int ntsntp_acl_new(ntsntp_acl **pacl, int default_allow, const ntsntp_mem *mem,
+                   char *errbuf, size_t errlen) {
   ntsntp_acl *acl;
   int f;
-  if (!pacl)
+  if (!pacl) {
+    ntsntp__errf(errbuf, errlen,
+                 "access list: no place for the result "
+                 "(pacl is NULL)");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   if (!mem)
     mem = ntsntp_mem_default();
   acl = mem->calloc(1, sizeof(*acl), mem->user);
-  if (!acl)
+  if (!acl) {
+    ntsntp__errf(errbuf, errlen, "access list: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   acl->mem = mem;
   acl->def = default_allow != 0;
   for (f = 0; f < 2; f++) {
     if (build(mem, NULL, 0, acl->def, &acl->r[f])) {
       ntsntp_acl_del(acl);
+      ntsntp__errf(errbuf, errlen, "access list: out of memory");
       return NTSNTP_ERR_NOMEM;
     }
   }

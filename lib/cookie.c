@@ -9,6 +9,7 @@
 #include <nettle/sha2.h>
 
 #include "aead.h"
+#include "errtext.h"
 #include "ntsntp/cookie.h"
 #include "rd.h"
 
@@ -239,30 +240,48 @@ static int64_t epoch_at(const ntsntp_keyring *kr, int64_t now) {
 }
 
 int ntsntp_keyring_new(ntsntp_keyring **pkr, const ntsntp_keyring_settings *s,
-                       int64_t now) {
+                       int64_t now, char *errbuf, size_t errlen) {
   ntsntp_keyring_settings def;
   const ntsntp_mem *mem;
   ntsntp_keyring *kr;
   keyset *ks;
   int rv;
 
-  if (pkr == NULL)
+  if (pkr == NULL) {
+    ntsntp__errf(errbuf, errlen,
+                 "key ring: no place for the result (pkr "
+                 "is NULL)");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   *pkr = NULL;
   if (s == NULL) {
     ntsntp_keyring_settings_default(&def);
     s = &def;
   }
   if (s->rotate_interval < 1 || s->nkeys < 2 ||
-      s->nkeys > NTSNTP_KEYRING_SLOTS || now < 0)
+      s->nkeys > NTSNTP_KEYRING_SLOTS || now < 0) {
+    ntsntp__errf(errbuf, errlen,
+                 "key ring settings out of range: "
+                 "rotate_interval %lld (at least 1), nkeys %u (2..%u), now "
+                 "%lld (not negative)",
+                 (long long)s->rotate_interval, (unsigned)s->nkeys,
+                 (unsigned)NTSNTP_KEYRING_SLOTS, (long long)now);
     return NTSNTP_ERR_INVALID_ARG;
-  if (s->secret ? s->secret_len < 32 : s->secret_len != 0)
+  }
+  if (s->secret ? s->secret_len < 32 : s->secret_len != 0) {
+    ntsntp__errf(errbuf, errlen,
+                 "key ring: the shared secret is %zu bytes; "
+                 "fix: at least 32 (or none, with secret_len 0)",
+                 (size_t)s->secret_len);
     return NTSNTP_ERR_INVALID_ARG;
+  }
 
   mem = s->mem ? s->mem : ntsntp_mem_default();
   kr = mem->malloc(sizeof(*kr), mem->user);
-  if (kr == NULL)
+  if (kr == NULL) {
+    ntsntp__errf(errbuf, errlen, "key ring: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   memset(kr, 0, sizeof(*kr));
   atomic_init(&kr->set, NULL);
   kr->mem = mem;
@@ -283,6 +302,10 @@ int ntsntp_keyring_new(ntsntp_keyring **pkr, const ntsntp_keyring_settings *s,
   if (rv) {
     ntsntp_secure_clear(kr, sizeof(*kr));
     mem->free(kr, mem->user);
+    ntsntp__errf(errbuf, errlen,
+                 "key ring: the first keys could not be "
+                 "made: %s",
+                 ntsntp_strerror(rv));
     return rv;
   }
   atomic_store_explicit(&kr->set, ks, memory_order_release);

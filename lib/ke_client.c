@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "errtext.h"
 #include "ntsntp/ke.h"
 #include "rd.h"
 #include "tls.h"
@@ -262,26 +263,39 @@ static int progress(ntsntp_ke_client *c) {
 }
 
 int ntsntp_ke_client_new(ntsntp_ke_client **pc,
-                         const ntsntp_ke_client_settings *s, uint64_t now_ms) {
+                         const ntsntp_ke_client_settings *s, uint64_t now_ms,
+                         char *errbuf, size_t errlen) {
   const ntsntp_mem *mem;
   ntsntp_ke_client *c;
   size_t i;
   int rv;
 
-  if (pc == NULL)
+  if (pc == NULL || s == NULL) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE client: %s is NULL",
+                 pc == NULL ? "pc" : "the settings");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   *pc = NULL;
-  if (s == NULL || s->server_name == NULL || s->server_name[0] == '\0' ||
+  if (s->server_name == NULL || s->server_name[0] == '\0' ||
       strlen(s->server_name) > NTSNTP_KE_MAX_SERVER_LEN ||
       s->naeads > NTSNTP_KE_MAX_AEADS ||
-      (s->ntp_server &&
-       (s->ntp_server[0] == '\0' ||
-        strlen(s->ntp_server) > NTSNTP_KE_MAX_SERVER_LEN)))
+      (s->ntp_server && (s->ntp_server[0] == '\0' ||
+                         strlen(s->ntp_server) > NTSNTP_KE_MAX_SERVER_LEN))) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE client: %s",
+                 s->naeads > NTSNTP_KE_MAX_AEADS ? "too many AEADs (naeads)"
+                 : s->server_name == NULL || s->server_name[0] == '\0' ||
+                         strlen(s->server_name) > NTSNTP_KE_MAX_SERVER_LEN
+                     ? "server_name missing or longer than 255 characters; "
+                       "fix: the NTS-KE server's host name"
+                     : "ntp_server empty or longer than 255 characters");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   mem = s->mem ? s->mem : ntsntp_mem_default();
   c = mem->calloc(1, sizeof(*c), mem->user);
-  if (c == NULL)
+  if (c == NULL) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE client: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   c->mem = mem;
   reset_result(&c->res);
   c->rv = NTSNTP_ERR_STATE;
@@ -294,24 +308,34 @@ int ntsntp_ke_client_new(ntsntp_ke_client **pc,
     strcpy(c->req_server, s->ntp_server);
   c->req_port = s->ntp_port;
   rv = NTSNTP_ERR_INVALID_ARG;
-  if (c->naeads == 0)
+  if (c->naeads == 0) {
+    ntsntp__errf(errbuf, errlen,
+                 "NTS-KE client: none of the AEADs given is "
+                 "supported; fix: list 15 (AES-SIV-CMAC-256) among them");
     goto fail;
+  }
   rv = NTSNTP_ERR_NOMEM;
   c->resp = mem->malloc(MAX_RESPONSE, mem->user);
-  if (c->resp == NULL)
+  if (c->resp == NULL) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE client: out of memory");
     goto fail;
+  }
   {
     /* The TLS layer keeps the name for the certificate hook: our copy. */
     ntsntp_ke_client_settings ts = *s;
     ts.server_name = c->host;
-    rv = ntsntp__tls_new_client(&c->tls, &ts, mem);
+    rv = ntsntp__tls_new_client(&c->tls, &ts, mem, errbuf, errlen);
   }
   if (rv != 0)
     goto fail;
   /* Queue the ClientHello. */
   rv = ntsntp__tls_handshake(c->tls);
-  if (rv != NTSNTP_ERR_AGAIN)
+  if (rv != NTSNTP_ERR_AGAIN) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE client: TLS start failed: %s",
+                 ntsntp__tls_errtext(c->tls)[0] ? ntsntp__tls_errtext(c->tls)
+                                                : ntsntp_strerror(rv));
     goto fail;
+  }
   *pc = c;
   return 0;
 

@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "errtext.h"
 #include "ntsntp/ke.h"
 #include "rd.h"
 #include "tls.h"
@@ -64,22 +65,39 @@ static int valid_name(const char *s) {
 }
 
 int ntsntp_ke_server_new(ntsntp_ke_server **psrv,
-                         const ntsntp_ke_server_settings *s) {
+                         const ntsntp_ke_server_settings *s, char *errbuf,
+                         size_t errlen) {
   const ntsntp_mem *mem;
   ntsntp_ke_server *srv;
   size_t i;
 
-  if (psrv == NULL)
+  if (psrv == NULL || s == NULL) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE server: %s is NULL",
+                 psrv == NULL ? "psrv" : "the settings");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   *psrv = NULL;
-  if (s == NULL || s->creds == NULL || s->keyring == NULL ||
+  if (s->creds == NULL || s->keyring == NULL ||
       s->naeads > NTSNTP_KE_MAX_AEADS || s->max_request < 16 ||
-      (s->ntp_server && !valid_name(s->ntp_server)))
+      (s->ntp_server && !valid_name(s->ntp_server))) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE server: %s",
+                 s->creds == NULL     ? "no credentials; fix: load them with "
+                                        "ntsntp_ke_creds_load"
+                 : s->keyring == NULL ? "no cookie key ring; fix: "
+                                        "ntsntp_keyring_new"
+                 : s->naeads > NTSNTP_KE_MAX_AEADS ? "too many AEADs (naeads)"
+                 : s->max_request < 16
+                     ? "max_request below 16 bytes"
+                     : "ntp_server is not a host name or address (at most "
+                       "255 characters, no spaces or control characters)");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   mem = s->mem ? s->mem : ntsntp_mem_default();
   srv = mem->calloc(1, sizeof(*srv), mem->user);
-  if (srv == NULL)
+  if (srv == NULL) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE server: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   srv->mem = mem;
   srv->keyring = s->keyring;
   srv->ntp_port = s->ntp_port;
@@ -92,10 +110,14 @@ int ntsntp_ke_server_new(ntsntp_ke_server **psrv,
   srv->timeout_ms = s->timeout_ms;
   if (srv->naeads == 0) {
     mem->free(srv, mem->user);
+    ntsntp__errf(errbuf, errlen,
+                 "NTS-KE server: none of the AEADs given "
+                 "is supported; fix: list 15 (AES-SIV-CMAC-256) among them");
     return NTSNTP_ERR_INVALID_ARG;
   }
   if (pthread_mutex_init(&srv->lock, NULL) != 0) {
     mem->free(srv, mem->user);
+    ntsntp__errf(errbuf, errlen, "NTS-KE server: cannot create its lock");
     return NTSNTP_ERR_NOMEM;
   }
   srv->creds = ntsntp_ke_creds_ref(s->creds);
@@ -147,24 +169,30 @@ void ntsntp_ke_server_get_stats(const ntsntp_ke_server *srv,
 }
 
 int ntsntp_ke_session_new(ntsntp_ke_session **ps, ntsntp_ke_server *srv,
-                          uint64_t now_ms) {
+                          uint64_t now_ms, char *errbuf, size_t errlen) {
   const ntsntp_mem *mem;
   ntsntp_ke_session *s;
   ntsntp_ke_creds *creds;
   int rv;
 
-  if (ps == NULL || srv == NULL)
+  if (ps == NULL || srv == NULL) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE session: %s is NULL",
+                 ps == NULL ? "ps" : "the server");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   *ps = NULL;
   mem = srv->mem;
   s = mem->calloc(1, sizeof(*s), mem->user);
-  if (s == NULL)
+  if (s == NULL) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE session: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   s->srv = srv;
   s->deadline = now_ms + srv->timeout_ms;
   s->req = mem->malloc(srv->max_request + 1, mem->user);
   if (s->req == NULL) {
     mem->free(s, mem->user);
+    ntsntp__errf(errbuf, errlen, "NTS-KE session: out of memory");
     return NTSNTP_ERR_NOMEM;
   }
   pthread_mutex_lock(&srv->lock);
@@ -174,6 +202,8 @@ int ntsntp_ke_session_new(ntsntp_ke_session **ps, ntsntp_ke_server *srv,
   ntsntp_ke_creds_unref(creds);
   if (rv != 0) {
     ntsntp_ke_session_del(s);
+    ntsntp__errf(errbuf, errlen, "NTS-KE session: TLS setup failed: %s",
+                 ntsntp_strerror(rv));
     return rv;
   }
   *ps = s;

@@ -209,6 +209,7 @@ int ntsntp_nts_client_handle_expiry(ntsntp_nts_client *c, uint64_t now_ms) {
 
 int ntsntp_nts_client_ke_begin(ntsntp_nts_client *c, uint64_t now_ms) {
   ntsntp_ke_client_settings ks;
+  char why[sizeof(c->errtext)];
   int rv;
   if (c->ke)
     return NTSNTP_ERR_STATE;
@@ -224,16 +225,11 @@ int ntsntp_nts_client_ke_begin(ntsntp_nts_client *c, uint64_t now_ms) {
   ks.naeads = c->s.naeads;
   ks.timeout_ms = c->s.ke_timeout_ms;
   ks.mem = c->mem;
-  rv = ntsntp_ke_client_new(&c->ke, &ks, now_ms);
+  rv = ntsntp_ke_client_new(&c->ke, &ks, now_ms, why, sizeof(why));
   if (rv) {
     c->ke = NULL;
-    ntsntp__errf(c->errtext, sizeof(c->errtext), "NTS-KE with %s: %s%s",
-             c->server, ntsntp_strerror(rv),
-             rv == NTSNTP_ERR_BAD_CONFIG
-                 ? (c->ca_pem    ? " (no certificate in the CA PEM)"
-                    : c->ca_file ? " (the CA file cannot be read or is empty)"
-                                 : " (no system trust store)")
-                 : "");
+    ntsntp__errf(c->errtext, sizeof(c->errtext), "NTS-KE with %s: %s",
+                 c->server, why);
     back_off(c, now_ms);
     return rv;
   }

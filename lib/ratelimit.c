@@ -14,6 +14,8 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "errtext.h"
+
 #include "ntsntp/access.h"
 #include "ntsntp/server.h"
 
@@ -125,7 +127,8 @@ void ntsntp_ratelimit_settings_default(ntsntp_ratelimit_settings *s,
 }
 
 int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
-                         const ntsntp_ratelimit_settings *s) {
+                         const ntsntp_ratelimit_settings *s, char *errbuf,
+                         size_t errlen) {
   ntsntp_ratelimit_settings def;
   const ntsntp_mem *mem;
   ntsntp_ratelimit *rl;
@@ -133,8 +136,12 @@ int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
   size_t nb, bytes;
   uint64_t t;
 
-  if (!prl)
+  if (!prl) {
+    ntsntp__errf(errbuf, errlen,
+                 "rate limit: no place for the result "
+                 "(prl is NULL)");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   if (!s) {
     ntsntp_ratelimit_settings_default(&def, NTSNTP_RL_SERVICE_NTP);
     s = &def;
@@ -144,10 +151,22 @@ int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
       s->burst > NTSNTP_RL_MAX_BURST ||
       (!s->no_leak &&
        (s->leak < NTSNTP_RL_MIN_LEAK || s->leak > NTSNTP_RL_MAX_LEAK)) ||
-      s->kod > NTSNTP_RL_MAX_KOD ||
-      s->v4_prefix < 1 || s->v4_prefix > 32 || s->v6_prefix < 1 ||
-      s->v6_prefix > 128 || s->max_bytes < 1024 || !s->rand)
+      s->kod > NTSNTP_RL_MAX_KOD || s->v4_prefix < 1 || s->v4_prefix > 32 ||
+      s->v6_prefix < 1 || s->v6_prefix > 128 || s->max_bytes < 1024 ||
+      !s->rand) {
+    ntsntp__errf(
+        errbuf, errlen,
+        "rate limit settings out of range: interval %d (%d..%d), "
+        "burst %d (1..%d), leak %d (%d..%d unless no_leak), kod %d "
+        "(at most %d), prefixes /%d and /%d (1..32, 1..128), "
+        "max_bytes %zu (at least 1024), rand %s; fix: start from "
+        "ntsntp_ratelimit_settings_default",
+        (int)s->interval, NTSNTP_RL_MIN_INTERVAL, NTSNTP_RL_MAX_INTERVAL,
+        (int)s->burst, NTSNTP_RL_MAX_BURST, (int)s->leak, NTSNTP_RL_MIN_LEAK,
+        NTSNTP_RL_MAX_LEAK, (int)s->kod, NTSNTP_RL_MAX_KOD, (int)s->v4_prefix,
+        (int)s->v6_prefix, (size_t)s->max_bytes, s->rand ? "set" : "missing");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   mem = s->mem ? s->mem : ntsntp_mem_default();
   _Static_assert(sizeof(*rl) + WAYS * sizeof(rl_rec) <= 1024,
                  "1024 bytes hold one bucket");
@@ -157,10 +176,18 @@ int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
     nb = UINT32_MAX; /* the bucket index is taken from 32 hash bits */
   bytes = sizeof(*rl) + nb * WAYS * sizeof(rl_rec);
   rl = mem->calloc(1, bytes, mem->user);
-  if (!rl)
+  if (!rl) {
+    ntsntp__errf(errbuf, errlen,
+                 "rate limit: out of memory for its %zu "
+                 "byte table; fix: a smaller max_bytes",
+                 bytes);
     return NTSNTP_ERR_NOMEM;
+  }
   if (s->rand(s->rand_user, key, sizeof(key))) {
     mem->free(rl, mem->user);
+    ntsntp__errf(errbuf, errlen,
+                 "rate limit: the random source failed "
+                 "(hash key)");
     return NTSNTP_ERR_CRYPTO;
   }
   rl->hkey[0] = le64(key);

@@ -5,8 +5,9 @@
 #include <string.h>
 
 #include "aead.h"
-#include "ntsntp/server.h"
+#include "errtext.h"
 #include "nts_ef.h"
+#include "ntsntp/server.h"
 #include "rd.h"
 
 _Static_assert(sizeof(ntsntp__aead) <= sizeof(((ntsntp_server_ctx *)0)->s2c),
@@ -52,15 +53,25 @@ void ntsntp_server_settings_default(ntsntp_server_settings *s) {
   s->rand = ntsntp_rand_nonce; /* response nonces: unique, not secret */
 }
 
-int ntsntp_server_new(ntsntp_server **psrv, const ntsntp_server_settings *s) {
+int ntsntp_server_new(ntsntp_server **psrv, const ntsntp_server_settings *s,
+                      char *errbuf, size_t errlen) {
   const ntsntp_mem *mem = s && s->mem ? s->mem : ntsntp_mem_default();
   ntsntp_server *srv;
   ntsntp_clock_state cs;
-  if (!psrv || !s || !s->rand)
+  if (!psrv || !s || !s->rand) {
+    ntsntp__errf(errbuf, errlen,
+                 "NTP server: %s; fix: start from "
+                 "ntsntp_server_settings_default",
+                 !psrv ? "no place for the result (psrv is NULL)"
+                 : !s  ? "no settings"
+                       : "no random source (rand)");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   srv = mem->calloc(1, sizeof(*srv), mem->user);
-  if (!srv)
+  if (!srv) {
+    ntsntp__errf(errbuf, errlen, "NTP server: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   srv->s = *s;
   srv->mem = mem;
   atomic_init(&srv->clock_seq, 0);

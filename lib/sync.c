@@ -6,6 +6,7 @@
 #include <nettle/md5.h>
 
 #include "clock_model.h"
+#include "errtext.h"
 #include "select.h"
 #include "source.h"
 
@@ -69,7 +70,8 @@ void ntsntp_sync_settings_default(ntsntp_sync_settings *s) {
   s->holdover = HOLDOVER_DEFAULT;
 }
 
-int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s) {
+int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s,
+                    char *errbuf, size_t errlen) {
   const ntsntp_mem *mem = s->mem;
   ntsntp_sync *sync;
 
@@ -80,13 +82,28 @@ int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s) {
       !(s->makestep_threshold >= 0) || !(s->max_jitter > 0) ||
       s->precision < -30 || s->precision > 0 ||
       (s->clock_ops && (!s->clock_ops->slew || !s->clock_ops->step)) ||
-      (unsigned)s->leap_mode > NTSNTP_LEAP_MODE_SLEW)
+      (unsigned)s->leap_mode > NTSNTP_LEAP_MODE_SLEW) {
+    ntsntp__errf(errbuf, errlen,
+                 "sync settings out of range: minpoll %d and maxpoll %d "
+                 "(-6..17, minpoll <= maxpoll), max_slew_ppm %g (> 0), "
+                 "makestep_threshold %g (>= 0), max_jitter %g (> 0), "
+                 "precision %d (-30..0), leap_mode %u, clock_ops %s; fix: "
+                 "start from ntsntp_sync_settings_default",
+                 s->minpoll, s->maxpoll, s->max_slew_ppm, s->makestep_threshold,
+                 s->max_jitter, (int)s->precision, (unsigned)s->leap_mode,
+                 !s->clock_ops ? "none"
+                 : s->clock_ops->slew && s->clock_ops->step
+                     ? "complete"
+                     : "without slew or step");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   if (!mem)
     mem = ntsntp_mem_default();
   sync = mem->calloc(1, sizeof(*sync), mem->user);
-  if (!sync)
+  if (!sync) {
+    ntsntp__errf(errbuf, errlen, "sync: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   sync->mem = mem;
   sync->set = *s;
   if (s->clock_ops) {

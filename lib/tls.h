@@ -51,9 +51,8 @@ int ntsntp__tls_new_server(ntsntp__tls **pt, ntsntp_ke_creds *creds,
  * |s| is the KE client's settings (server_name, ca_file, ca_pem,
  * skip_time_checks, verify).
  * Errors: NOMEM, TLS, BAD_CONFIG (trust store unusable). */
-int ntsntp__tls_new_client(ntsntp__tls **pt,
-                           const ntsntp_ke_client_settings *s,
-                           const ntsntp_mem *mem);
+int ntsntp__tls_new_client(ntsntp__tls **pt, const ntsntp_ke_client_settings *s,
+                           const ntsntp_mem *mem, char *errbuf, size_t errlen);
 
 void ntsntp__tls_del(ntsntp__tls *t);
 

@@ -585,9 +585,8 @@ static int verify_with_hook(gnutls_session_t session) {
   return GNUTLS_E_CERTIFICATE_ERROR;
 }
 
-int ntsntp__tls_new_client(ntsntp__tls **pt,
-                           const ntsntp_ke_client_settings *s,
-                           const ntsntp_mem *mem) {
+int ntsntp__tls_new_client(ntsntp__tls **pt, const ntsntp_ke_client_settings *s,
+                           const ntsntp_mem *mem, char *errbuf, size_t errlen) {
   const char *server_name = s->server_name, *ca_file = s->ca_file;
   int skip_time_checks = s->skip_time_checks;
   ntsntp__tls *t;
@@ -595,11 +594,15 @@ int ntsntp__tls_new_client(ntsntp__tls **pt,
   int rv, g;
 
   *pt = NULL;
-  if (server_name == NULL || server_name[0] == '\0')
+  if (server_name == NULL || server_name[0] == '\0') {
+    ntsntp__errf(errbuf, errlen, "TLS client: no server name");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   t = tls_alloc(mem);
-  if (t == NULL)
+  if (t == NULL) {
+    ntsntp__errf(errbuf, errlen, "TLS client: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   rv = tls_common(t, GNUTLS_CLIENT);
   if (rv != 0)
     goto fail;
@@ -616,16 +619,31 @@ int ntsntp__tls_new_client(ntsntp__tls **pt,
                                                     GNUTLS_X509_FMT_PEM)
             : 0;
   } else if (ca_file) {
+    /* GnuTLS says only "Error while reading file": name the cause. */
+    FILE *f = fopen(ca_file, "rb");
+    if (f == NULL) {
+      snprintf(t->errtext, sizeof(t->errtext),
+               "cannot read the CA file %s: %s; fix: give ca_file a readable "
+               "PEM file of trusted CAs, or NULL for the system store",
+               ca_file, strerror(errno));
+      rv = NTSNTP_ERR_BAD_CONFIG;
+      goto fail;
+    }
+    fclose(f);
     g = gnutls_certificate_set_x509_trust_file(t->client_cred, ca_file,
                                                GNUTLS_X509_FMT_PEM);
   } else {
     g = gnutls_certificate_set_x509_system_trust(t->client_cred);
   }
   if (g <= 0) {
-    snprintf(t->errtext, sizeof(t->errtext), "no trusted CA loaded from %s%s%s",
-             s->ca_pem ? "the CA PEM given" : ca_file ? ca_file
-                                                      : "the system store",
-             g < 0 ? ": " : "", g < 0 ? gnutls_strerror(g) : "");
+    snprintf(t->errtext, sizeof(t->errtext),
+             "no trusted CA loaded from %s%s%s; fix: give PEM certificates "
+             "(ca_file or ca_pem)",
+             s->ca_pem ? "the CA PEM given"
+             : ca_file ? ca_file
+                       : "the system store",
+             g < 0 ? ": " : " (no certificate in it)",
+             g < 0 ? gnutls_strerror(g) : "");
     rv = NTSNTP_ERR_BAD_CONFIG;
     goto fail;
   }
@@ -667,6 +685,8 @@ int ntsntp__tls_new_client(ntsntp__tls **pt,
   return 0;
 
 fail:
+  ntsntp__errf(errbuf, errlen, "%s",
+               t->errtext[0] ? t->errtext : ntsntp_strerror(rv));
   ntsntp__tls_del(t);
   return rv;
 }

@@ -83,7 +83,7 @@ START_TEST(test_acl_parse_good) {
       "255.255.255.255"};
   ntsntp_acl *acl;
   size_t i;
-  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL), 0);
+  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL, NULL, 0), 0);
   for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
     ck_assert_msg(ntsntp_acl_add(acl, good[i], 1) == 0, "%s", good[i]);
   ntsntp_acl_del(acl);
@@ -101,14 +101,15 @@ START_TEST(test_acl_parse_bad) {
       "10.0.0.0/1000", "gggg::",    "1.2.3.4/32\n", "2001:db8::/33x"};
   ntsntp_acl *acl;
   size_t i;
-  ck_assert_int_eq(ntsntp_acl_new(&acl, 0, NULL), 0);
+  ck_assert_int_eq(ntsntp_acl_new(&acl, 0, NULL, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_acl_add(acl, "192.168.0.0/16", 1), 0);
   for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     ck_assert_msg(ntsntp_acl_add(acl, bad[i], 1) == NTSNTP_ERR_BAD_CONFIG,
                   "'%s'", bad[i]);
   ck_assert_int_eq(ntsntp_acl_add(acl, NULL, 1), NTSNTP_ERR_INVALID_ARG);
   ck_assert_int_eq(ntsntp_acl_add(NULL, "all", 1), NTSNTP_ERR_INVALID_ARG);
-  ck_assert_int_eq(ntsntp_acl_new(NULL, 1, NULL), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_acl_new(NULL, 1, NULL, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   /* No partial state: only the one good rule is in effect. */
   ck_assert_int_eq(ntsntp_acl_check(acl, sa("192.168.1.1")), 1);
   ck_assert_int_eq(ntsntp_acl_check(acl, sa("10.0.0.1")), 0);
@@ -122,7 +123,7 @@ START_TEST(test_acl_nomem_unchanged) {
   ntsntp_acl *acl;
   n_alloc = n_ok = n_free = 0;
   fail_alloc = 0;
-  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, &counting_mem), 0);
+  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, &counting_mem, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_acl_add(acl, "10.0.0.0/8", 0), 0);
   fail_alloc = 1;
   ck_assert_int_eq(ntsntp_acl_add(acl, "10.1.0.0/16", 1), NTSNTP_ERR_NOMEM);
@@ -135,7 +136,8 @@ START_TEST(test_acl_nomem_unchanged) {
   ck_assert_uint_eq(n_free, n_ok);
   ck_assert_uint_gt(n_alloc, n_ok);
   fail_alloc = 1;
-  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, &counting_mem), NTSNTP_ERR_NOMEM);
+  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, &counting_mem, NULL, 0),
+                   NTSNTP_ERR_NOMEM);
   fail_alloc = 0;
 }
 END_TEST
@@ -171,12 +173,12 @@ START_TEST(test_acl_nested) {
   ntsntp_acl *acl;
   int i;
   /* Nesting decides, not the order of the lines. */
-  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL), 0);
+  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL, NULL, 0), 0);
   for (i = 0; i < 4; i++)
     ck_assert_int_eq(ntsntp_acl_add(acl, spec[i], allow[i]), 0);
   check_nested(acl);
   ntsntp_acl_del(acl);
-  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL), 0);
+  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL, NULL, 0), 0);
   for (i = 3; i >= 0; i--)
     ck_assert_int_eq(ntsntp_acl_add(acl, spec[i], allow[i]), 0);
   check_nested(acl);
@@ -212,7 +214,7 @@ START_TEST(test_acl_ipv6) {
     sa_family_t f;
     char pad[30];
   } other = {AF_UNIX, {0}};
-  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL), 0);
+  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_acl_add(acl, "2001:db8::/32", 0), 0);
   ck_assert_int_eq(ntsntp_acl_add(acl, "2001:db8:1::/48", 1), 0);
   ck_assert_int_eq(ntsntp_acl_add(acl, "2001:db8:1::5", 0), 0);
@@ -280,7 +282,7 @@ START_TEST(test_acl_random_vs_reference) {
   size_t i, n = 0;
   char buf[64];
   int def = _i & 1;
-  ck_assert_int_eq(ntsntp_acl_new(&acl, def, NULL), 0);
+  ck_assert_int_eq(ntsntp_acl_new(&acl, def, NULL, NULL, 0), 0);
   for (i = 0; i < NREF; i++) {
     /* Few top bits so that prefixes nest and collide often. */
     uint32_t a = (uint32_t)xorshift() & 0xF0F0FF00u;
@@ -321,7 +323,7 @@ START_TEST(test_acl_speed) {
   char buf[64];
   double t0, ns;
   unsigned i, allowed = 0;
-  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL), 0);
+  ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL, NULL, 0), 0);
   for (i = 0; i < 1000; i++) {
     snprintf(buf, sizeof(buf), "2001:db8:%x:%x::/64", i, i * 7);
     ck_assert_int_eq(ntsntp_acl_add(acl, buf, (int)(i & 1)), 0);
@@ -370,12 +372,14 @@ START_TEST(test_rl_settings) {
   ck_assert_uint_eq(s.max_bytes, 524288);
   ntsntp_ratelimit_settings_default(&s, NTSNTP_RL_SERVICE_NTSKE);
   ck_assert_int_eq(s.interval, 6);
-  ck_assert_int_eq(ntsntp_ratelimit_new(NULL, &s), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_ratelimit_new(NULL, &s, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
 #define BAD(field, val)                                                        \
   do {                                                                         \
     rl_settings(&s);                                                           \
     s.field = val;                                                             \
-    ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s), NTSNTP_ERR_INVALID_ARG);  \
+    ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s, NULL, 0),                   \
+                     NTSNTP_ERR_INVALID_ARG);                                  \
   } while (0)
   BAD(interval, -20);
   BAD(interval, 13);
@@ -393,12 +397,12 @@ START_TEST(test_rl_settings) {
   rl_settings(&s);
   s.interval = -19;
   s.max_bytes = 1024;
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s), 0);
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s, NULL, 0), 0);
   ck_assert_uint_le(ntsntp_ratelimit_memory(rl), 1024);
   ck_assert_int_eq(ntsntp_ratelimit_check(rl, sa("1.2.3.4"), T0),
                    NTSNTP_RL_PASS);
   ntsntp_ratelimit_del(rl);
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, NULL), 0); /* defaults */
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, NULL, NULL, 0), 0); /* defaults */
   ck_assert_uint_le(ntsntp_ratelimit_memory(rl), 524288);
   ntsntp_ratelimit_del(rl);
   ntsntp_ratelimit_del(NULL);
@@ -411,7 +415,7 @@ START_TEST(test_rl_burst_then_leak) {
   ntsntp_ratelimit_stats st;
   unsigned i, pass = 0, drop = 0, kod = 0;
   rl_settings(&s);
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s), 0);
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s, NULL, 0), 0);
   for (i = 0; i < 8; i++)
     ck_assert_int_eq(ntsntp_ratelimit_check(rl, sa("192.0.2.1"), T0),
                      NTSNTP_RL_PASS);
@@ -437,7 +441,7 @@ START_TEST(test_rl_burst_then_leak) {
   /* kod 1: of the limited, 1/4 leak, 3/8 KoD, 3/8 drop. */
   rl_settings(&s);
   s.kod = 1;
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s), 0);
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s, NULL, 0), 0);
   pass = drop = kod = 0;
   for (i = 0; i < 8; i++)
     ntsntp_ratelimit_check(rl, sa("2001:db8::1"), T0);
@@ -458,7 +462,7 @@ START_TEST(test_rl_burst_then_leak) {
   /* leak 4: one in sixteen. */
   rl_settings(&s);
   s.leak = 4;
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s), 0);
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s, NULL, 0), 0);
   pass = 0;
   for (i = 0; i < 8 + 160000; i++)
     pass += ntsntp_ratelimit_check(rl, sa("192.0.2.1"), T0) == NTSNTP_RL_PASS;
@@ -481,7 +485,7 @@ START_TEST(test_rl_interval_recovery) {
   unsigned i;
   uint64_t t = T0, l;
   rl_settings(&s);
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s), 0);
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s, NULL, 0), 0);
   /* A client polling every 8 s (2^3) is never limited. */
   for (i = 0; i < 1000; i++, t += 8 * SEC)
     ck_assert_int_eq(ntsntp_ratelimit_check(rl, sa("198.51.100.7"), t),
@@ -536,7 +540,7 @@ START_TEST(test_rl_aggregation_and_top) {
   unsigned i;
   rl_settings(&s);
   s.burst = 2;
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s), 0);
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s, NULL, 0), 0);
   /* Same /64: one client. */
   ck_assert_int_eq(ntsntp_ratelimit_check(rl, sa("2001:db8:0:1::1"), T0), 0);
   ck_assert_int_eq(ntsntp_ratelimit_check(rl, sa("2001:db8:0:1::2"), T0), 0);
@@ -588,7 +592,7 @@ START_TEST(test_rl_aggregation_and_top) {
   /* Disabled: never limits, still counts. */
   rl_settings(&s);
   s.enabled = 0;
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s), 0);
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s, NULL, 0), 0);
   for (i = 0; i < 1000; i++)
     ck_assert_int_eq(ntsntp_ratelimit_check(rl, sa("192.0.2.9"), T0),
                      NTSNTP_RL_PASS);
@@ -642,7 +646,7 @@ START_TEST(test_rl_spoofed_flood) {
   rl_settings(&s);
   s.interval = 0; /* 1 s, so that 100 s give 100 legitimate polls */
   s.mem = &counting_mem;
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s), 0);
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s, NULL, 0), 0);
   mem0 = ntsntp_ratelimit_memory(rl);
   ck_assert_uint_le(mem0, s.max_bytes);
   ck_assert_uint_gt(mem0, s.max_bytes - 512);
@@ -691,7 +695,7 @@ START_TEST(test_rl_spoofed_victim_leak) {
   uint64_t t = T0, ok = 0;
   unsigned i, j;
   rl_settings(&s);
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s), 0);
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &s, NULL, 0), 0);
   for (i = 0; i < 2000; i++) {
     for (j = 0; j < 100; j++) /* spoofed, 100 per poll */
       ntsntp_ratelimit_check(rl, sa("192.0.2.55"), t + j);

@@ -52,7 +52,7 @@ static ntsntp_keyring *ring(uint32_t interval, unsigned nkeys,
   s.rand = test_rand;
   s.secret = secret;
   s.secret_len = secret ? 32 : 0;
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, now), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, now, NULL, 0), 0);
   return kr;
 }
 
@@ -105,29 +105,36 @@ START_TEST(t_settings) {
   ck_assert_ptr_null(s.secret);
 
   s.rotate_interval = 0;
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   ck_assert_ptr_null(kr);
   s.rotate_interval = 1;
   s.nkeys = 1;
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   s.nkeys = NTSNTP_KEYRING_SLOTS + 1;
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   s.nkeys = NTSNTP_KEYRING_SLOTS;
   s.secret = short_secret;
   s.secret_len = sizeof(short_secret);
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   s.secret = NULL;
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   s.secret_len = 0;
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, -1), NTSNTP_ERR_INVALID_ARG);
-  ck_assert_int_eq(ntsntp_keyring_new(NULL, &s, 0), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, -1, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_keyring_new(NULL, &s, 0, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
 
   /* Defaults (real randomness) and the largest ring work. */
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, NULL, 1700000000), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, NULL, 1700000000, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_keyring_next_rotation(kr),
                    (1700000000 / 604800 + 1) * 604800LL);
   ntsntp_keyring_del(kr);
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 5), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 5, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_keyring_update(kr, -1), NTSNTP_ERR_INVALID_ARG);
   ntsntp_keyring_del(kr);
   ntsntp_keyring_del(NULL);
@@ -710,10 +717,10 @@ START_TEST(t_rand_failure) {
   ntsntp_keyring_settings_default(&s);
   s.rand = test_rand;
   atomic_store(&rand_fail, 1);
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0), NTSNTP_ERR_CRYPTO);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0, NULL, 0), NTSNTP_ERR_CRYPTO);
   ck_assert_ptr_null(kr);
   atomic_store(&rand_fail, 0);
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0, NULL, 0), 0);
   id = ntsntp_keyring_current_id(kr);
   atomic_store(&rand_fail, 1);
   ck_assert_int_eq(seal(kr, NTSNTP_AEAD_AES_SIV_CMAC_256, c),
@@ -751,10 +758,10 @@ START_TEST(t_nomem) {
   s.rotate_interval = 100;
   for (fail_at = 1; fail_at <= 2; fail_at++) {
     alloc_count = 0;
-    ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0), NTSNTP_ERR_NOMEM);
+    ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0, NULL, 0), NTSNTP_ERR_NOMEM);
   }
   fail_at = 0;
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 0, NULL, 0), 0);
   id = ntsntp_keyring_current_id(kr);
   n = ntsntp_keyring_save(kr, text, sizeof(text));
   alloc_count = 0;
@@ -796,7 +803,7 @@ START_TEST(t_swap_grace) {
   s.rand = test_rand;
   s.mem = &mem;
   s.rotate_interval = 100;
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 1000), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &s, 1000, NULL, 0), 0);
   n = ntsntp_keyring_save(kr, text, sizeof(text));
   ck_assert_int_gt(n, 0);
   frees = 0;

@@ -44,7 +44,7 @@ START_TEST(test_core_works) {
   h.tx_ts = 0x0123456789abcdefull;
   ntsntp_pkt_encode_hdr(&h, req);
   ntsntp_server_settings_default(&ss);
-  ck_assert_int_eq(ntsntp_server_new(&srv, &ss), 0);
+  ck_assert_int_eq(ntsntp_server_new(&srv, &ss, NULL, 0), 0);
   ntsntp_clock_state_local(&cs, 10, 0x1000000000000000ull);
   ntsntp_server_set_clock(srv, &cs);
   ck_assert_int_ne(ntsntp_server_prepare(srv, req, sizeof(req),
@@ -60,7 +60,7 @@ START_TEST(test_core_works) {
 
   ntsntp_ke_client_settings_default(&ks);
   ks.server_name = "localhost";
-  ck_assert_int_eq(ntsntp_ke_client_new(&kc, &ks, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_client_new(&kc, &ks, 0, NULL, 0), 0);
   ck_assert_int_gt(ntsntp_ke_client_write(kc, resp, sizeof(resp)), 0);
   ntsntp_ke_client_del(kc);
 }

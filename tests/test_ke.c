@@ -494,7 +494,7 @@ static ntsntp_ke_server_stats srv_stats(const ntsntp_ke_server *srv) {
 
 static void kr_setup(void) {
   char err[512];
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, NULL, 1700000000), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, NULL, 1700000000, NULL, 0), 0);
   ck_assert_int_eq(
       ntsntp_ke_creds_load(&creds, cert_pem, key_pem, err, sizeof(err)), 0);
 }
@@ -515,7 +515,7 @@ static ntsntp_ke_server *new_server(uint16_t port, const char *name) {
   ss.keyring = kr;
   ss.ntp_port = port;
   ss.ntp_server = name;
-  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss), 0);
+  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss, NULL, 0), 0);
   return srv;
 }
 
@@ -533,7 +533,7 @@ static ntsntp_ke_client *new_client(const char *ca, const int *aeads,
       cs.aeads[i] = aeads[i];
     cs.naeads = naeads;
   }
-  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0, NULL, 0), 0);
   return c;
 }
 
@@ -565,7 +565,7 @@ static void full_exchange(ntsntp_ke_server *srv, const int *aeads,
 
   ck_assert_uint_eq(ntsntp_ke_client_want(c),
                     NTSNTP_KE_WANT_READ | NTSNTP_KE_WANT_WRITE);
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 1000), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 1000, NULL, 0), 0);
   ck_assert_uint_eq(ntsntp_ke_session_want(s), NTSNTP_KE_WANT_READ);
   pump(c, s);
   ck_assert_uint_eq(ntsntp_ke_session_want(s),
@@ -767,7 +767,7 @@ static size_t raw_exchange(ntsntp_ke_server *srv, const char *req_hex,
   ntsntp_ke_session *s;
   raw *r = raw_new(NULL, NTSNTP_KE_ALPN);
 
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   ck_assert_int_eq(raw_handshake(r, s), 0);
   raw_send(r, s, req, n);
   n = raw_recv(r, s, resp, cap);
@@ -881,7 +881,7 @@ START_TEST(test_raw_client_preference) {
   ss.aeads[0] = 30; /* skipped when nettle lacks it */
   ss.aeads[1] = 15;
   ss.naeads = 2;
-  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss), 0);
+  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss, NULL, 0), 0);
   for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     snprintf(req, sizeof(req),
              "800100020000"
@@ -993,7 +993,7 @@ START_TEST(test_raw_oversized) {
 
   /* A Next Protocol record, then a non-critical record too big to fit. */
   n = tu_unhex("800100020000" "40004ff0", big, sizeof(big));
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   ck_assert_int_eq(raw_handshake(r, s), 0);
   raw_send(r, s, big, n + 0x4ff0);
   n = raw_recv(r, s, resp, sizeof(resp));
@@ -1013,7 +1013,7 @@ START_TEST(test_raw_missing_end) {
   uint8_t req[16], resp[256];
   size_t n = tu_unhex("800100020000" "80040002000f", req, sizeof(req));
 
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 5000), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 5000, NULL, 0), 0);
   ck_assert_uint_eq(ntsntp_ke_session_expiry(s), 7000);
   ck_assert_int_eq(raw_handshake(r, s), 0);
   raw_send(r, s, req, n);
@@ -1032,7 +1032,7 @@ START_TEST(test_raw_missing_end) {
 
   /* The client closes (close_notify) without End: no answer, closed. */
   r = raw_new(NULL, NTSNTP_KE_ALPN);
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   ck_assert_int_eq(raw_handshake(r, s), 0);
   raw_send(r, s, req, n);
   ck_assert_int_eq(gnutls_bye(r->g, GNUTLS_SHUT_WR), 0);
@@ -1048,7 +1048,7 @@ START_TEST(test_deadline_during_handshake) {
   ntsntp_ke_server *srv = new_server(123, NULL);
   ntsntp_ke_session *s;
 
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_ke_session_handle_expiry(s, 2000),
                    NTSNTP_ERR_TIMEOUT);
   ck_assert_uint_eq(ntsntp_ke_session_want(s), NTSNTP_KE_CLOSE);
@@ -1066,7 +1066,7 @@ START_TEST(test_wrong_alpn) {
 
   /* Another protocol offered. */
   r = raw_new(NULL, "http/1.1");
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   ck_assert_int_lt(raw_handshake(r, s), 0);
   ck_assert(ntsntp_ke_session_want(s) & NTSNTP_KE_CLOSE);
   ck_assert_uint_eq(srv_stats(srv).alpn_failed, 1);
@@ -1074,7 +1074,7 @@ START_TEST(test_wrong_alpn) {
   raw_del(r);
   /* No ALPN at all. */
   r = raw_new(NULL, NULL);
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   (void)raw_handshake(r, s);
   ck_assert(ntsntp_ke_session_want(s) & NTSNTP_KE_CLOSE);
   ck_assert(!(ntsntp_ke_session_want(s) & NTSNTP_KE_DONE));
@@ -1091,7 +1091,7 @@ START_TEST(test_tls12_refused) {
   ntsntp_ke_session *s;
   raw *r = raw_new("NORMAL:-VERS-ALL:+VERS-TLS1.2", NTSNTP_KE_ALPN);
 
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   ck_assert_int_lt(raw_handshake(r, s), 0);
   ck_assert(ntsntp_ke_session_want(s) & NTSNTP_KE_CLOSE);
   ck_assert_uint_eq(srv_stats(srv).handshake_failed, 1);
@@ -1107,7 +1107,7 @@ START_TEST(test_garbage_before_tls) {
   static const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   uint8_t out[256];
 
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_ke_session_read(s, (const uint8_t *)junk,
                                           sizeof(junk) - 1),
                    NTSNTP_ERR_TLS);
@@ -1125,7 +1125,7 @@ START_TEST(test_eof_before_request) {
   ntsntp_ke_server *srv = new_server(123, NULL);
   ntsntp_ke_session *s;
 
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_ke_session_read(s, NULL, 0), NTSNTP_ERR_TLS);
   ck_assert_uint_eq(ntsntp_ke_session_want(s) & ~NTSNTP_KE_WANT_WRITE,
                     NTSNTP_KE_CLOSE);
@@ -1142,10 +1142,10 @@ static int outcome_with(ntsntp_ke_server *srv,
   ntsntp_ke_client *c;
   ntsntp_ke_session *s;
   ntsntp_ke_result r;
-  int rv = ntsntp_ke_client_new(&c, cs, 0);
+  int rv = ntsntp_ke_client_new(&c, cs, 0, NULL, 0);
   if (rv)
     return rv;
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   pump(c, s);
   rv = ntsntp_ke_client_result(c, &r);
   if (rv != 0)
@@ -1272,16 +1272,19 @@ START_TEST(test_client_errors) {
   char missing[300];
 
   ntsntp_ke_client_settings_default(&cs);
-  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   cs.server_name = "localhost";
   snprintf(missing, sizeof(missing), "%s/none.pem", tmpdir);
   cs.ca_file = missing;
-  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0), NTSNTP_ERR_BAD_CONFIG);
+  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0, NULL, 0),
+                   NTSNTP_ERR_BAD_CONFIG);
   cs.ca_file = ca_pem;
   cs.aeads[0] = 16;
-  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   cs.aeads[0] = 15;
-  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 100), 0);
+  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 100, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_ke_client_result(c, &r), NTSNTP_ERR_STATE);
   ck_assert_uint_eq(ntsntp_ke_client_expiry(c), 5100);
   ck_assert_int_eq(ntsntp_ke_client_handle_expiry(c, 5099), 0);
@@ -1309,7 +1312,7 @@ START_TEST(test_client_garbage_and_extras) {
   cs.ca_file = ca_pem;
   cs.ntp_server = "ntp.example.org";
   cs.ntp_port = 4123;
-  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0, NULL, 0), 0);
   n = ntsntp_ke_client_write(c, buf, sizeof(buf));
   ck_assert_int_gt(n, 0);
   ck_assert_int_eq(ntsntp_ke_client_read(c, (const uint8_t *)"HTTP/1.0 400",
@@ -1319,8 +1322,8 @@ START_TEST(test_client_garbage_and_extras) {
   ntsntp_ke_client_del(c);
 
   /* With request Server/Port records the exchange still works. */
-  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0), 0);
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0, NULL, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   pump(c, s);
   ck_assert_int_eq(ntsntp_ke_client_result(c, &r), 0);
   /* Honoring them is optional; this server keeps its own. */
@@ -1345,7 +1348,7 @@ static int scripted(const uint8_t *resp, size_t resplen, ntsntp_ke_result *r,
   ntsntp_ke_client_settings_default(&cs);
   cs.server_name = "localhost";
   cs.ca_file = ca_pem;
-  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_client_new(&c, &cs, 0, NULL, 0), 0);
   ck_assert_int_eq(ntsntp__tls_new_server(&t, creds, NULL), 0);
   for (i = 0; i < 64; i++) {
     ntsntp_ssize a = ntsntp_ke_client_write(c, buf, sizeof(buf)), n;
@@ -1445,7 +1448,7 @@ START_TEST(test_reload) {
   char err[512], missing[300];
 
   /* A session started with the first certificate. */
-  ck_assert_int_eq(ntsntp_ke_session_new(&old_s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&old_s, srv, 0, NULL, 0), 0);
   /* A failed reload keeps the old credentials. */
   snprintf(missing, sizeof(missing), "%s/none.pem", tmpdir);
   ck_assert_int_eq(ntsntp_ke_server_reload(srv, missing, key2_pem, err,
@@ -1468,7 +1471,7 @@ START_TEST(test_reload) {
   ntsntp_ke_client_del(c);
   ntsntp_ke_session_del(old_s);
   /* Unused session with the new creds, deleted before the server. */
-  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&s, srv, 0, NULL, 0), 0);
   ntsntp_ke_session_del(s);
   ntsntp_ke_server_del(srv);
 }
@@ -1483,15 +1486,18 @@ START_TEST(test_server_settings) {
   ck_assert_uint_eq(ss.max_request, 16384);
   ck_assert_uint_eq(ss.timeout_ms, 2000);
   ck_assert_int_eq(ss.aeads[0], 15);
-  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   ss.creds = creds;
   ss.keyring = kr;
   ss.ntp_server = "bad name";
-  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
   ss.ntp_server = NULL;
   ss.aeads[0] = 16;
   ss.naeads = 1;
-  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_ke_server_new(&srv, &ss, NULL, 0),
+                   NTSNTP_ERR_INVALID_ARG);
 }
 END_TEST
 

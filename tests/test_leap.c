@@ -255,7 +255,7 @@ static ntsntp_sync *leap_sync(ntsntp_leap_mode mode, int smear,
   set.leap_mode = mode;
   set.leap_smear = smear;
   set.minpoll = set.maxpoll = 4;
-  ck_assert_int_eq(ntsntp_sync_new(&sync, &set), 0);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &set, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_sync_add_source(sync, "s", 1, ts(L - 3600.0)), 0);
   if (list) {
     parse_ok(list, &l);
@@ -322,7 +322,7 @@ START_TEST(test_announce_votes) {
     ntsntp_sync_settings set;
     double t;
     ntsntp_sync_settings_default(&set);
-    ck_assert_int_eq(ntsntp_sync_new(&sync, &set), 0);
+    ck_assert_int_eq(ntsntp_sync_new(&sync, &set, NULL, 0), 0);
     ntsntp_sync_add_source(sync, "s", 1, ts(L - DAY - 3600.0));
     for (t = L - DAY - 3600.0; t < L - DAY - 3000.0; t += 16)
       feed(sync, t, 0, NTSNTP_LEAP_INSERT);

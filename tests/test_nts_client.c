@@ -19,20 +19,20 @@ static void setup(void) {
   ntsntp_clock_state cs;
   char err[512];
   pki_setup();
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, NULL, 1700000000), 0);
-  ck_assert_int_eq(ntsntp_keyring_new(&other_kr, NULL, 1700000000), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, NULL, 1700000000, NULL, 0), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&other_kr, NULL, 1700000000, NULL, 0), 0);
   ck_assert_int_eq(
       ntsntp_ke_creds_load(&creds, cert_pem, key_pem, err, sizeof(err)), 0);
   ntsntp_ke_server_settings_default(&ks);
   ks.creds = creds;
   ks.keyring = kr;
   ks.ntp_port = 10123;
-  ck_assert_int_eq(ntsntp_ke_server_new(&ke_srv, &ks), 0);
+  ck_assert_int_eq(ntsntp_ke_server_new(&ke_srv, &ks, NULL, 0), 0);
   ntsntp_server_settings_default(&ss);
   ss.keyring = kr;
-  ck_assert_int_eq(ntsntp_server_new(&ntp_srv, &ss), 0);
+  ck_assert_int_eq(ntsntp_server_new(&ntp_srv, &ss, NULL, 0), 0);
   ss.keyring = other_kr;
-  ck_assert_int_eq(ntsntp_server_new(&stranger, &ss), 0);
+  ck_assert_int_eq(ntsntp_server_new(&stranger, &ss, NULL, 0), 0);
   ntsntp_clock_state_local(&cs, 10, 0xE0000000ull << 32);
   ntsntp_server_set_clock(ntp_srv, &cs);
   ntsntp_server_set_clock(stranger, &cs);
@@ -66,7 +66,7 @@ static int run_ke(ntsntp_nts_client *c, uint64_t now) {
   int i;
   ck_assert_int_eq(ntsntp_nts_client_ke_begin(c, now), 0);
   ck_assert(ntsntp_nts_client_want(c, now) & NTSNTP_NTS_WANT_KE_IO);
-  ck_assert_int_eq(ntsntp_ke_session_new(&sess, ke_srv, now), 0);
+  ck_assert_int_eq(ntsntp_ke_session_new(&sess, ke_srv, now, NULL, 0), 0);
   for (i = 0; i < 64; i++) {
     ntsntp_ssize a = ntsntp_nts_client_ke_write(c, buf, sizeof(buf)), b;
     if (a > 0)

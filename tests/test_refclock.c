@@ -458,7 +458,7 @@ static ntsntp_sync *new_sync(void) {
   ntsntp_sync_settings ss;
   ntsntp_sync *sync;
   ntsntp_sync_settings_default(&ss);
-  ck_assert_int_eq(ntsntp_sync_new(&sync, &ss), 0);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &ss, NULL, 0), 0);
   return sync;
 }
 

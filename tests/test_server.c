@@ -35,13 +35,13 @@ static void setup(void) {
   ntsntp_keyring_settings_default(&ks);
   ks.rand = det_rand;
   ks.rand_user = &seed;
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &ks, 1700000000), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &ks, 1700000000, NULL, 0), 0);
   ntsntp_server_settings_default(&ss);
   ss.rand = det_rand;
   ss.rand_user = &seed;
-  ck_assert_int_eq(ntsntp_server_new(&srv_plain, &ss), 0);
+  ck_assert_int_eq(ntsntp_server_new(&srv_plain, &ss, NULL, 0), 0);
   ss.keyring = kr;
-  ck_assert_int_eq(ntsntp_server_new(&srv, &ss), 0);
+  ck_assert_int_eq(ntsntp_server_new(&srv, &ss, NULL, 0), 0);
   ntsntp_clock_state_local(&cs, 10, RX - (1ULL << 32));
   ntsntp_server_set_clock(srv, &cs);
   ntsntp_server_set_clock(srv_plain, &cs);
@@ -99,7 +99,7 @@ START_TEST(test_unsynchronised_default) {
   uint8_t req[48], out[48];
   ntsntp_server_ctx ctx;
   ntsntp_server_settings_default(&ss);
-  ck_assert_int_eq(ntsntp_server_new(&s, &ss), 0);
+  ck_assert_int_eq(ntsntp_server_new(&s, &ss, NULL, 0), 0);
   plain_request(req, 4);
   ck_assert_int_eq(serve(s, req, 48, out, sizeof(out), &ctx), 48);
   ck_assert_uint_eq(out[0] >> 6, 3);
@@ -284,7 +284,7 @@ START_TEST(test_nts_unknown_key_and_no_keyring) {
   ntsntp_server_ctx ctx;
   ntsntp_ssize n;
   ntsntp_keyring_settings_default(&ks);
-  ck_assert_int_eq(ntsntp_keyring_new(&other, &ks, 1700000000), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&other, &ks, 1700000000, NULL, 0), 0);
   n = nts_request(&ex, req, sizeof(req), 2, NTSNTP_AEAD_AES_SIV_CMAC_256,
                   other);
   ck_assert_int_eq(ntsntp_server_prepare(srv, req, (size_t)n, RX, &ctx),
@@ -818,7 +818,7 @@ START_TEST(test_nts_gcm_siv_known_answer) {
   ks.nkeys = 2;
   ks.rand = ctr_rand;
   ks.rand_user = &kctr;
-  ck_assert_int_eq(ntsntp_keyring_new(&ring, &ks, kat_now), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&ring, &ks, kat_now, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_keyring_load(ring, (const uint8_t *)kat_keyfile,
                                        sizeof(kat_keyfile) - 1, kat_now),
                    0);
@@ -827,7 +827,7 @@ START_TEST(test_nts_gcm_siv_known_answer) {
   ss.keyring = ring;
   ss.rand = ctr_rand;
   ss.rand_user = &sctr;
-  ck_assert_int_eq(ntsntp_server_new(&s, &ss), 0);
+  ck_assert_int_eq(ntsntp_server_new(&s, &ss, NULL, 0), 0);
   ntsntp_clock_state_local(&cs, 10, RX - (1ULL << 32));
   ntsntp_server_set_clock(s, &cs);
   ck_assert_int_eq(ntsntp_server_prepare(s, req, reql, RX, &ctx),
@@ -1153,7 +1153,7 @@ START_TEST(test_xleave_table_bound) {
   ntsntp_ratelimit_settings_default(&rs, NTSNTP_RL_SERVICE_NTP);
   rs.enabled = 0;
   rs.max_bytes = 1024;
-  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &rs), 0);
+  ck_assert_int_eq(ntsntp_ratelimit_new(&rl, &rs, NULL, 0), 0);
   ntsntp_ratelimit_get_stats(rl, &rst);
   ck_assert_uint_eq(rst.capacity, 8);
   memset(&a, 0, sizeof(a));

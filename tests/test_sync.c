@@ -143,7 +143,7 @@ static void sim_init(sim *sm, const ntsntp_sync_settings *set0, double off,
     ops.user = sm;
     set.clock_ops = &ops; /* copied by _new */
   }
-  ck_assert_int_eq(ntsntp_sync_new(&sm->sync, &set), 0);
+  ck_assert_int_eq(ntsntp_sync_new(&sm->sync, &set, NULL, 0), 0);
   for (i = 0; i < nsrv; i++) {
     uint8_t a[4] = {192, 0, 2, (uint8_t)(10 + i)};
     char name[32];
@@ -341,16 +341,16 @@ START_TEST(test_settings_invalid) {
   ntsntp_sync *sync = (ntsntp_sync *)&s;
   ntsntp_sync_settings_default(&s);
   s.minpoll = 11;
-  ck_assert_int_eq(ntsntp_sync_new(&sync, &s), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &s, NULL, 0), NTSNTP_ERR_INVALID_ARG);
   ck_assert_ptr_null(sync);
   ntsntp_sync_settings_default(&s);
   s.max_slew_ppm = NAN;
-  ck_assert_int_eq(ntsntp_sync_new(&sync, &s), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &s, NULL, 0), NTSNTP_ERR_INVALID_ARG);
   ntsntp_sync_settings_default(&s);
   s.clock_ops = &ops;
-  ck_assert_int_eq(ntsntp_sync_new(&sync, &s), NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &s, NULL, 0), NTSNTP_ERR_INVALID_ARG);
   ntsntp_sync_settings_default(&s);
-  ck_assert_int_eq(ntsntp_sync_new(&sync, &s), 0);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &s, NULL, 0), 0);
   ntsntp_sync_del(sync);
 }
 END_TEST
@@ -365,7 +365,7 @@ START_TEST(test_iburst_and_poll) {
   ntsntp_sync_settings_default(&s);
   s.rand = test_rand;
   s.rand_user = &rng;
-  ck_assert_int_eq(ntsntp_sync_new(&sync, &s), 0);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &s, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_sync_add_source(sync, "a", 1, now), 0);
   ck_assert_uint_eq(ntsntp_sync_next_poll(sync, 0), now);
   ck_assert_uint_eq(ntsntp_sync_next_poll(sync, 1), UINT64_MAX);
@@ -393,7 +393,7 @@ START_TEST(test_kod_rate_deny) {
   uint64_t now = ntp(0);
 
   ntsntp_sync_settings_default(&s);
-  ck_assert_int_eq(ntsntp_sync_new(&sync, &s), 0);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &s, NULL, 0), 0);
   ntsntp_sync_add_source(sync, "a", 1, now);
   ntsntp_sync_add_source(sync, "b", 2, now);
   ck_assert_int_eq(ntsntp_sync_on_send(sync, 0, now), 0);
@@ -444,7 +444,7 @@ START_TEST(test_bad_samples) {
   ntsntp_source_info info;
 
   ntsntp_sync_settings_default(&s);
-  ck_assert_int_eq(ntsntp_sync_new(&sync, &s), 0);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &s, NULL, 0), 0);
   ntsntp_sync_add_source(sync, "a", 1, ntp(0));
   ntsntp_sync_on_send(sync, 0, ntp(0));
   mk_sample(&k, 0, 0.01, 0.002);
@@ -960,7 +960,7 @@ START_TEST(test_remove_source) {
   uint64_t now = ntp(0);
 
   ntsntp_sync_settings_default(&set);
-  ck_assert_int_eq(ntsntp_sync_new(&sync, &set), 0);
+  ck_assert_int_eq(ntsntp_sync_new(&sync, &set, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_sync_add_source(sync, "a", 1, now), 0);
   ck_assert_int_eq(ntsntp_sync_add_source(sync, "b", 2, now), 1);
   ck_assert_int_eq(ntsntp_sync_add_source(sync, "c", 3, now), 2);

@@ -113,7 +113,8 @@ static void setup(void) {
   char err[256];
   ck_assert_int_eq(uv_loop_init(&ke_loop), 0);
   make_certs();
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, NULL, (int64_t)time(NULL)), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, NULL, (int64_t)time(NULL), NULL, 0),
+                   0);
   ck_assert_int_eq(ntsntp_ke_creds_load(&creds, cert_path, key_path, err,
                                         sizeof(err)),
                    0);

@@ -39,7 +39,7 @@ static void setup(void) {
   ntsntp_server_settings ss;
   ntsntp_clock_state cs;
   ntsntp_server_settings_default(&ss);
-  ck_assert_int_eq(ntsntp_server_new(&srv, &ss), 0);
+  ck_assert_int_eq(ntsntp_server_new(&srv, &ss, NULL, 0), 0);
   ntsntp_clock_state_local(&cs, 10, now_ntp());
   ntsntp_server_set_clock(srv, &cs);
   ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -1004,11 +1004,11 @@ START_TEST(test_nts_limited_before_crypto) {
 
   ntsntp_keyring_settings_default(&ks);
   ks.rand = counting_rand;
-  ck_assert_int_eq(ntsntp_keyring_new(&kr, &ks, 1700000000), 0);
+  ck_assert_int_eq(ntsntp_keyring_new(&kr, &ks, 1700000000, NULL, 0), 0);
   ntsntp_server_settings_default(&ss);
   ss.keyring = kr;
   ss.rand = counting_rand;
-  ck_assert_int_eq(ntsntp_server_new(&nts_srv, &ss), 0);
+  ck_assert_int_eq(ntsntp_server_new(&nts_srv, &ss, NULL, 0), 0);
   ntsntp_clock_state_local(&cs, 10, now_ntp());
   ntsntp_server_set_clock(nts_srv, &cs);
   srv = nts_srv; /* start_with serves |srv| */

@@ -39,7 +39,7 @@ static void *serve(void *arg) {
   ntsntp_server *srv;
   ntsntp_clock_state cs;
   ntsntp_server_settings_default(&ss);
-  if (ntsntp_server_new(&srv, &ss))
+  if (ntsntp_server_new(&srv, &ss, NULL, 0))
     return NULL;
   while (!atomic_load(&stop)) {
     uint8_t req[1024], resp[1024];
@@ -149,7 +149,7 @@ static void start(const char *const *items, size_t n, unsigned maxsources,
   hook_calls = 0;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   ntsntp_server_settings_default(&ss);
-  ck_assert_int_eq(ntsntp_server_new(&served, &ss), 0);
+  ck_assert_int_eq(ntsntp_server_new(&served, &ss, NULL, 0), 0);
   ntsntp_uv_upstream_settings_default(&s);
   s.servers = items;
   s.n_servers = n;

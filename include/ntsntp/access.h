@@ -59,10 +59,12 @@ typedef struct ntsntp_acl ntsntp_acl;
  * is allow when |default_allow| is non-zero, deny otherwise.  |mem| NULL
  * means libc.
  * Errors: INVALID_ARG (|pacl| NULL), NOMEM.
+ * |errbuf| (|errlen| bytes; NULL/0 allowed) gets one line on any failure.
  * version-added: 0.1.0
  */
 NTSNTP_EXTERN int ntsntp_acl_new(ntsntp_acl **pacl, int default_allow,
-                                 const ntsntp_mem *mem);
+                                 const ntsntp_mem *mem, char *errbuf,
+                                 size_t errlen);
 
 /* Frees the list.  NULL is allowed.  version-added: 0.1.0 */
 NTSNTP_EXTERN void ntsntp_acl_del(ntsntp_acl *acl);
@@ -241,10 +243,12 @@ typedef struct ntsntp_ratelimit ntsntp_ratelimit;
  * Errors: INVALID_ARG (|prl| NULL; interval, burst, leak, kod, prefixes
  * out of range; max_bytes too small for one bucket), NOMEM, CRYPTO (rand
  * failed).
+ * |errbuf| (|errlen| bytes; NULL/0 allowed) gets one line on any failure.
  * version-added: 0.1.0
  */
 NTSNTP_EXTERN int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
-                                       const ntsntp_ratelimit_settings *s);
+                                       const ntsntp_ratelimit_settings *s,
+                                       char *errbuf, size_t errlen);
 
 /* Frees the limiter.  NULL is allowed.  version-added: 0.1.0 */
 NTSNTP_EXTERN void ntsntp_ratelimit_del(ntsntp_ratelimit *rl);

@@ -84,10 +84,11 @@ NTSNTP_EXTERN void ntsntp_keyring_settings_default(ntsntp_keyring_settings *s);
  * HKDF-Extract output is.
  * Errors: INVALID_ARG (rotate_interval < 1, nkeys outside 2..SLOTS, secret
  * shorter than 32 bytes, now < 0), NOMEM, CRYPTO (rand failed).
+ * |errbuf| (|errlen| bytes; NULL/0 allowed) gets one line on any failure.
  */
 NTSNTP_EXTERN int ntsntp_keyring_new(ntsntp_keyring **pkr,
                                      const ntsntp_keyring_settings *s,
-                                     int64_t now);
+                                     int64_t now, char *errbuf, size_t errlen);
 
 /* Frees the ring, wiping all key material.  NULL is allowed. */
 NTSNTP_EXTERN void ntsntp_keyring_del(ntsntp_keyring *kr);

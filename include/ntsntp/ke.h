@@ -286,9 +286,11 @@ ntsntp_ke_server_settings_default(ntsntp_ke_server_settings *s);
  * Creates a server context.
  * Errors: NTSNTP_ERR_INVALID_ARG (no creds or keyring, no supported AEAD,
  *   server name longer than 255 or not printable ASCII), NTSNTP_ERR_NOMEM.
+ * |errbuf| (|errlen| bytes; NULL/0 allowed) gets one line on any failure.
  */
 NTSNTP_EXTERN int ntsntp_ke_server_new(ntsntp_ke_server **psrv,
-                                       const ntsntp_ke_server_settings *s);
+                                       const ntsntp_ke_server_settings *s,
+                                       char *errbuf, size_t errlen);
 
 /* Frees the context; all its sessions must be deleted first.  NULL ok. */
 NTSNTP_EXTERN void ntsntp_ke_server_del(ntsntp_ke_server *srv);
@@ -318,10 +320,11 @@ NTSNTP_EXTERN void ntsntp_ke_server_get_stats(const ntsntp_ke_server *srv,
 /*
  * Starts a session for a new TCP connection at monotonic time |now_ms|.
  * Errors: NTSNTP_ERR_NOMEM, NTSNTP_ERR_TLS (GnuTLS setup failed).
+ * |errbuf| (|errlen| bytes; NULL/0 allowed) gets one line on any failure.
  */
 NTSNTP_EXTERN int ntsntp_ke_session_new(ntsntp_ke_session **ps,
-                                        ntsntp_ke_server *srv,
-                                        uint64_t now_ms);
+                                        ntsntp_ke_server *srv, uint64_t now_ms,
+                                        char *errbuf, size_t errlen);
 
 /*
  * Feeds |len| bytes read from the socket; |len| == 0 means the peer closed
@@ -441,10 +444,13 @@ ntsntp_ke_client_settings_default(ntsntp_ke_client_settings *s);
  *   name > 255 bytes), NTSNTP_ERR_BAD_CONFIG (CA file or PEM unreadable or
  *   without a certificate, no system trust store), NTSNTP_ERR_TLS,
  *   NTSNTP_ERR_NOMEM.
+ * |errbuf| (|errlen| bytes; NULL/0 allowed) gets one line on any failure:
+ * for a CA file, its name and why it could not be used.
  */
 NTSNTP_EXTERN int ntsntp_ke_client_new(ntsntp_ke_client **pc,
                                        const ntsntp_ke_client_settings *s,
-                                       uint64_t now_ms);
+                                       uint64_t now_ms, char *errbuf,
+                                       size_t errlen);
 
 /* Same contract as ntsntp_ke_session_read, plus:
  *   NTSNTP_ERR_TLS also for certificate or ALPN failures. */

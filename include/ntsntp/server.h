@@ -148,9 +148,11 @@ NTSNTP_EXTERN void ntsntp_server_settings_default(ntsntp_server_settings *s);
 
 typedef struct ntsntp_server ntsntp_server;
 
-/* Errors: INVALID_ARG, NOMEM. */
+/* Errors: INVALID_ARG (no settings or no |rand|), NOMEM.  |errbuf|
+ * (|errlen| bytes; NULL/0 allowed) gets one line on any failure. */
 NTSNTP_EXTERN int ntsntp_server_new(ntsntp_server **psrv,
-                                    const ntsntp_server_settings *s);
+                                    const ntsntp_server_settings *s,
+                                    char *errbuf, size_t errlen);
 NTSNTP_EXTERN void ntsntp_server_del(ntsntp_server *srv);
 
 /*

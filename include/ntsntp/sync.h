@@ -6,7 +6,7 @@
  * the caller hands it clock operations (ntsntp_clock_ops).  The runtime
  * feeds it events, all timestamped with the *system* clock in NTP-64:
  *
- *   ntsntp_sync_new(&sync, &settings);
+ *   ntsntp_sync_new(&sync, &settings, errbuf, sizeof(errbuf));
  *   i = ntsntp_sync_add_source(sync, "ntp1.example", refid, now);
  *   loop:
  *     at ntsntp_sync_next_poll(sync, i):
@@ -22,9 +22,9 @@
  * Design (docs/sync.md): RFC 5905 section 10 clock filter per source and
  * section 11.2 selection, clustering and combining; the clock model is
  * chrony-like (weighted linear regression over the samples of the combined
- * sources with a runs test, bounded slew, makestep).  The served time is the system time
- * corrected by the model; the system clock itself is only disciplined when
- * clock operations are given.
+ * sources with a runs test, bounded slew, makestep).  The served time is the
+ * system time corrected by the model; the system clock itself is only
+ * disciplined when clock operations are given.
  *
  * Only ntsntp_sync_serve may be called concurrently with the other calls;
  * everything else must be serialised by the caller (one event loop).
@@ -156,9 +156,11 @@ typedef struct ntsntp_sync ntsntp_sync;
  * Errors: INVALID_ARG (minpoll/maxpoll outside 0..17 or minpoll > maxpoll,
  * non-positive or non-finite slew rate, negative threshold, clock_ops
  * without slew and step), NOMEM.
+ * |errbuf| (|errlen| bytes; NULL/0 allowed) gets one line on any failure.
  */
 NTSNTP_EXTERN int ntsntp_sync_new(ntsntp_sync **psync,
-                                  const ntsntp_sync_settings *s);
+                                  const ntsntp_sync_settings *s, char *errbuf,
+                                  size_t errlen);
 
 /* Frees |sync| (NULL is fine).  No thread may be in ntsntp_sync_serve. */
 NTSNTP_EXTERN void ntsntp_sync_del(ntsntp_sync *sync);

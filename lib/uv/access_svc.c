@@ -487,7 +487,7 @@ static int new_table(ntsntp_ratelimit **rl, const ntsntp_ratelimit_settings *s,
   ntsntp_ratelimit_settings rs = *s;
   int rv;
   rs.max_bytes = bytes < MIN_TABLE_BYTES ? MIN_TABLE_BYTES : bytes;
-  rv = ntsntp_ratelimit_new(rl, &rs);
+  rv = ntsntp_ratelimit_new(rl, &rs, NULL, 0);
   if (rv)
     ntsntp__errf(errbuf, errlen, "%s rate limit: %s; fix: interval -19..12, "
              "burst 1..255, leak 1..4, kod 0..4 (0 for NTS-KE)", what,
@@ -554,7 +554,7 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
   a->gateway = default_gateway();
   a->log = s->log;
   a->log_user = s->log_user;
-  rv = ntsntp_acl_new(&a->acl, 0, NULL);
+  rv = ntsntp_acl_new(&a->acl, 0, NULL, NULL, 0);
   if (rv == 0)
     rv = add_list(a->acl, "ALLOW",
                   s->allow && *s->allow ? s->allow : "all", 1, errbuf, errlen);

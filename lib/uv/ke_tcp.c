@@ -387,7 +387,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 /* A whole TLS record header: only now is TLS state made, with the
  * session's deadline counted from accept, and fed what came before. */
 static int start_session(ke_conn *c) {
-  if (ntsntp_ke_session_new(&c->sess, c->w->srv, c->accepted_ms) < 0) {
+  if (ntsntp_ke_session_new(&c->sess, c->w->srv, c->accepted_ms, NULL, 0) < 0) {
     conn_close(c);
     return -1;
   }
@@ -708,7 +708,7 @@ static void worker_clear(ke_worker *w) {
 
 static int worker_init(ntsntp_uv_ke *ke, ke_worker *w, unsigned t) {
   size_t per = ke->n_fds / ke->n_workers, i;
-  int rv = ntsntp_ke_server_new(&w->srv, &ke->s.ke);
+  int rv = ntsntp_ke_server_new(&w->srv, &ke->s.ke, NULL, 0);
   if (rv)
     return rv;
   w->ke = ke;

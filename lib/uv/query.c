@@ -497,7 +497,7 @@ int ntsntp_uv_ke_query_start(uv_loop_t *loop,
   ks.timeout_ms = s->timeout_ms;
   uv_update_time(loop);
   q->deadline = uv_now(loop) + s->timeout_ms;
-  rv = ntsntp_ke_client_new(&q->kc, &ks, uv_now(loop));
+  rv = ntsntp_ke_client_new(&q->kc, &ks, uv_now(loop), NULL, 0);
   if (rv == NTSNTP_ERR_INVALID_ARG || rv == NTSNTP_ERR_NOMEM) {
     free(q);
     return rv;

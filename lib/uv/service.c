@@ -239,7 +239,7 @@ static int secret_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
     ks.rotate_interval = svc->s.rotate_interval;
     ks.secret = secret;
     ks.secret_len = len;
-    rv = ntsntp_keyring_new(rings[i], &ks, now_unix());
+    rv = ntsntp_keyring_new(rings[i], &ks, now_unix(), NULL, 0);
     ntsntp_secure_clear(secret, sizeof(secret));
     if (rv)
       snprintf(errbuf, errlen, "cannot derive NTS keys from %s: %s",
@@ -259,7 +259,7 @@ static int load_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   int rv;
   ntsntp_keyring_settings_default(&ks);
   ks.rotate_interval = svc->s.rotate_interval;
-  rv = ntsntp_keyring_new(&svc->keyring, &ks, now_unix());
+  rv = ntsntp_keyring_new(&svc->keyring, &ks, now_unix(), NULL, 0);
   if (rv) {
     snprintf(errbuf, errlen, "cannot create NTS keys: %s", ntsntp_strerror(rv));
     return rv;
@@ -1124,7 +1124,7 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   ntsntp_server_settings_default(&ss);
   ss.keyring = svc->keyring;
   ss.keyring_prev = svc->keyring_prev;
-  rv = ntsntp_server_new(&svc->server, &ss);
+  rv = ntsntp_server_new(&svc->server, &ss, NULL, 0);
   if (rv == 0) /* access */
     rv = start_access(svc, want_ntp, want_ke, errbuf, errlen);
   if (rv)

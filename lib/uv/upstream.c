@@ -1323,7 +1323,7 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
   up->s.state_dir = NULL;
   up->s.servers = NULL;
   up->s.leapseclist = NULL;
-  rv = ntsntp_sync_new(&up->sync, &s->sync);
+  rv = ntsntp_sync_new(&up->sync, &s->sync, NULL, 0);
   if (rv) {
     free(up);
     snprintf(errbuf, errlen, "invalid synchronisation settings: %s",

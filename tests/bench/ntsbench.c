@@ -503,7 +503,8 @@ static void ke_start(ke_conn *k) {
   s.timeout_ms = 10000;
   memset(k, 0, sizeof(*k));
   k->started = now_ns(CLOCK_MONOTONIC);
-  rv = ntsntp_ke_client_new(&k->c, &s, (uint64_t)(k->started / 1000000));
+  rv = ntsntp_ke_client_new(&k->c, &s, (uint64_t)(k->started / 1000000), NULL,
+                            0);
   if (rv)
     die("NTS-KE client: %s", ntsntp_strerror(rv));
   k->fd = tcp_connect_nb();
@@ -1654,10 +1655,10 @@ static int run_core(void) {
   }
   ntsntp_keyring_settings_default(&ks);
   ntsntp_server_settings_default(&ss);
-  if (ntsntp_keyring_new(&kr, &ks, (int64_t)time(NULL)) != 0)
+  if (ntsntp_keyring_new(&kr, &ks, (int64_t)time(NULL), NULL, 0) != 0)
     die("key ring");
   ss.keyring = kr;
-  if (ntsntp_server_new(&srv, &ss) != 0)
+  if (ntsntp_server_new(&srv, &ss, NULL, 0) != 0)
     die("server");
   ntsntp_clock_state_local(&cs, 1, rx - (1ULL << 32));
   ntsntp_server_set_clock(srv, &cs);

@@ -53,7 +53,7 @@ static inline ntsntp_keyring *fz_keyring(void) {
   ntsntp_keyring *kr;
   ntsntp_keyring_settings_default(&ks);
   ks.rand = fz_rand;
-  FZ_CHECK(ntsntp_keyring_new(&kr, &ks, 1700000000) == 0);
+  FZ_CHECK(ntsntp_keyring_new(&kr, &ks, 1700000000, NULL, 0) == 0);
   return kr;
 }
 
@@ -68,7 +68,7 @@ static inline ntsntp_server *fz_server(ntsntp_keyring *kr, uint64_t rx,
   ntsntp_server_settings_default(&ss);
   ss.keyring = kr;
   ss.rand = fz_rand;
-  FZ_CHECK(ntsntp_server_new(&srv, &ss) == 0);
+  FZ_CHECK(ntsntp_server_new(&srv, &ss, NULL, 0) == 0);
   ntsntp_clock_state_local(&cs, 2, rx - (1ULL << 32));
   if (disp_rate > 0)
     cs.disp_rate = disp_rate;

@@ -156,7 +156,7 @@ static void init(void) {
   ss.creds = creds;
   ss.keyring = kr;
   ss.ntp_port = 4123; /* Port Negotiation is sent */
-  FZ_CHECK(ntsntp_ke_server_new(&srv, &ss) == 0);
+  FZ_CHECK(ntsntp_ke_server_new(&srv, &ss, NULL, 0) == 0);
   ntsntp_ke_creds_unref(creds);
   FZ_CHECK(gnutls_certificate_allocate_credentials(&ccred) == 0);
 }
@@ -271,7 +271,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   s2c_wire.len = s2c_wire.off = 0;
   flags = fz_u8(&in);
   tls = flags & 1;
-  FZ_CHECK(ntsntp_ke_session_new(&s, srv, NOW) == 0);
+  FZ_CHECK(ntsntp_ke_session_new(&s, srv, NOW, NULL, 0) == 0);
   if (tls) {
     c = new_client();
     FZ_CHECK(handshake(c, s));

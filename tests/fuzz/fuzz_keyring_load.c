@@ -12,7 +12,7 @@ static ntsntp_keyring *new_ring(void) {
   ntsntp_keyring *kr;
   ntsntp_keyring_settings_default(&ks);
   ks.rand = fz_rand;
-  FZ_CHECK(ntsntp_keyring_new(&kr, &ks, NOW) == 0);
+  FZ_CHECK(ntsntp_keyring_new(&kr, &ks, NOW, NULL, 0) == 0);
   return kr;
 }
 

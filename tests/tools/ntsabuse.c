@@ -903,7 +903,7 @@ static int mode_hangup(char **argv) {
     int fd = tcp_connect("127.0.0.1", (uint16_t)atoi(argv[2]));
     ntsntp_ke_client_settings_default(&ks);
     ks.server_name = "localhost";
-    if (fd < 0 || ntsntp_ke_client_new(&c, &ks, 0) != 0)
+    if (fd < 0 || ntsntp_ke_client_new(&c, &ks, 0, NULL, 0) != 0)
       return 2;
     n = ntsntp_ke_client_write(c, buf, sizeof(buf));
     if (n > 0)

@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
   }
   ntsntp_server_settings_default(&settings);
-  if (ntsntp_server_new(&srv, &settings))
+  if (ntsntp_server_new(&srv, &settings, NULL, 0))
     return 1;
   for (;;) {
     uint8_t req[1024], resp[1024];
