@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ntp-query: cannot create an event loop\n");
     return 1;
   }
-  rv = ntsntp_uv_ntp_query_start(&loop, &s, on_sample, &st, NULL);
+  rv = ntsntp_uv_ntp_query_start(&loop, &s, on_sample, &st, NULL, NULL, 0);
   if (rv != 0) {
     fprintf(stderr, "ntp-query: %s\n", ntsntp_strerror(rv));
     uv_loop_close(&loop);

@@ -211,7 +211,7 @@ int main(int argc, char **argv) {
     ks.port = ke_port;
     ks.ke.ca_file = ca;
     ks.ke.skip_time_checks = insecure;
-    rv = ntsntp_uv_ke_query_start(&loop, &ks, on_ke, &st, NULL);
+    rv = ntsntp_uv_ke_query_start(&loop, &ks, on_ke, &st, NULL, NULL, 0);
     if (rv != 0) {
       fprintf(stderr, "nts-query: %s\n", ntsntp_strerror(rv));
       goto out;
@@ -262,7 +262,7 @@ int main(int argc, char **argv) {
       /* Ask for enough cookies to fill the jar again. */
       ns.placeholders = (unsigned)(JAR - st.ncookies);
     }
-    rv = ntsntp_uv_ntp_query_start(&loop, &ns, on_sample, &st, NULL);
+    rv = ntsntp_uv_ntp_query_start(&loop, &ns, on_sample, &st, NULL, NULL, 0);
     if (rv != 0) {
       fprintf(stderr, "nts-query: %s\n", ntsntp_strerror(rv));
       break;

@@ -351,7 +351,7 @@ static int ke_query(uint16_t port, query_out *q) {
   qs.port = port;
   qs.timeout_ms = 3000;
   qs.ke.ca_file = ca_path;
-  rv = ntsntp_uv_ke_query_start(&loop, &qs, on_query, q, NULL);
+  rv = ntsntp_uv_ke_query_start(&loop, &qs, on_query, q, NULL, NULL, 0);
   ck_assert_int_eq(rv, 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uv_loop_close(&loop), 0);

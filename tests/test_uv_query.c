@@ -340,7 +340,8 @@ static void ke_run(ntsntp_uv_ke_query_settings *s, ke_out *k) {
   uv_loop_t loop;
   memset(k, 0, sizeof(*k));
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(ntsntp_uv_ke_query_start(&loop, s, on_ke, k, NULL), 0);
+  ck_assert_int_eq(ntsntp_uv_ke_query_start(&loop, s, on_ke, k, NULL, NULL, 0),
+                   0);
   ck_assert_int_eq(k->calls, 0); /* never from within start */
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uv_loop_close(&loop), 0);
@@ -351,7 +352,8 @@ static void ntp_run(ntsntp_uv_ntp_query_settings *s, ntp_out *n) {
   uv_loop_t loop;
   memset(n, 0, sizeof(*n));
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(ntsntp_uv_ntp_query_start(&loop, s, on_ntp, n, NULL), 0);
+  ck_assert_int_eq(
+      ntsntp_uv_ntp_query_start(&loop, s, on_ntp, n, NULL, NULL, 0), 0);
   ck_assert_int_eq(n->calls, 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uv_loop_close(&loop), 0);
@@ -780,9 +782,11 @@ START_TEST(cancel_frees_everything) {
   for (step = 0; step < 40; step++) {
     int i, ke_calls = 0, ntp_calls = 0, ke_cancel = 0, ntp_cancel = 0;
     ck_assert_int_eq(
-        ntsntp_uv_ke_query_start(&loop, &ks, count_ke, &ke_calls, &kq), 0);
-    ck_assert_int_eq(
-        ntsntp_uv_ntp_query_start(&loop, &ns, count_ntp, &ntp_calls, &nq), 0);
+        ntsntp_uv_ke_query_start(&loop, &ks, count_ke, &ke_calls, &kq, NULL, 0),
+        0);
+    ck_assert_int_eq(ntsntp_uv_ntp_query_start(&loop, &ns, count_ntp,
+                                               &ntp_calls, &nq, NULL, 0),
+                     0);
     for (i = 0; i < step; i++)
       uv_run(&loop, UV_RUN_ONCE);
     if (!ke_calls) {
@@ -814,37 +818,48 @@ START_TEST(invalid_args) {
   const uint8_t *cookies[1] = {cookie};
   size_t clen[1] = {sizeof(cookie)};
   ntsntp_uv_ntp_query *nq = (void *)1;
+  char err[256] = "";
 
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   ntsntp_uv_ke_query_settings_default(&ks);
-  ck_assert_int_eq(ntsntp_uv_ke_query_start(&loop, &ks, never_ke, NULL, NULL),
+  ck_assert_int_eq(ntsntp_uv_ke_query_start(&loop, &ks, never_ke, NULL, NULL,
+                                            err, sizeof(err)),
                    NTSNTP_ERR_INVALID_ARG); /* no host */
+  ck_assert_ptr_nonnull(strstr(err, "host missing"));
   ks.host = "localhost";
-  ck_assert_int_eq(ntsntp_uv_ke_query_start(&loop, &ks, NULL, NULL, NULL),
-                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(
+      ntsntp_uv_ke_query_start(&loop, &ks, NULL, NULL, NULL, NULL, 0),
+      NTSNTP_ERR_INVALID_ARG);
   ks.ke.naeads = 1;
   ks.ke.aeads[0] = 99; /* no supported AEAD */
-  ck_assert_int_eq(ntsntp_uv_ke_query_start(&loop, &ks, never_ke, NULL, NULL),
+  ck_assert_int_eq(ntsntp_uv_ke_query_start(&loop, &ks, never_ke, NULL, NULL,
+                                            err, sizeof(err)),
                    NTSNTP_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(err, "AEAD"));
 
   ntsntp_uv_ntp_query_settings_default(&ns);
-  ck_assert_int_eq(ntsntp_uv_ntp_query_start(&loop, &ns, never_ntp, NULL, &nq),
+  ck_assert_int_eq(ntsntp_uv_ntp_query_start(&loop, &ns, never_ntp, NULL, &nq,
+                                             err, sizeof(err)),
                    NTSNTP_ERR_INVALID_ARG); /* neither host nor addr */
+  ck_assert_ptr_nonnull(strstr(err, "neither host nor addr"));
   ck_assert_ptr_null(nq);
   ns.host = "127.0.0.1";
   ns.aead = NTSNTP_AEAD_AES_SIV_CMAC_256;
   ns.c2s = ns.s2c = key;
-  ck_assert_int_eq(ntsntp_uv_ntp_query_start(&loop, &ns, never_ntp, NULL, NULL),
-                   NTSNTP_ERR_INVALID_ARG); /* no cookies */
+  ck_assert_int_eq(
+      ntsntp_uv_ntp_query_start(&loop, &ns, never_ntp, NULL, NULL, NULL, 0),
+      NTSNTP_ERR_INVALID_ARG); /* no cookies */
   ns.cookies = cookies;
   ns.cookie_len = clen;
   ns.ncookies = 1;
-  ck_assert_int_eq(ntsntp_uv_ntp_query_start(&loop, &ns, never_ntp, NULL, NULL),
-                   NTSNTP_ERR_INVALID_ARG); /* cookie too long */
+  ck_assert_int_eq(
+      ntsntp_uv_ntp_query_start(&loop, &ns, never_ntp, NULL, NULL, NULL, 0),
+      NTSNTP_ERR_INVALID_ARG); /* cookie too long */
   clen[0] = 100;
   ns.placeholders = 8;
-  ck_assert_int_eq(ntsntp_uv_ntp_query_start(&loop, &ns, never_ntp, NULL, NULL),
-                   NTSNTP_ERR_INVALID_ARG);
+  ck_assert_int_eq(
+      ntsntp_uv_ntp_query_start(&loop, &ns, never_ntp, NULL, NULL, NULL, 0),
+      NTSNTP_ERR_INVALID_ARG);
   ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST

@@ -114,6 +114,8 @@ ntsntp_uv_ke_query_settings_default(ntsntp_uv_ke_query_settings *s);
  *   NTSNTP_ERR_INVALID_ARG  NULL |loop|, |s|, s->host or |cb|, or settings
  *                           ntsntp_ke_client_new rejects (fix the call);
  *   NTSNTP_ERR_NOMEM        out of memory.
+ * |errbuf| (|errlen| bytes; NULL/0 allowed) gets one line on these
+ * errors; failures after the start reach |cb| with their text.
  * Every other failure, a bad CA file included, reaches |cb|.
  *
  * version-added: 0.1.0
@@ -121,7 +123,8 @@ ntsntp_uv_ke_query_settings_default(ntsntp_uv_ke_query_settings *s);
 NTSNTP_EXTERN int ntsntp_uv_ke_query_start(uv_loop_t *loop,
                                            const ntsntp_uv_ke_query_settings *s,
                                            ntsntp_uv_ke_query_cb cb, void *user,
-                                           ntsntp_uv_ke_query **out);
+                                           ntsntp_uv_ke_query **out,
+                                           char *errbuf, size_t errlen);
 
 /*
  * Stops a query that has not reported yet: |cb| will not be called.  Do
@@ -238,12 +241,15 @@ ntsntp_uv_ntp_query_settings_default(ntsntp_uv_ntp_query_settings *s);
  *                           cookies, a cookie longer than
  *                           NTSNTP_COOKIE_MAX_LEN, placeholders > 7;
  *   NTSNTP_ERR_NOMEM        out of memory.
+ * |errbuf| (|errlen| bytes; NULL/0 allowed) gets one line on these
+ * errors; failures after the start reach |cb| with their text.
  *
  * version-added: 0.1.0
  */
 NTSNTP_EXTERN int ntsntp_uv_ntp_query_start(
     uv_loop_t *loop, const ntsntp_uv_ntp_query_settings *s,
-    ntsntp_uv_ntp_query_cb cb, void *user, ntsntp_uv_ntp_query **out);
+    ntsntp_uv_ntp_query_cb cb, void *user, ntsntp_uv_ntp_query **out,
+    char *errbuf, size_t errlen);
 
 /*
  * Stops a query that has not reported yet: |cb| will not be called.  Do

@@ -463,7 +463,8 @@ void ntsntp_uv_ke_query_settings_default(ntsntp_uv_ke_query_settings *s) {
 int ntsntp_uv_ke_query_start(uv_loop_t *loop,
                              const ntsntp_uv_ke_query_settings *s,
                              ntsntp_uv_ke_query_cb cb, void *user,
-                             ntsntp_uv_ke_query **out) {
+                             ntsntp_uv_ke_query **out, char *errbuf,
+                             size_t errlen) {
   ntsntp_ke_client_settings ks;
   ntsntp_uv_ke_query *q;
   int rv;
@@ -472,11 +473,24 @@ int ntsntp_uv_ke_query_start(uv_loop_t *loop,
     *out = NULL;
   if (!loop || !s || !cb || !s->host || !s->host[0] ||
       strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN || s->timeout_ms == 0 ||
-      (s->family != AF_UNSPEC && s->family != AF_INET && s->family != AF_INET6))
+      (s->family != AF_UNSPEC && s->family != AF_INET &&
+       s->family != AF_INET6)) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE query: %s",
+                 !loop || !s || !cb ? "loop, settings and callback are required"
+                 : !s->host || !s->host[0] ||
+                         strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN
+                     ? "host missing or longer than 255 characters"
+                 : s->timeout_ms == 0 ? "timeout_ms is 0; fix: start from "
+                                        "ntsntp_uv_ke_query_settings_default"
+                                      : "family is not AF_UNSPEC, AF_INET or "
+                                        "AF_INET6");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   q = calloc(1, sizeof(*q));
-  if (!q)
+  if (!q) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE query: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   q->loop = loop;
   q->cb = cb;
   q->user = user;
@@ -491,17 +505,22 @@ int ntsntp_uv_ke_query_start(uv_loop_t *loop,
     ks.server_name = q->host;
   if (strlen(ks.server_name) > NTSNTP_KE_MAX_SERVER_LEN) {
     free(q);
+    ntsntp__errf(errbuf, errlen,
+                 "NTS-KE query: ke.server_name is longer "
+                 "than 255 characters");
     return NTSNTP_ERR_INVALID_ARG;
   }
   strcpy(q->tls_name, ks.server_name);
   ks.timeout_ms = s->timeout_ms;
   uv_update_time(loop);
   q->deadline = uv_now(loop) + s->timeout_ms;
-  rv = ntsntp_ke_client_new(&q->kc, &ks, uv_now(loop), NULL, 0);
+  rv = ntsntp_ke_client_new(&q->kc, &ks, uv_now(loop), errbuf, errlen);
   if (rv == NTSNTP_ERR_INVALID_ARG || rv == NTSNTP_ERR_NOMEM) {
     free(q);
     return rv;
   }
+  /* Other failures are reported through |cb|, with init_text. */
+  ntsntp__errf(errbuf, errlen, "%s", "");
   uv_timer_init(loop, &q->timer);
   q->timer.data = q;
   if (rv != 0) {
@@ -1035,7 +1054,8 @@ void ntsntp_uv_ntp_query_settings_default(ntsntp_uv_ntp_query_settings *s) {
 int ntsntp_uv_ntp_query_start(uv_loop_t *loop,
                               const ntsntp_uv_ntp_query_settings *s,
                               ntsntp_uv_ntp_query_cb cb, void *user,
-                              ntsntp_uv_ntp_query **out) {
+                              ntsntp_uv_ntp_query **out, char *errbuf,
+                              size_t errlen) {
   ntsntp_uv_ntp_query *q;
   size_t klen = 0, i;
 
@@ -1045,22 +1065,45 @@ int ntsntp_uv_ntp_query_start(uv_loop_t *loop,
       (s->host && strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN) ||
       (s->addr && s->addr->sa_family != AF_INET &&
        s->addr->sa_family != AF_INET6) ||
-      (s->family != AF_UNSPEC && s->family != AF_INET && s->family != AF_INET6))
+      (s->family != AF_UNSPEC && s->family != AF_INET &&
+       s->family != AF_INET6)) {
+    ntsntp__errf(errbuf, errlen, "NTP query: %s",
+                 !loop || !s || !cb ? "loop, settings and callback are required"
+                 : !s->addr && (!s->host || !s->host[0])
+                     ? "neither host nor addr; fix: set one"
+                 : s->host && strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN
+                     ? "host longer than 255 characters"
+                     : "addr or family is neither IPv4 nor IPv6");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   if (s->aead) {
     klen = ntsntp_aead_key_len(s->aead);
     if (!ntsntp_aead_supported(s->aead) || !klen || !s->c2s || !s->s2c ||
         !s->cookies || !s->cookie_len || s->ncookies == 0 ||
-        s->placeholders >= NTSNTP_CLIENT_MAX_COOKIES)
+        s->placeholders >= NTSNTP_CLIENT_MAX_COOKIES) {
+      ntsntp__errf(errbuf, errlen,
+                   "NTP query: NTS needs a supported AEAD "
+                   "(%d given), both keys, at least one cookie and fewer "
+                   "than %d placeholders; fix: take them from an NTS-KE "
+                   "result",
+                   (int)s->aead, NTSNTP_CLIENT_MAX_COOKIES);
       return NTSNTP_ERR_INVALID_ARG;
+    }
     for (i = 0; i < s->ncookies && i < NTSNTP_CLIENT_MAX_COOKIES; i++)
       if (!s->cookies[i] || !s->cookie_len[i] ||
-          s->cookie_len[i] > NTSNTP_COOKIE_MAX_LEN)
+          s->cookie_len[i] > NTSNTP_COOKIE_MAX_LEN) {
+        ntsntp__errf(errbuf, errlen,
+                     "NTP query: cookie %zu is missing or "
+                     "longer than %d bytes",
+                     i, NTSNTP_COOKIE_MAX_LEN);
         return NTSNTP_ERR_INVALID_ARG;
+      }
   }
   q = calloc(1, sizeof(*q));
-  if (!q)
+  if (!q) {
+    ntsntp__errf(errbuf, errlen, "NTP query: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   q->loop = loop;
   q->cb = cb;
   q->user = user;

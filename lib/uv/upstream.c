@@ -627,7 +627,8 @@ static void send_query(up_source *src) {
   }
   ntsntp_sync_on_send(up->sync, src->idx, sys_now());
   up->stats.requests++;
-  if (ntsntp_uv_ntp_query_start(up->loop, &qs, on_ntp, src, &src->q) < 0) {
+  if (ntsntp_uv_ntp_query_start(up->loop, &qs, on_ntp, src, &src->q, NULL, 0) <
+      0) {
     src->q = NULL;
     missed(src);
     arm(src);
@@ -698,7 +699,8 @@ static void start_ke(up_source *src) {
     ks.ke.ca_file = up->ca_file;
   src->mon.ke_tries++;
   src->mon.ke_total++;
-  if (ntsntp_uv_ke_query_start(up->loop, &ks, on_ke, src, &src->keq) < 0) {
+  if (ntsntp_uv_ke_query_start(up->loop, &ks, on_ke, src, &src->keq, NULL, 0) <
+      0) {
     src->keq = NULL;
     ntsntp_sync_on_send(up->sync, src->idx, sys_now());
     missed(src);

@@ -137,7 +137,7 @@ static int ke_get(uint16_t port, const char *ca, ke_out *k) {
   s.port = port;
   s.timeout_ms = 5000;
   s.ke.ca_file = ca;
-  rv = ntsntp_uv_ke_query_start(&loop, &s, ke_cb, k, NULL);
+  rv = ntsntp_uv_ke_query_start(&loop, &s, ke_cb, k, NULL, NULL, 0);
   if (rv == 0)
     uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);

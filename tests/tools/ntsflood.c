@@ -265,7 +265,7 @@ static int ke_once(uint16_t port, const char *ca, attempt *a) {
   s.port = port;
   s.timeout_ms = 5000;
   s.ke.ca_file = ca;
-  rv = ntsntp_uv_ke_query_start(&loop, &s, on_ke, a, NULL);
+  rv = ntsntp_uv_ke_query_start(&loop, &s, on_ke, a, NULL, NULL, 0);
   if (rv == 0)
     uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
