@@ -38,6 +38,7 @@ struct ntsntp_sync {
   int leap_dir, leap_base;
   uint64_t leap_at;
   atomic_uint_least64_t leap_word;
+  int kernel_leap; /* what clock_ops.set_leap last armed: +1, -1, 0 */
   /* refclock: per source, the configured delay and precision (log2 s) */
   double rc_delay[NTSNTP_SYNC_MAX_SOURCES];
   int8_t rc_prec[NTSNTP_SYNC_MAX_SOURCES];
@@ -565,6 +566,16 @@ void ntsntp_sync_set_leap_list(ntsntp_sync *sync, const ntsntp_leap_list *l) {
     sync->list = *l;
 }
 
+/* LEAPSECMODE system with clock control: the kernel passes the leap
+ * second, armed here (retried at every update until it takes). */
+static void kernel_leap(ntsntp_sync *sync, int dir) {
+  if (sync->set.leap_mode != NTSNTP_LEAP_MODE_SYSTEM || !sync->set.clock_ops ||
+      !sync->ops.set_leap || dir == sync->kernel_leap)
+    return;
+  if (sync->ops.set_leap(sync->ops.user, dir) == 0)
+    sync->kernel_leap = dir;
+}
+
 int ntsntp_sync_leap_update(ntsntp_sync *sync, uint64_t now) {
   uint64_t t = ntsntp_ts_add(ntsntp__model_serve(&sync->model, now),
                              sync->leap_base);
@@ -580,8 +591,11 @@ int ntsntp_sync_leap_update(ntsntp_sync *sync, uint64_t now) {
       sync->leap_dir = 0;
       sync->leap_at = 0;
       leap_store(sync);
+      kernel_leap(sync, 0);
       return 0;
     }
+    if (since >= 2) /* the kernel has passed it: disarm */
+      kernel_leap(sync, 0);
     if (since >= 0)
       return sync->leap_dir; /* in progress: never withdrawn */
   }
@@ -591,6 +605,7 @@ int ntsntp_sync_leap_update(ntsntp_sync *sync, uint64_t now) {
     sync->leap_at = dir ? ntsntp_leap_day_end(t >> 32) : 0;
     leap_store(sync);
   }
+  kernel_leap(sync, dir);
   return dir;
 }
 

@@ -244,6 +244,32 @@ static int feed(ntsntp_sync *sync, double t, double offset, uint8_t leap) {
   return ntsntp_sync_on_sample(sync, 0, &smp, ts(t + 0.001));
 }
 
+/* Clock operations that record what the kernel would be told. */
+static int k_leap, k_calls, k_fail;
+static int k_read(void *u, struct timespec *t) {
+  (void)u;
+  return clock_gettime(CLOCK_REALTIME, t);
+}
+static int k_slew(void *u, double o, double f) {
+  (void)u, (void)o, (void)f;
+  return 0;
+}
+static int k_step(void *u, double o) {
+  (void)u, (void)o;
+  return 0;
+}
+static int k_set_leap(void *u, int dir) {
+  (void)u;
+  k_calls++;
+  if (k_fail) {
+    k_fail--;
+    return -1;
+  }
+  k_leap = dir;
+  return 0;
+}
+static const ntsntp_clock_ops *k_ops; /* leap_sync: the core's clock_ops */
+
 /* A synchronised core an hour before the leap day ends. */
 static ntsntp_sync *leap_sync(ntsntp_leap_mode mode, int smear,
                               const char *list) {
@@ -255,6 +281,7 @@ static ntsntp_sync *leap_sync(ntsntp_leap_mode mode, int smear,
   set.leap_mode = mode;
   set.leap_smear = smear;
   set.minpoll = set.maxpoll = 4;
+  set.clock_ops = k_ops;
   ck_assert_int_eq(ntsntp_sync_new(&sync, &set, NULL, 0), 0);
   ck_assert_int_eq(ntsntp_sync_add_source(sync, "s", 1, ts(L - 3600.0)), 0);
   if (list) {
@@ -385,6 +412,47 @@ START_TEST(test_served_system) {
 }
 END_TEST
 
+/* LEAPSECMODE system with clock control: the kernel is armed on the leap
+ * day (retried after a failure), disarmed after the leap; a withdrawn
+ * leap disarms it; other modes never touch it. */
+START_TEST(test_kernel_leap) {
+  const ntsntp_clock_ops ops = {k_read, k_slew, k_step, NULL, NULL,
+                                k_set_leap};
+  ntsntp_sync *sync;
+  k_ops = &ops;
+  k_leap = k_calls = 0;
+  k_fail = 1;
+  sync = leap_sync(NTSNTP_LEAP_MODE_SYSTEM, 0, LIST_INSERT);
+  ck_assert_int_eq(k_leap, 0); /* 23:00 on 12-31 not yet updated */
+  served_leap(sync, L - 2900.0); /* the call fails: not armed */
+  ck_assert_int_eq(k_calls, 1);
+  ck_assert_int_eq(k_leap, 0);
+  served_leap(sync, L - 2800.0); /* retried */
+  ck_assert_int_eq(k_leap, 1);
+  served_leap(sync, L - 2700.0); /* armed once, not again */
+  ck_assert_int_eq(k_calls, 2);
+  served_leap(sync, L + 0.5); /* during the leap: left to the kernel */
+  ck_assert_int_eq(k_leap, 1);
+  served_leap(sync, L + 10.0); /* passed: disarmed */
+  ck_assert_int_eq(k_leap, 0);
+  ck_assert_int_eq(k_calls, 3);
+  ntsntp_sync_del(sync);
+  /* A delete list arms STA_DEL. */
+  sync = leap_sync(NTSNTP_LEAP_MODE_SYSTEM, 0, LIST_DELETE);
+  served_leap(sync, L - 2900.0);
+  ck_assert_int_eq(k_leap, -1);
+  ntsntp_sync_del(sync);
+  /* Step mode: ntsd moves the served time, the kernel stays unarmed. */
+  k_leap = k_calls = 0;
+  sync = leap_sync(NTSNTP_LEAP_MODE_STEP, 0, LIST_INSERT);
+  served_leap(sync, L - 2900.0);
+  served_leap(sync, L + 10.0);
+  ck_assert_int_eq(k_calls, 0);
+  ntsntp_sync_del(sync);
+  k_ops = NULL;
+}
+END_TEST
+
 START_TEST(test_served_smear) {
   ntsntp_sync *sync = leap_sync(NTSNTP_LEAP_MODE_STEP, 1, LIST_INSERT);
   double prev, t;
@@ -427,6 +495,7 @@ static Suite *leap_suite(void) {
   tcase_add_test(tc, test_served_step);
   tcase_add_test(tc, test_served_slew);
   tcase_add_test(tc, test_served_system);
+  tcase_add_test(tc, test_kernel_leap);
   tcase_add_test(tc, test_served_smear);
   tcase_add_test(tc, test_served_delete);
   suite_add_tcase(s, tc);

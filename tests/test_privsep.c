@@ -452,9 +452,17 @@ static int fake_rtc(void *user) {
   (void)user;
   return write(2, "rtc\n", 4) == 4 ? 0 : -1;
 }
+static int fake_leap(void *user, int d) {
+  char line[32];
+  int n = snprintf(line, sizeof(line), "leap %d\n", d);
+  (void)user;
+  return write(2, line, (size_t)n) == n ? 0 : -1;
+}
 
 START_TEST(test_clock_ops) {
-  ntsntp_clock_ops fake = {NULL, fake_slew, fake_step, fake_rtc, NULL}, ops;
+  ntsntp_clock_ops fake = {NULL, fake_slew, fake_step, fake_rtc, NULL,
+                          fake_leap},
+                   ops;
   ntsntp_privsep_settings s;
   ntsntp_privsep *ps;
   struct timespec ts;
@@ -480,6 +488,8 @@ START_TEST(test_clock_ops) {
   ck_assert_int_eq(ops.slew(ops.user, 0.25, -3.5), 0);
   ck_assert_int_eq(ops.step(ops.user, -1.5), 0);
   ck_assert_int_eq(ops.set_rtc(ops.user), 0);
+  ck_assert_int_eq(ops.set_leap(ops.user, 1), 0);
+  ck_assert_int_eq(ops.set_leap(ops.user, 0), 0);
   errno = 0;
   ck_assert_int_eq(ops.step(ops.user, 2e6), -1);
   ck_assert_int_eq(errno, EINVAL); /* the helper's errno comes back */
@@ -487,7 +497,8 @@ START_TEST(test_clock_ops) {
   n = read(p[0], buf, sizeof(buf) - 1);
   ck_assert_int_gt(n, 0);
   buf[n] = 0;
-  ck_assert_str_eq(buf, "slew 0.250 -3.500\nstep -1.500\nrtc\n");
+  ck_assert_str_eq(buf,
+                   "slew 0.250 -3.500\nstep -1.500\nrtc\nleap 1\nleap 0\n");
   close(p[0]);
 
   /* Without clock control the helper refuses, and keeps no capability. */

@@ -116,7 +116,7 @@ static int op_rtc(void *user) {
 }
 
 static const ntsntp_clock_ops sim_ops = {op_read, op_slew, op_step, op_rtc,
-                                         NULL};
+                                         NULL,    NULL};
 
 static void sim_init(sim *sm, const ntsntp_sync_settings *set0, double off,
                      double rate_err, unsigned nsrv) {
@@ -337,7 +337,7 @@ END_TEST
 
 START_TEST(test_settings_invalid) {
   ntsntp_sync_settings s;
-  ntsntp_clock_ops ops = {NULL, NULL, NULL, NULL, NULL};
+  ntsntp_clock_ops ops = {NULL, NULL, NULL, NULL, NULL, NULL};
   ntsntp_sync *sync = (ntsntp_sync *)&s;
   ntsntp_sync_settings_default(&s);
   s.minpoll = 11;

@@ -105,9 +105,9 @@ NTSNTP_EXTERN int ntsntp_privsep_stat(ntsntp_privsep *ps, const char *path,
                                       ntsntp_file_id *id);
 
 /*
- * Clock operations that run in the helper (slew, step, RTC); reading the
- * clock stays local.  Only with |clock_control|.  |ps| must outlive every
- * use of |ops|.
+ * Clock operations that run in the helper (slew, step, RTC, leap second);
+ * reading the clock stays local.  Only with |clock_control|.  |ps| must
+ * outlive every use of |ops|.
  */
 NTSNTP_EXTERN void ntsntp_privsep_clock_ops(ntsntp_privsep *ps,
                                             ntsntp_clock_ops *ops);

@@ -92,6 +92,11 @@ NTSNTP_EXTERN char ntsntp_source_state_char(ntsntp_source_state st);
  *            progress
  *   set_rtc  copy the system time to the hardware clock (rtcsync); may be
  *            NULL
+ *   set_leap arm the kernel for a leap second at the coming UTC midnight:
+ *            |dir| +1 insert, -1 delete, 0 none (withdrawn, or passed).
+ *            Called in leap_mode SYSTEM only, when the decision changes
+ *            (ntsntp_sync_leap_update) and a few seconds after the leap;
+ *            may be NULL (the kernel then passes no leap second)
  * lib/uv/sysclock.c has the adjtimex implementation (ntsntp_uv_sysclock_ops).
  */
 typedef struct ntsntp_clock_ops {
@@ -100,6 +105,7 @@ typedef struct ntsntp_clock_ops {
   int (*step)(void *user, double offset);
   int (*set_rtc)(void *user);
   void *user;
+  int (*set_leap)(void *user, int dir);
 } ntsntp_clock_ops;
 
 /*
@@ -107,7 +113,8 @@ typedef struct ntsntp_clock_ops {
  * read = clock_gettime(CLOCK_REALTIME); slew = adjtimex ADJ_FREQUENCY then
  * ADJ_OFFSET_SINGLESHOT (kernel PLL off); step = cancel the slew, then
  * ADJ_SETOFFSET; set_rtc = clear STA_UNSYNC so the kernel copies the time
- * to the RTC every 11 minutes.  Needs CAP_SYS_TIME; errno is kept.
+ * to the RTC every 11 minutes; set_leap = STA_INS or STA_DEL (ADJ_STATUS).
+ * Needs CAP_SYS_TIME; errno is kept.
  * Never used by the test suite.
  */
 NTSNTP_EXTERN void ntsntp_uv_sysclock_ops(ntsntp_clock_ops *ops);

@@ -38,7 +38,7 @@
 #define MAX_LINKS 40
 #define HELPER_FD 3
 
-enum { OP_HELLO, OP_READ, OP_STAT, OP_SLEW, OP_STEP, OP_RTC };
+enum { OP_HELLO, OP_READ, OP_STAT, OP_SLEW, OP_STEP, OP_RTC, OP_LEAP };
 /* Not an error: the helper will not read this path (a directory on the
  * way is not root's alone); the server reads it itself. */
 #define ST_UNTRUSTED 1
@@ -358,6 +358,10 @@ static void serve_clock(helper *h, const req *q) {
     rv = h->clock.slew(h->clock.user, q->a, q->b);
   else if (q->op == OP_STEP)
     rv = h->clock.step(h->clock.user, q->a);
+  else if (q->op == OP_LEAP && h->clock.set_leap)
+    rv = h->clock.set_leap(h->clock.user, q->a > 0 ? 1 : q->a < 0 ? -1 : 0);
+  else if (q->op == OP_LEAP)
+    rv = 0;
   else if (h->clock.set_rtc)
     rv = h->clock.set_rtc(h->clock.user);
   else
@@ -478,7 +482,7 @@ static __attribute__((noreturn)) void helper_main(
         _exit(1);
       path[q.len] = 0;
       serve_file(&h, (int)q.op, path);
-    } else if (q.op >= OP_SLEW && q.op <= OP_RTC && q.len == 0) {
+    } else if (q.op >= OP_SLEW && q.op <= OP_LEAP && q.len == 0) {
       serve_clock(&h, &q);
     } else {
       _exit(1); /* not something our server sends */
@@ -801,12 +805,17 @@ static int ps_step(void *user, double offset) {
 
 static int ps_set_rtc(void *user) { return clock_call(user, OP_RTC, 0, 0); }
 
+static int ps_set_leap(void *user, int dir) {
+  return clock_call(user, OP_LEAP, dir > 0 ? 1 : dir < 0 ? -1 : 0, 0);
+}
+
 void ntsntp_privsep_clock_ops(ntsntp_privsep *ps, ntsntp_clock_ops *ops) {
   memset(ops, 0, sizeof(*ops));
   ops->read = ps_read;
   ops->slew = ps_slew;
   ops->step = ps_step;
   ops->set_rtc = ps_set_rtc;
+  ops->set_leap = ps_set_leap;
   ops->user = ps;
 }
 

@@ -83,10 +83,25 @@ static int sys_set_rtc(void *user) {
   return adjtimex(&tx) < 0 ? -1 : 0;
 }
 
+/* The kernel inserts (STA_INS) or deletes (STA_DEL) a second at the next
+ * UTC midnight, and keeps the bit until it is cleared (after the leap). */
+static int sys_set_leap(void *user, int dir) {
+  struct timex tx;
+  (void)user;
+  memset(&tx, 0, sizeof(tx));
+  if (adjtimex(&tx) < 0)
+    return -1;
+  tx.modes = ADJ_STATUS;
+  tx.status &= ~(STA_INS | STA_DEL);
+  tx.status |= dir > 0 ? STA_INS : dir < 0 ? STA_DEL : 0;
+  return adjtimex(&tx) < 0 ? -1 : 0;
+}
+
 void ntsntp_uv_sysclock_ops(ntsntp_clock_ops *ops) {
   memset(ops, 0, sizeof(*ops));
   ops->read = sys_read;
   ops->slew = sys_slew;
   ops->step = sys_step;
+  ops->set_leap = sys_set_leap;
   ops->set_rtc = sys_set_rtc;
 }
