@@ -554,7 +554,7 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
   a->gateway = default_gateway();
   a->log = s->log;
   a->log_user = s->log_user;
-  rv = ntsntp_acl_new(&a->acl, 0, NULL, NULL, 0);
+  rv = ntsntp_acl_new(&a->acl, 0, NULL, errbuf, errlen);
   if (rv == 0)
     rv = add_list(a->acl, "ALLOW",
                   s->allow && *s->allow ? s->allow : "all", 1, errbuf, errlen);

@@ -561,8 +561,10 @@ int ntsntp_uv_ctl_start(uv_loop_t *loop, const ntsntp_uv_ctl_settings *s,
   sock = s->socket_path;
   metrics = s->metrics_listen;
   c = calloc(1, sizeof(*c));
-  if (!c)
+  if (!c) {
+    snprintf(errbuf, errlen, "control: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   c->s = *s;
   c->s.socket_path = c->s.metrics_listen = NULL; /* not kept */
   if (!c->s.max_clients)

@@ -766,11 +766,19 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
   size_t i;
   int rv;
   if (!loop || !s || !out || s->threads == 0 || s->threads > 8 ||
-      s->max_connections == 0)
+      s->max_connections == 0) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE server: %s",
+                 !loop || !s || !out ? "loop, settings and out are required"
+                 : s->max_connections == 0
+                     ? "max_connections is 0; fix: at least 1"
+                     : "threads must be 1..8 (NTS_PROCESSES)");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   ke = calloc(1, sizeof(*ke));
-  if (!ke)
+  if (!ke) {
+    ntsntp__errf(errbuf, errlen, "NTS-KE server: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   ke->s = *s;
   ke->n_workers = s->threads;
   for (i = 0; i < MAX_LISTEN; i++)
@@ -779,6 +787,7 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
   if (!ke->workers || uv_async_init(loop, &ke->exited, on_exited) != 0) {
     free(ke->workers);
     free(ke);
+    ntsntp__errf(errbuf, errlen, "NTS-KE server: out of memory");
     return NTSNTP_ERR_NOMEM;
   }
   ke->exited.data = ke;

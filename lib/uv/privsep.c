@@ -574,12 +574,20 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
   pid_t parent = getpid(), pid;
   rep r;
 
-  if (!s || !out || s->n_files > MAX_FILES || (s->n_files && !s->files))
+  if (!s || !out || s->n_files > MAX_FILES || (s->n_files && !s->files)) {
+    ntsntp__errf(errbuf, errlen, "privileged helper: %s",
+                 !s || !out ? "settings and out are required"
+                 : s->n_files > MAX_FILES
+                     ? "too many files for the helper to open"
+                     : "n_files without files");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   *out = NULL;
   ps = calloc(1, sizeof(*ps));
-  if (!ps)
+  if (!ps) {
+    ntsntp__errf(errbuf, errlen, "privileged helper: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   pthread_mutex_init(&ps->lock, NULL);
   ps->timeout_ms = s->timeout_ms ? s->timeout_ms : 2000;
   ps->clock_control = s->clock_control;

@@ -588,11 +588,19 @@ int ntsntp_uv_refclock_start(uv_loop_t *loop,
   unsigned i;
   int rv = 0, tai = -1;
   if (!loop || !s || !out || !s->sync || s->n > NTSNTP_REFCLOCK_MAX ||
-      (s->n && !s->confs))
+      (s->n && !s->confs)) {
+    snprintf(errbuf, errlen, "reference clocks: %s",
+             !loop || !s || !out || !s->sync
+                 ? "loop, settings, out and sync are required"
+             : s->n > NTSNTP_REFCLOCK_MAX ? "too many reference clocks"
+                                          : "n without confs");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   r = calloc(1, sizeof(*r));
-  if (!r)
+  if (!r) {
+    snprintf(errbuf, errlen, "reference clocks: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   r->s = *s;
   r->s.confs = NULL;
   r->loop = loop;

@@ -1103,8 +1103,10 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   want_ntp = s->role != NTSNTP_ROLE_KE;
   want_keys = want_ke || (s->key_secret_file && *s->key_secret_file);
   svc = calloc(1, sizeof(*svc));
-  if (!svc)
+  if (!svc) {
+    snprintf(errbuf, errlen, "service: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   svc->s = *s;
   svc->loop = loop;
   init_handles(svc);
@@ -1124,7 +1126,7 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   ntsntp_server_settings_default(&ss);
   ss.keyring = svc->keyring;
   ss.keyring_prev = svc->keyring_prev;
-  rv = ntsntp_server_new(&svc->server, &ss, NULL, 0);
+  rv = ntsntp_server_new(&svc->server, &ss, errbuf, errlen);
   if (rv == 0) /* access */
     rv = start_access(svc, want_ntp, want_ke, errbuf, errlen);
   if (rv)

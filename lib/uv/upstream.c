@@ -1304,11 +1304,18 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
   unsigned i;
   int rv;
   if (!loop || !s || !out || !s->server ||
-      (s->n_servers == 0 && s->n_refclocks == 0))
+      (s->n_servers == 0 && s->n_refclocks == 0)) {
+    snprintf(errbuf, errlen, "upstream: %s",
+             !loop || !s || !out || !s->server
+                 ? "loop, settings, out and server are required"
+                 : "no servers and no reference clocks to follow");
     return NTSNTP_ERR_INVALID_ARG;
+  }
   up = calloc(1, sizeof(*up));
-  if (!up)
+  if (!up) {
+    snprintf(errbuf, errlen, "upstream: out of memory");
     return NTSNTP_ERR_NOMEM;
+  }
   tmp = up->tmp;
   rv = check_list(s, tmp, errbuf, errlen);
   if (rv) {
@@ -1325,11 +1332,9 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
   up->s.state_dir = NULL;
   up->s.servers = NULL;
   up->s.leapseclist = NULL;
-  rv = ntsntp_sync_new(&up->sync, &s->sync, NULL, 0);
+  rv = ntsntp_sync_new(&up->sync, &s->sync, errbuf, errlen);
   if (rv) {
     free(up);
-    snprintf(errbuf, errlen, "invalid synchronisation settings: %s",
-             ntsntp_strerror(rv));
     return rv;
   }
   if (up->drift[0])
