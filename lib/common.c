@@ -9,6 +9,7 @@
 #include <gnutls/gnutls.h>
 
 #include "errtext.h"
+#include "settings.h"
 #include "ntsntp/common.h"
 #include "ntsntp/version.h"
 
@@ -181,4 +182,40 @@ void ntsntp__errf(char *buf, size_t len, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf, len, fmt, ap);
   va_end(ap);
+}
+
+const void *ntsntp__settings_latest(const void *s, void *tmp,
+                                    void (*fill)(void *), const size_t *sizes,
+                                    int nsizes, const char *what,
+                                    char *errbuf, size_t errlen) {
+  int version;
+  if (s == NULL) {
+    ntsntp__errf(errbuf, errlen, "%s: none given", what);
+    return NULL;
+  }
+  memcpy(&version, s, sizeof(version));
+  if (version == nsizes)
+    return s;
+  if (version < 1 || version > nsizes) {
+    ntsntp__errf(errbuf, errlen,
+                 "%s: version %d is unknown to this library (it knows 1 to "
+                 "%d): fill them with their _settings_default() first, and "
+                 "build against this library's headers",
+                 what, version, nsizes);
+    return NULL;
+  }
+  fill(tmp);
+  memcpy(tmp, s, sizes[version - 1]);
+  memcpy(tmp, &nsizes, sizeof(nsizes));
+  return tmp;
+}
+
+void ntsntp__settings_default(void *s, int version, void *tmp,
+                              void (*fill)(void *), const size_t *sizes,
+                              int nsizes) {
+  if (version >= 1 && version <= nsizes) {
+    fill(tmp);
+    memcpy(s, tmp, sizes[version - 1]);
+  }
+  memcpy(s, &version, sizeof(version));
 }

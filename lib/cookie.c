@@ -12,6 +12,7 @@
 #include "errtext.h"
 #include "ntsntp/cookie.h"
 #include "rd.h"
+#include "settings.h"
 
 #define MASTER_ALG NTSNTP_AEAD_AES_SIV_CMAC_256
 #define MASTER_KEY_LEN 32
@@ -65,12 +66,15 @@ struct ntsntp_keyring {
   uint8_t prk[SHA256_DIGEST_SIZE]; /* HKDF-Extract(salt, secret) */
 };
 
-void ntsntp_keyring_settings_default(ntsntp_keyring_settings *s) {
+static void keyring_fill(void *p) {
+  ntsntp_keyring_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->rotate_interval = 604800;
   s->nkeys = 4;
   s->rand = ntsntp_rand_default;
 }
+NTSNTP__SETTINGS(ntsntp_keyring_settings, keyring, mem)
 
 static const keyset *current_set(const ntsntp_keyring *kr) {
   return atomic_load_explicit(&((ntsntp_keyring *)kr)->set,
@@ -257,6 +261,8 @@ int ntsntp_keyring_new(ntsntp_keyring **pkr, const ntsntp_keyring_settings *s,
   if (s == NULL) {
     ntsntp_keyring_settings_default(&def);
     s = &def;
+  } else {
+    NTSNTP__SETTINGS_GET(s, def, keyring, errbuf, errlen);
   }
   if (s->rotate_interval < 1 || s->nkeys < 2 ||
       s->nkeys > NTSNTP_KEYRING_SLOTS || now < 0) {

@@ -6,6 +6,7 @@
 #include "ntsntp/ke.h"
 #include "rd.h"
 #include "tls.h"
+#include "settings.h"
 
 /*= https://www.rfc-editor.org/rfc/rfc8915#section-4
  *# servers MUST accept requests of at least 1024 octets and clients SHOULD
@@ -32,12 +33,15 @@ struct ntsntp_ke_client {
   char errtext[256];
 };
 
-void ntsntp_ke_client_settings_default(ntsntp_ke_client_settings *s) {
+static void ke_client_fill(void *p) {
+  ntsntp_ke_client_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->aeads[0] = NTSNTP_AEAD_AES_SIV_CMAC_256;
   s->naeads = 1;
   s->timeout_ms = 5000;
 }
+NTSNTP__SETTINGS(ntsntp_ke_client_settings, ke_client, mem)
 
 void ntsntp_ke_result_clear(ntsntp_ke_result *r) {
   if (r)
@@ -265,6 +269,7 @@ static int progress(ntsntp_ke_client *c) {
 int ntsntp_ke_client_new(ntsntp_ke_client **pc,
                          const ntsntp_ke_client_settings *s, uint64_t now_ms,
                          char *errbuf, size_t errlen) {
+  ntsntp_ke_client_settings latest;
   const ntsntp_mem *mem;
   ntsntp_ke_client *c;
   size_t i;
@@ -276,6 +281,7 @@ int ntsntp_ke_client_new(ntsntp_ke_client **pc,
     return NTSNTP_ERR_INVALID_ARG;
   }
   *pc = NULL;
+  NTSNTP__SETTINGS_GET(s, latest, ke_client, errbuf, errlen);
   if (s->server_name == NULL || s->server_name[0] == '\0' ||
       strlen(s->server_name) > NTSNTP_KE_MAX_SERVER_LEN ||
       s->naeads > NTSNTP_KE_MAX_AEADS ||

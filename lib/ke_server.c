@@ -6,6 +6,7 @@
 #include "ntsntp/ke.h"
 #include "rd.h"
 #include "tls.h"
+#include "settings.h"
 
 /* Largest response: protocol, AEAD, 1024, port, server, 8 cookies, End. */
 #define MAX_RESPONSE                                                           \
@@ -39,13 +40,15 @@ struct ntsntp_ke_session {
   uint8_t *req; /* max_request + 1 bytes */
 };
 
-void ntsntp_ke_server_settings_default(ntsntp_ke_server_settings *s) {
+static void ke_server_fill(void *p) {
+  ntsntp_ke_server_settings *s = p;
   static const int pref[] = {NTSNTP_AEAD_AES_SIV_CMAC_256,
                              NTSNTP_AEAD_AES_SIV_CMAC_512,
                              NTSNTP_AEAD_AES_128_GCM_SIV};
   size_t i;
 
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->ntp_port = 123;
   for (i = 0; i < sizeof(pref) / sizeof(pref[0]); i++)
     if (ntsntp_aead_supported(pref[i]))
@@ -53,6 +56,7 @@ void ntsntp_ke_server_settings_default(ntsntp_ke_server_settings *s) {
   s->max_request = NTSNTP_KE_MAX_MESSAGE;
   s->timeout_ms = 2000;
 }
+NTSNTP__SETTINGS(ntsntp_ke_server_settings, ke_server, mem)
 
 static int valid_name(const char *s) {
   size_t i, n = strlen(s);
@@ -67,6 +71,7 @@ static int valid_name(const char *s) {
 int ntsntp_ke_server_new(ntsntp_ke_server **psrv,
                          const ntsntp_ke_server_settings *s, char *errbuf,
                          size_t errlen) {
+  ntsntp_ke_server_settings latest;
   const ntsntp_mem *mem;
   ntsntp_ke_server *srv;
   size_t i;
@@ -77,6 +82,7 @@ int ntsntp_ke_server_new(ntsntp_ke_server **psrv,
     return NTSNTP_ERR_INVALID_ARG;
   }
   *psrv = NULL;
+  NTSNTP__SETTINGS_GET(s, latest, ke_server, errbuf, errlen);
   if (s->creds == NULL || s->keyring == NULL ||
       s->naeads > NTSNTP_KE_MAX_AEADS || s->max_request < 16 ||
       (s->ntp_server && !valid_name(s->ntp_server))) {

@@ -4,6 +4,7 @@
 
 #include "errtext.h"
 #include "ntsntp/nts_client.h"
+#include "settings.h"
 
 #define JAR NTSNTP_CLIENT_MAX_COOKIES
 
@@ -42,11 +43,11 @@ struct ntsntp_nts_client {
   char errtext[512];
 };
 
-void ntsntp_nts_client_settings_default_versioned(
-    int version, ntsntp_nts_client_settings *s) {
+static void nts_client_fill(void *p) {
+  ntsntp_nts_client_settings *s = p;
   ntsntp_ke_client_settings ks;
-  (void)version; /* V1 is the only version so far */
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   ntsntp_ke_client_settings_default(&ks);
   memcpy(s->aeads, ks.aeads, sizeof(s->aeads));
   s->naeads = ks.naeads;
@@ -56,20 +57,18 @@ void ntsntp_nts_client_settings_default_versioned(
   s->backoff_min_ms = 2000;
   s->backoff_max_ms = 3600000;
 }
+NTSNTP__SETTINGS(ntsntp_nts_client_settings, nts_client, mem)
 
-int ntsntp_nts_client_new_versioned(ntsntp_nts_client **pc, int version,
-                                    const ntsntp_nts_client_settings *s,
-                                    char *errbuf, size_t errlen) {
+int ntsntp_nts_client_new(ntsntp_nts_client **pc,
+                          const ntsntp_nts_client_settings *s, char *errbuf,
+                          size_t errlen) {
+  ntsntp_nts_client_settings latest;
   const ntsntp_mem *mem;
   ntsntp_nts_client *c;
   size_t i, usable = 0;
 
   *pc = NULL;
-  if (version != NTSNTP_NTS_CLIENT_SETTINGS_V1 || s == NULL) {
-    ntsntp__errf(errbuf, errlen, "NTS client: unknown settings version %d",
-                 version);
-    return NTSNTP_ERR_INVALID_ARG;
-  }
+  NTSNTP__SETTINGS_GET(s, latest, nts_client, errbuf, errlen);
   if (s->server == NULL || s->server[0] == '\0' ||
       strlen(s->server) > NTSNTP_KE_MAX_SERVER_LEN) {
     ntsntp__errf(errbuf, errlen,

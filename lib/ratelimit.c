@@ -18,6 +18,7 @@
 
 #include "ntsntp/access.h"
 #include "ntsntp/server.h"
+#include "settings.h"
 
 #define WAYS 8
 
@@ -111,19 +112,35 @@ static unsigned rand_bits(ntsntp_ratelimit *rl, unsigned k) {
   return r;
 }
 
-void ntsntp_ratelimit_settings_default(ntsntp_ratelimit_settings *s,
-                                       ntsntp_rl_service service) {
+/* NTP's defaults; NTS-KE's differ in two fields (settings_default). */
+static void ratelimit_fill(void *p) {
+  ntsntp_ratelimit_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->enabled = 1;
-  s->interval = service == NTSNTP_RL_SERVICE_NTSKE ? 6 : 3;
+  s->interval = 3;
   s->burst = 8;
   s->leak = 2;
   s->kod = 0;
-  s->no_leak = service == NTSNTP_RL_SERVICE_NTSKE;
   s->max_bytes = NTSNTP_RL_DEFAULT_MAX_BYTES;
   s->v4_prefix = 32;
   s->v6_prefix = 64;
   s->rand = ntsntp_rand_default;
+}
+static const size_t ratelimit_sizes[NTSNTP_SETTINGS_VERSION] = {
+    NTSNTP__SIZE_THROUGH(ntsntp_ratelimit_settings, mem)};
+
+void ntsntp_ratelimit_settings_default_versioned(int version,
+                                                 ntsntp_ratelimit_settings *s,
+                                                 ntsntp_rl_service service) {
+  ntsntp_ratelimit_settings tmp;
+  ntsntp__settings_default(s, version, &tmp, ratelimit_fill, ratelimit_sizes,
+                           NTSNTP_SETTINGS_VERSION);
+  if (service == NTSNTP_RL_SERVICE_NTSKE && version >= NTSNTP_SETTINGS_V1 &&
+      version <= NTSNTP_SETTINGS_VERSION) {
+    s->interval = 6;
+    s->no_leak = 1;
+  }
 }
 
 int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
@@ -145,6 +162,8 @@ int ntsntp_ratelimit_new(ntsntp_ratelimit **prl,
   if (!s) {
     ntsntp_ratelimit_settings_default(&def, NTSNTP_RL_SERVICE_NTP);
     s = &def;
+  } else {
+    NTSNTP__SETTINGS_GET(s, def, ratelimit, errbuf, errlen);
   }
   if (s->interval < NTSNTP_RL_MIN_INTERVAL ||
       s->interval > NTSNTP_RL_MAX_INTERVAL || s->burst < 1 ||

@@ -9,6 +9,7 @@
 #include "nts_ef.h"
 #include "ntsntp/server.h"
 #include "rd.h"
+#include "settings.h"
 
 _Static_assert(sizeof(ntsntp__aead) <= sizeof(((ntsntp_server_ctx *)0)->s2c),
                "server ctx too small for the AEAD state");
@@ -48,16 +49,21 @@ void ntsntp_clock_state_local(ntsntp_clock_state *cs, uint8_t stratum,
   cs->ref_ts = now;
 }
 
-void ntsntp_server_settings_default(ntsntp_server_settings *s) {
+static void server_fill(void *p) {
+  ntsntp_server_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->rand = ntsntp_rand_nonce; /* response nonces: unique, not secret */
 }
+NTSNTP__SETTINGS(ntsntp_server_settings, server, mem)
 
 int ntsntp_server_new(ntsntp_server **psrv, const ntsntp_server_settings *s,
                       char *errbuf, size_t errlen) {
-  const ntsntp_mem *mem = s && s->mem ? s->mem : ntsntp_mem_default();
+  ntsntp_server_settings latest;
+  const ntsntp_mem *mem;
   ntsntp_server *srv;
   ntsntp_clock_state cs;
+  NTSNTP__SETTINGS_GET(s, latest, server, errbuf, errlen);
   if (!psrv || !s || !s->rand) {
     ntsntp__errf(errbuf, errlen,
                  "NTP server: %s; fix: start from "
@@ -67,6 +73,7 @@ int ntsntp_server_new(ntsntp_server **psrv, const ntsntp_server_settings *s,
                        : "no random source (rand)");
     return NTSNTP_ERR_INVALID_ARG;
   }
+  mem = s->mem ? s->mem : ntsntp_mem_default();
   srv = mem->calloc(1, sizeof(*srv), mem->user);
   if (!srv) {
     ntsntp__errf(errbuf, errlen, "NTP server: out of memory");

@@ -9,6 +9,7 @@
 #include "errtext.h"
 #include "select.h"
 #include "source.h"
+#include "settings.h"
 
 #define MINDISP 0.001 /* root dispersion floor (ntpd's tos mindist) */
 #define HOLDOVER_DEFAULT 3600
@@ -57,8 +58,10 @@ char ntsntp_source_state_char(ntsntp_source_state st) {
   return (unsigned)st <= NTSNTP_SOURCE_SELECTED ? state_chars[st] : '?';
 }
 
-void ntsntp_sync_settings_default(ntsntp_sync_settings *s) {
+static void sync_fill(void *p) {
+  ntsntp_sync_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->minpoll = 6;
   s->maxpoll = 10;
   s->iburst = 4;
@@ -70,13 +73,17 @@ void ntsntp_sync_settings_default(ntsntp_sync_settings *s) {
   s->precision = -20;
   s->holdover = HOLDOVER_DEFAULT;
 }
+NTSNTP__SETTINGS(ntsntp_sync_settings, sync, mem)
 
 int ntsntp_sync_new(ntsntp_sync **psync, const ntsntp_sync_settings *s,
                     char *errbuf, size_t errlen) {
-  const ntsntp_mem *mem = s->mem;
+  ntsntp_sync_settings latest;
+  const ntsntp_mem *mem;
   ntsntp_sync *sync;
 
   *psync = NULL;
+  NTSNTP__SETTINGS_GET(s, latest, sync, errbuf, errlen);
+  mem = s->mem;
   /* chrony's range: down to -6 (1/64 s) for LAN and test use. */
   if (s->minpoll < -6 || s->maxpoll > 17 || s->minpoll > s->maxpoll ||
       !(s->max_slew_ppm > 0) || !isfinite(s->max_slew_ppm) ||

@@ -190,6 +190,7 @@ typedef enum ntsntp_rl_service {
 #define NTSNTP_RL_DEFAULT_MAX_BYTES 524288 /* chrony's clientloglimit */
 
 typedef struct ntsntp_ratelimit_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /* 0: never limit (clients are still counted for _top).  Default 1. */
   int enabled;
   /* log2 seconds between responses, -19..12.  Default 3 (NTP, 8 s) or
@@ -231,9 +232,11 @@ typedef struct ntsntp_ratelimit_settings {
  * slower.  Set enabled = 0 to only count clients.
  * version-added: 0.1.0
  */
-NTSNTP_EXTERN void
-ntsntp_ratelimit_settings_default(ntsntp_ratelimit_settings *s,
-                                  ntsntp_rl_service service);
+NTSNTP_EXTERN void ntsntp_ratelimit_settings_default_versioned(
+    int version, ntsntp_ratelimit_settings *s, ntsntp_rl_service service);
+#define ntsntp_ratelimit_settings_default(S, SV)                               \
+  ntsntp_ratelimit_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S),    \
+                                              (SV))
 
 typedef struct ntsntp_ratelimit ntsntp_ratelimit;
 

@@ -62,6 +62,27 @@ enum {
   NTSNTP_ERR_IO = -503      /* system call failed; errno is kept */
 };
 
+/*
+ * Settings.  Every ntsntp_X_settings struct lives in the caller's memory,
+ * so its layout is part of the ABI.  Its first member, |version|, is set
+ * by its initialiser, a macro passing the version the program is built
+ * with:
+ *
+ *   ntsntp_sync_settings s;
+ *   ntsntp_sync_settings_default(&s);
+ *   s.minpoll = 4;
+ *   rv = ntsntp_sync_new(&sync, &s, errbuf, sizeof(errbuf));
+ *
+ * The library reads only the fields that existed at that version and
+ * gives later ones their defaults, so a program built against older
+ * headers keeps working with a newer library.  Fields are only ever added
+ * at the end of a struct, and each addition raises NTSNTP_SETTINGS_VERSION.
+ * Settings not filled by their initialiser (version 0, as after memset)
+ * are refused with INVALID_ARG and an error text saying so.
+ */
+#define NTSNTP_SETTINGS_V1 1
+#define NTSNTP_SETTINGS_VERSION NTSNTP_SETTINGS_V1
+
 /* Returns a static English description of |err| (never NULL). */
 NTSNTP_EXTERN const char *ntsntp_strerror(int err);
 

@@ -179,6 +179,7 @@ typedef struct ntsntp_ctl_provider {
 } ntsntp_ctl_provider;
 
 typedef struct ntsntp_uv_ctl_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /* Unix socket path; NULL or "" : no control socket. */
   const char *socket_path;
   /* "address:port" (numeric; IPv6 in brackets) for HTTP /metrics; NULL or
@@ -194,7 +195,11 @@ typedef struct ntsntp_uv_ctl_settings {
 
 /* Defaults: no socket, no metrics, 16 clients, 2000 ms.
  * version-added: 0.1.0 */
-NTSNTP_EXTERN void ntsntp_uv_ctl_settings_default(ntsntp_uv_ctl_settings *s);
+NTSNTP_EXTERN void
+ntsntp_uv_ctl_settings_default_versioned(int version,
+                                         ntsntp_uv_ctl_settings *s);
+#define ntsntp_uv_ctl_settings_default(S)                                      \
+  ntsntp_uv_ctl_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 typedef struct ntsntp_uv_ctl ntsntp_uv_ctl;
 

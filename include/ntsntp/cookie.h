@@ -62,6 +62,7 @@ extern "C" {
 typedef struct ntsntp_keyring ntsntp_keyring;
 
 typedef struct ntsntp_keyring_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /* Seconds between rotations.  Default 604800 (one week, as chrony). */
   uint32_t rotate_interval;
   /* Keys kept: current + older accepted + next.  Default 4, max SLOTS. */
@@ -76,7 +77,11 @@ typedef struct ntsntp_keyring_settings {
   const ntsntp_mem *mem;
 } ntsntp_keyring_settings;
 
-NTSNTP_EXTERN void ntsntp_keyring_settings_default(ntsntp_keyring_settings *s);
+NTSNTP_EXTERN void
+ntsntp_keyring_settings_default_versioned(int version,
+                                          ntsntp_keyring_settings *s);
+#define ntsntp_keyring_settings_default(S)                                     \
+  ntsntp_keyring_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Creates a key ring with fresh keys for time |now| (Unix seconds, >= 0).

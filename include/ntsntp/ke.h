@@ -245,6 +245,7 @@ typedef struct ntsntp_ke_session ntsntp_ke_session;
 #define NTSNTP_KE_MAX_AEADS 8
 
 typedef struct ntsntp_ke_server_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /* Certificate and key (required); the server takes its own reference. */
   ntsntp_ke_creds *creds;
   /* Master keys for cookies (required); must outlive the server. */
@@ -280,7 +281,10 @@ typedef struct ntsntp_ke_server_stats {
 } ntsntp_ke_server_stats;
 
 NTSNTP_EXTERN void
-ntsntp_ke_server_settings_default(ntsntp_ke_server_settings *s);
+ntsntp_ke_server_settings_default_versioned(int version,
+                                            ntsntp_ke_server_settings *s);
+#define ntsntp_ke_server_settings_default(S)                                   \
+  ntsntp_ke_server_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Creates a server context.
@@ -392,6 +396,7 @@ typedef int (*ntsntp_ke_verify_fn)(void *user, const uint8_t *const *chain,
                                    int verified);
 
 typedef struct ntsntp_ke_client_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /* KE server host name (or IP literal) for SNI and certificate check.
      Required. */
   const char *server_name;
@@ -436,7 +441,10 @@ typedef struct ntsntp_ke_result {
 } ntsntp_ke_result;
 
 NTSNTP_EXTERN void
-ntsntp_ke_client_settings_default(ntsntp_ke_client_settings *s);
+ntsntp_ke_client_settings_default_versioned(int version,
+                                            ntsntp_ke_client_settings *s);
+#define ntsntp_ke_client_settings_default(S)                                   \
+  ntsntp_ke_client_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Creates a client at monotonic time |now_ms| and queues the ClientHello.

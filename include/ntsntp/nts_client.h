@@ -38,13 +38,8 @@
 extern "C" {
 #endif
 
-/* Versions of ntsntp_nts_client_settings (ngtcp2's _versioned pattern): a
- * program built with older headers passes the version it knows, so fields
- * added later keep their defaults. */
-#define NTSNTP_NTS_CLIENT_SETTINGS_V1 1
-#define NTSNTP_NTS_CLIENT_SETTINGS_VERSION NTSNTP_NTS_CLIENT_SETTINGS_V1
-
 typedef struct ntsntp_nts_client_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /* NTS-KE server: DNS name or IP literal, also the TLS name (required). */
   const char *server;
   /* PEM file of trusted CAs; NULL: the system trust store. */
@@ -74,13 +69,12 @@ typedef struct ntsntp_nts_client_settings {
   const ntsntp_mem *mem; /* NULL: libc */
 } ntsntp_nts_client_settings;
 
-/* Fills |s| with the defaults above, for settings |version|. */
+/* Fills |s| with the defaults above. */
 NTSNTP_EXTERN void
 ntsntp_nts_client_settings_default_versioned(int version,
                                              ntsntp_nts_client_settings *s);
 #define ntsntp_nts_client_settings_default(S)                                  \
-  ntsntp_nts_client_settings_default_versioned(                               \
-      NTSNTP_NTS_CLIENT_SETTINGS_VERSION, (S))
+  ntsntp_nts_client_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 typedef struct ntsntp_nts_client ntsntp_nts_client;
 
@@ -88,15 +82,12 @@ typedef struct ntsntp_nts_client ntsntp_nts_client;
  * Creates a client.  The settings and their strings are copied.  On error
  * |errbuf| (may be NULL) says what to fix.
  * Errors: INVALID_ARG (no server, a server name over 255 bytes, no AEAD
- * this build supports, zero timeouts, backoff_min_ms > backoff_max_ms, an
- * unknown |version|), NOMEM.
+ * this build supports, zero timeouts, backoff_min_ms > backoff_max_ms,
+ * settings not filled by ntsntp_nts_client_settings_default), NOMEM.
  */
-NTSNTP_EXTERN int ntsntp_nts_client_new_versioned(
-    ntsntp_nts_client **pc, int version, const ntsntp_nts_client_settings *s,
-    char *errbuf, size_t errlen);
-#define ntsntp_nts_client_new(PC, S, ERRBUF, ERRLEN)                           \
-  ntsntp_nts_client_new_versioned((PC), NTSNTP_NTS_CLIENT_SETTINGS_VERSION,    \
-                                  (S), (ERRBUF), (ERRLEN))
+NTSNTP_EXTERN int ntsntp_nts_client_new(ntsntp_nts_client **pc,
+                                        const ntsntp_nts_client_settings *s,
+                                        char *errbuf, size_t errlen);
 
 /* Frees |c|, wiping keys and cookies.  NULL is fine. */
 NTSNTP_EXTERN void ntsntp_nts_client_del(ntsntp_nts_client *c);

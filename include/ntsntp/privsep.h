@@ -32,6 +32,7 @@ extern "C" {
 typedef struct ntsntp_privsep ntsntp_privsep;
 
 typedef struct ntsntp_privsep_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /* The only files the helper will read, exactly as later asked for. */
   const char *const *files;
   size_t n_files;
@@ -60,7 +61,11 @@ typedef struct ntsntp_file_id {
   uint32_t mode, uid;
 } ntsntp_file_id;
 
-NTSNTP_EXTERN void ntsntp_privsep_settings_default(ntsntp_privsep_settings *s);
+NTSNTP_EXTERN void
+ntsntp_privsep_settings_default_versioned(int version,
+                                          ntsntp_privsep_settings *s);
+#define ntsntp_privsep_settings_default(S)                                     \
+  ntsntp_privsep_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Forks the helper.  Call it before starting threads and before binding

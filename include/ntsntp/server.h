@@ -133,6 +133,7 @@ typedef struct ntsntp_server_ctx {
 } ntsntp_server_ctx;
 
 typedef struct ntsntp_server_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /* Key ring for NTS cookies; NULL serves plain NTP only. */
   const ntsntp_keyring *keyring;
   /* Optional second ring whose cookies are still accepted (never used to
@@ -144,7 +145,11 @@ typedef struct ntsntp_server_settings {
   const ntsntp_mem *mem;
 } ntsntp_server_settings;
 
-NTSNTP_EXTERN void ntsntp_server_settings_default(ntsntp_server_settings *s);
+NTSNTP_EXTERN void
+ntsntp_server_settings_default_versioned(int version,
+                                         ntsntp_server_settings *s);
+#define ntsntp_server_settings_default(S)                                      \
+  ntsntp_server_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 typedef struct ntsntp_server ntsntp_server;
 

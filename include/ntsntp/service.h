@@ -40,6 +40,7 @@ typedef enum ntsntp_uv_role {
 } ntsntp_uv_role;
 
 typedef struct ntsntp_uv_service_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   const char *const *listen; /* numeric addresses; none: all */
   size_t n_listen;
   /* HWTIMESTAMP: interfaces for hardware timestamps, comma-separated
@@ -137,7 +138,10 @@ typedef struct ntsntp_uv_service_settings {
 } ntsntp_uv_service_settings;
 
 NTSNTP_EXTERN void
-ntsntp_uv_service_settings_default(ntsntp_uv_service_settings *s);
+ntsntp_uv_service_settings_default_versioned(int version,
+                                             ntsntp_uv_service_settings *s);
+#define ntsntp_uv_service_settings_default(S)                                  \
+  ntsntp_uv_service_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Loads keys and certificate, binds all sockets and starts the threads.

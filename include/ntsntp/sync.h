@@ -123,8 +123,9 @@ NTSNTP_EXTERN void ntsntp_uv_sysclock_ops(ntsntp_clock_ops *ops);
 #define NTSNTP_KERNEL_SLEW_PPM 500.0
 
 typedef struct ntsntp_sync_settings {
-  int8_t minpoll;            /* log2 s, default 6 (64 s) */
-  int8_t maxpoll;            /* log2 s, default 10 (1024 s) */
+  int version; /* set by the _settings_default macro (common.h) */
+  int8_t minpoll; /* log2 s, default 6 (64 s) */
+  int8_t maxpoll; /* log2 s, default 10 (1024 s) */
   unsigned iburst;           /* requests 2 s apart at start, default 4 */
   double max_slew_ppm;       /* served-time slew limit, default 83333.333
                               * (chrony's maxslewrate); with clock_ops the
@@ -154,7 +155,10 @@ typedef struct ntsntp_sync_settings {
 } ntsntp_sync_settings;
 
 /* Fills |s| with the defaults above. */
-NTSNTP_EXTERN void ntsntp_sync_settings_default(ntsntp_sync_settings *s);
+NTSNTP_EXTERN void
+ntsntp_sync_settings_default_versioned(int version, ntsntp_sync_settings *s);
+#define ntsntp_sync_settings_default(S)                                        \
+  ntsntp_sync_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 typedef struct ntsntp_sync ntsntp_sync;
 

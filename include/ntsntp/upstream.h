@@ -51,6 +51,7 @@ extern "C" {
 typedef struct ntsntp_uv_upstream ntsntp_uv_upstream;
 
 typedef struct ntsntp_uv_upstream_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   const char *const *servers; /* items as above */
   size_t n_servers;
   const char *ca_file;       /* NTS trust anchors; NULL: system store */
@@ -81,7 +82,10 @@ typedef struct ntsntp_uv_upstream_settings {
 } ntsntp_uv_upstream_settings;
 
 NTSNTP_EXTERN void
-ntsntp_uv_upstream_settings_default(ntsntp_uv_upstream_settings *s);
+ntsntp_uv_upstream_settings_default_versioned(int version,
+                                              ntsntp_uv_upstream_settings *s);
+#define ntsntp_uv_upstream_settings_default(S)                                 \
+  ntsntp_uv_upstream_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Checks the server list, reads the drift file and starts polling.

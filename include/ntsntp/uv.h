@@ -70,6 +70,7 @@ extern "C" {
 typedef struct ntsntp_uv_ntp ntsntp_uv_ntp;
 
 typedef struct ntsntp_uv_ntp_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /*
    * Numeric addresses to listen on ("0.0.0.0", "::", "127.0.0.1", "::1",
    * "fe80::1%eth0").  IPv6 sockets are always IPV6_V6ONLY: list "0.0.0.0"
@@ -194,7 +195,11 @@ typedef struct ntsntp_uv_ntp_settings {
  *
  * version-added: 0.1.0
  */
-NTSNTP_EXTERN void ntsntp_uv_ntp_settings_default(ntsntp_uv_ntp_settings *s);
+NTSNTP_EXTERN void
+ntsntp_uv_ntp_settings_default_versioned(int version,
+                                         ntsntp_uv_ntp_settings *s);
+#define ntsntp_uv_ntp_settings_default(S)                                      \
+  ntsntp_uv_ntp_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Opens and binds every socket (workers x addresses), then starts the

@@ -45,6 +45,7 @@ extern "C" {
 typedef struct ntsntp_uv_ke_query ntsntp_uv_ke_query;
 
 typedef struct ntsntp_uv_ke_query_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /* KE server: DNS name or IP literal (required).  Also the TLS name. */
   const char *host;
   /* TCP port (default NTSNTP_KE_PORT, 4460). */
@@ -99,7 +100,10 @@ typedef void (*ntsntp_uv_ke_query_cb)(void *user,
  * version-added: 0.1.0
  */
 NTSNTP_EXTERN void
-ntsntp_uv_ke_query_settings_default(ntsntp_uv_ke_query_settings *s);
+ntsntp_uv_ke_query_settings_default_versioned(int version,
+                                              ntsntp_uv_ke_query_settings *s);
+#define ntsntp_uv_ke_query_settings_default(S)                                 \
+  ntsntp_uv_ke_query_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Starts an NTS-KE query on |loop|: resolves s->host (uv_getaddrinfo),
@@ -141,6 +145,7 @@ NTSNTP_EXTERN void ntsntp_uv_ke_query_cancel(ntsntp_uv_ke_query *q);
 typedef struct ntsntp_uv_ntp_query ntsntp_uv_ntp_query;
 
 typedef struct ntsntp_uv_ntp_query_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   /* NTP server: DNS name or IP literal; with |addr| set, used in messages
    * only.  One of |host| and |addr| is required. */
   const char *host;
@@ -224,7 +229,10 @@ typedef void (*ntsntp_uv_ntp_query_cb)(void *user,
  * version-added: 0.1.0
  */
 NTSNTP_EXTERN void
-ntsntp_uv_ntp_query_settings_default(ntsntp_uv_ntp_query_settings *s);
+ntsntp_uv_ntp_query_settings_default_versioned(int version,
+                                               ntsntp_uv_ntp_query_settings *s);
+#define ntsntp_uv_ntp_query_settings_default(S)                                \
+  ntsntp_uv_ntp_query_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Starts one NTP exchange on |loop|.  The library opens a UDP socket

@@ -59,6 +59,7 @@ typedef enum ntsntp_uv_ke_verdict {
 } ntsntp_uv_ke_verdict;
 
 typedef struct ntsntp_uv_ke_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   const char *const *listen; /* addresses; none: "::" (v6 only) + "0.0.0.0" */
   size_t n_listen;
   uint16_t port;            /* 0 picks one (tests) */
@@ -120,7 +121,10 @@ typedef struct ntsntp_uv_ke_stats {
   double latency_sum;
 } ntsntp_uv_ke_stats;
 
-NTSNTP_EXTERN void ntsntp_uv_ke_settings_default(ntsntp_uv_ke_settings *s);
+NTSNTP_EXTERN void
+ntsntp_uv_ke_settings_default_versioned(int version, ntsntp_uv_ke_settings *s);
+#define ntsntp_uv_ke_settings_default(S)                                       \
+  ntsntp_uv_ke_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Binds every listening socket (before returning, so the caller may drop

@@ -35,6 +35,7 @@ extern "C" {
 typedef struct ntsntp_uv_refclock ntsntp_uv_refclock;
 
 typedef struct ntsntp_uv_refclock_settings {
+  int version; /* set by the _settings_default macro (common.h) */
   const ntsntp_refclock_conf *confs; /* ntsntp_refclock_parse_list */
   size_t n;
   ntsntp_sync *sync; /* required; used on the loop thread only */
@@ -45,6 +46,13 @@ typedef struct ntsntp_uv_refclock_settings {
   ntsntp_log_fn log;
   void *log_user;
 } ntsntp_uv_refclock_settings;
+
+/* Fills |s| with the defaults: no clocks, no sync core, no hooks. */
+NTSNTP_EXTERN void
+ntsntp_uv_refclock_settings_default_versioned(int version,
+                                              ntsntp_uv_refclock_settings *s);
+#define ntsntp_uv_refclock_settings_default(S)                                 \
+  ntsntp_uv_refclock_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
 
 /*
  * Opens every reference clock, adds each to the sync core as a '#'

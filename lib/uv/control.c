@@ -14,6 +14,7 @@
 #include "ntsntp/control.h"
 
 #include "ctl.h"
+#include "../settings.h"
 
 #define HTTP_MAX_REQUEST 2048
 #define DEFAULT_MAX_CLIENTS 16 /* per listener; ~2.5 KiB each */
@@ -538,14 +539,18 @@ static int start_metrics(ntsntp_uv_ctl *c, const char *listen, char *errbuf,
   return 0;
 }
 
-void ntsntp_uv_ctl_settings_default(ntsntp_uv_ctl_settings *s) {
+static void uv_ctl_fill(void *p) {
+  ntsntp_uv_ctl_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->max_clients = DEFAULT_MAX_CLIENTS;
   s->timeout_ms = DEFAULT_TIMEOUT_MS;
 }
+NTSNTP__SETTINGS(ntsntp_uv_ctl_settings, uv_ctl, log_user)
 
 int ntsntp_uv_ctl_start(uv_loop_t *loop, const ntsntp_uv_ctl_settings *s,
                         ntsntp_uv_ctl **out, char *errbuf, size_t errlen) {
+  ntsntp_uv_ctl_settings latest;
   ntsntp_uv_ctl *c;
   const char *sock, *metrics;
   char dummy[1];
@@ -554,6 +559,7 @@ int ntsntp_uv_ctl_start(uv_loop_t *loop, const ntsntp_uv_ctl_settings *s,
     errbuf = dummy;
     errlen = sizeof(dummy);
   }
+  NTSNTP__SETTINGS_GET(s, latest, uv_ctl, errbuf, errlen);
   if (!loop || !s || !out || !s->provider.stats || !s->provider.tracking) {
     snprintf(errbuf, errlen, "control: missing loop, settings or provider");
     return NTSNTP_ERR_INVALID_ARG;

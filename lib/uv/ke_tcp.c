@@ -11,6 +11,7 @@
 #include "errtext.h"
 #include "ntsntp/uv_ke.h"
 #include "sock.h"
+#include "../settings.h"
 
 #define MAX_LISTEN 64
 #define READ_BUF 4096
@@ -132,14 +133,17 @@ static void logf_(ntsntp_uv_ke *ke, int level, const char *fmt, ...) {
   ke->s.log(ke->s.log_user, level, msg);
 }
 
-void ntsntp_uv_ke_settings_default(ntsntp_uv_ke_settings *s) {
+static void uv_ke_fill(void *p) {
+  ntsntp_uv_ke_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->port = NTSNTP_KE_PORT;
   s->threads = 1;
   s->max_connections = 512;
   s->first_byte_ms = FIRST_BYTE_MS;
   ntsntp_ke_server_settings_default(&s->ke);
 }
+NTSNTP__SETTINGS(ntsntp_uv_ke_settings, uv_ke, log_user)
 
 /* Adds one to a counter of |w| (the lock makes get_stats consistent). */
 #define COUNT(w, field)                                                        \
@@ -761,10 +765,12 @@ static void on_exited(uv_async_t *h) {
 
 int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
                        ntsntp_uv_ke **out, char *errbuf, size_t errlen) {
+  ntsntp_uv_ke_settings latest;
   ntsntp_uv_ke *ke;
   unsigned t, started = 0;
   size_t i;
   int rv;
+  NTSNTP__SETTINGS_GET(s, latest, uv_ke, errbuf, errlen);
   if (!loop || !s || !out || s->threads == 0 || s->threads > 8 ||
       s->max_connections == 0) {
     ntsntp__errf(errbuf, errlen, "NTS-KE server: %s",

@@ -32,6 +32,7 @@
 #include "errtext.h"
 #include "ntsntp/privsep.h"
 #include "ntsntp/sandbox.h"
+#include "../settings.h"
 #include "tls.h" /* ntsntp__cred_file_read, NTSNTP__MAX_CRED_FILE */
 
 #define MAX_FILES 32
@@ -494,11 +495,14 @@ static __attribute__((noreturn)) void helper_main(
 /* The server's side                                                   */
 /* ------------------------------------------------------------------ */
 
-void ntsntp_privsep_settings_default(ntsntp_privsep_settings *s) {
+static void privsep_fill(void *p) {
+  ntsntp_privsep_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->seccomp = 1;
   s->timeout_ms = 2000;
 }
+NTSNTP__SETTINGS(ntsntp_privsep_settings, privsep, timeout_ms)
 
 static int64_t mono_ms(void) {
   struct timespec ts;
@@ -568,12 +572,14 @@ lost:
 
 int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
                          ntsntp_privsep **out, char *errbuf, size_t errlen) {
+  ntsntp_privsep_settings latest;
   ntsntp_privsep *ps;
   uint8_t *msg = NULL;
   int sv[2];
   pid_t parent = getpid(), pid;
   rep r;
 
+  NTSNTP__SETTINGS_GET(s, latest, privsep, errbuf, errlen);
   if (!s || !out || s->n_files > MAX_FILES || (s->n_files && !s->files)) {
     ntsntp__errf(errbuf, errlen, "privileged helper: %s",
                  !s || !out ? "settings and out are required"

@@ -16,6 +16,7 @@
 #include "errtext.h"
 #include "ntsntp/uv_client.h"
 #include "sock.h"
+#include "../settings.h"
 
 /* After the response: how long to wait for the server's EOF. */
 #define DRAIN_MS 1000
@@ -451,26 +452,31 @@ static void kq_arm(ntsntp_uv_ke_query *q) {
   uv_timer_start(&q->timer, kq_on_timer, when > now ? when - now : 0, 0);
 }
 
-void ntsntp_uv_ke_query_settings_default(ntsntp_uv_ke_query_settings *s) {
+static void uv_ke_query_fill(void *p) {
+  ntsntp_uv_ke_query_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->port = NTSNTP_KE_PORT;
   s->family = AF_UNSPEC;
   s->timeout_ms = 10000;
   s->connect_timeout_ms = 3000;
   ntsntp_ke_client_settings_default(&s->ke);
 }
+NTSNTP__SETTINGS(ntsntp_uv_ke_query_settings, uv_ke_query, ke)
 
 int ntsntp_uv_ke_query_start(uv_loop_t *loop,
                              const ntsntp_uv_ke_query_settings *s,
                              ntsntp_uv_ke_query_cb cb, void *user,
                              ntsntp_uv_ke_query **out, char *errbuf,
                              size_t errlen) {
+  ntsntp_uv_ke_query_settings latest;
   ntsntp_ke_client_settings ks;
   ntsntp_uv_ke_query *q;
   int rv;
 
   if (out)
     *out = NULL;
+  NTSNTP__SETTINGS_GET(s, latest, uv_ke_query, errbuf, errlen);
   if (!loop || !s || !cb || !s->host || !s->host[0] ||
       strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN || s->timeout_ms == 0 ||
       (s->family != AF_UNSPEC && s->family != AF_INET &&
@@ -1042,25 +1048,30 @@ static void nq_arm(ntsntp_uv_ntp_query *q, uint64_t ms) {
   uv_timer_start(&q->timer, nq_on_timer, ms, 0);
 }
 
-void ntsntp_uv_ntp_query_settings_default(ntsntp_uv_ntp_query_settings *s) {
+static void uv_ntp_query_fill(void *p) {
+  ntsntp_uv_ntp_query_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->port = 123;
   s->family = AF_UNSPEC;
   s->timeout_ms = 1000;
   s->attempts = 3;
   s->poll = 6;
 }
+NTSNTP__SETTINGS(ntsntp_uv_ntp_query_settings, uv_ntp_query, xleave)
 
 int ntsntp_uv_ntp_query_start(uv_loop_t *loop,
                               const ntsntp_uv_ntp_query_settings *s,
                               ntsntp_uv_ntp_query_cb cb, void *user,
                               ntsntp_uv_ntp_query **out, char *errbuf,
                               size_t errlen) {
+  ntsntp_uv_ntp_query_settings latest;
   ntsntp_uv_ntp_query *q;
   size_t klen = 0, i;
 
   if (out)
     *out = NULL;
+  NTSNTP__SETTINGS_GET(s, latest, uv_ntp_query, errbuf, errlen);
   if (!loop || !s || !cb || (!s->addr && (!s->host || !s->host[0])) ||
       (s->host && strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN) ||
       (s->addr && s->addr->sa_family != AF_INET &&

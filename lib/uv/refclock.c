@@ -19,6 +19,7 @@
 #include <linux/ptp_clock.h>
 
 #include "ntsntp/uv_refclock.h"
+#include "../settings.h"
 
 #define SOCK_BATCH 64 /* datagrams read per wake-up */
 #define PHC_READINGS 10
@@ -579,14 +580,23 @@ static int tai_offset(void) {
   return 37;
 }
 
+static void uv_refclock_fill(void *p) {
+  ntsntp_uv_refclock_settings *s = p;
+  memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
+}
+NTSNTP__SETTINGS(ntsntp_uv_refclock_settings, uv_refclock, log_user)
+
 int ntsntp_uv_refclock_start(uv_loop_t *loop,
                              const ntsntp_uv_refclock_settings *s,
                              ntsntp_uv_refclock **out, char *errbuf,
                              size_t errlen) {
+  ntsntp_uv_refclock_settings latest;
   ntsntp_uv_refclock *r;
   uint64_t now = sys_now();
   unsigned i;
   int rv = 0, tai = -1;
+  NTSNTP__SETTINGS_GET(s, latest, uv_refclock, errbuf, errlen);
   if (!loop || !s || !out || !s->sync || s->n > NTSNTP_REFCLOCK_MAX ||
       (s->n && !s->confs)) {
     snprintf(errbuf, errlen, "reference clocks: %s",

@@ -13,6 +13,7 @@
 #include "ntsntp/keyfile.h"
 #include "ntsntp/control.h" /* control */
 #include "ntsntp/service.h"
+#include "../settings.h"
 #include "ntsntp/uv_refclock.h" /* refclock */
 #include "access_svc.h" /* access */
 
@@ -79,8 +80,10 @@ static uint64_t now_ntp(void) {
 
 static int64_t now_unix(void) { return (int64_t)time(NULL); }
 
-void ntsntp_uv_service_settings_default(ntsntp_uv_service_settings *s) {
+static void uv_service_fill(void *p) {
+  ntsntp_uv_service_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->ntp_port = 123;
   s->ke_port = NTSNTP_KE_PORT;
   s->state_dir = "/var/lib/ntsd";
@@ -105,6 +108,7 @@ void ntsntp_uv_service_settings_default(ntsntp_uv_service_settings *s) {
   s->nts_request_timeout_ms = 2000;
   /* access: end */
 }
+NTSNTP__SETTINGS(ntsntp_uv_service_settings, uv_service, refclocks)
 
 /* Creates STATE_DIR if it is missing; |hint| ends the fix in the message. */
 static int make_state_dir(const ntsntp_uv_service *svc, const char *hint,
@@ -327,12 +331,14 @@ int ntsntp_uv_service_privsep(const ntsntp_uv_service_settings *s,
                               const char *user, int seccomp,
                               ntsntp_privsep **out, char *errbuf,
                               size_t errlen) {
+  ntsntp_uv_service_settings latest;
   char buf[2][4096];
   const char *files[2 * NTSNTP_KE_MAX_CERTS];
   ntsntp_privsep_settings ps;
   size_t n = 0;
   int rv;
   *out = NULL;
+  NTSNTP__SETTINGS_GET(s, latest, uv_service, errbuf, errlen);
   ntsntp_privsep_settings_default(&ps);
   if (nts_enabled(s)) {
     rv = split_pairs(s, buf, files, files + NTSNTP_KE_MAX_CERTS, &n, errbuf,
@@ -900,7 +906,7 @@ static int start_refclocks(ntsntp_uv_service *svc, char *errbuf,
                            size_t errlen) {
   ntsntp_uv_refclock_settings rs;
   int rv;
-  memset(&rs, 0, sizeof(rs));
+  ntsntp_uv_refclock_settings_default(&rs);
   rs.confs = svc->rc_conf;
   rs.n = svc->n_rc;
   rs.sync = ntsntp_uv_upstream_sync_rw(svc->up);
@@ -961,6 +967,7 @@ static int start_upstream(ntsntp_uv_service *svc, char *errbuf,
 int ntsntp_uv_service_reload_sources(ntsntp_uv_service *svc,
                                      const ntsntp_uv_service_settings *s,
                                      char *msg, size_t len) {
+  ntsntp_uv_service_settings latest;
   ntsntp_uv_upstream_settings us;
   ntsntp_uv_upstream_changes ch;
   const char *items[NTSNTP_SYNC_MAX_SOURCES];
@@ -969,6 +976,7 @@ int ntsntp_uv_service_reload_sources(ntsntp_uv_service *svc,
   int rv;
   if (!svc || !s || !msg)
     return NTSNTP_ERR_INVALID_ARG;
+  NTSNTP__SETTINGS_GET(s, latest, uv_service, msg, len);
   /* (With reference clocks an empty NTP_SERVERS is no local clock.) */
   if (!svc->up || (!svc->n_rc && local_mode(s))) { /* refclock */
     rv = !svc->up && local_mode(s) ? 0 : NTSNTP_ERR_STATE;
@@ -1090,12 +1098,14 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
                             const ntsntp_uv_service_settings *s,
                             ntsntp_uv_service **out, char *errbuf,
                             size_t errlen) {
+  ntsntp_uv_service_settings latest;
   ntsntp_uv_service *svc;
   ntsntp_server_settings ss;
   ntsntp_uv_ntp_settings ns;
   char hw_buf[256], *hw_names[8]; /* HWTIMESTAMP, split */
   int rv, want_ke, want_ntp, want_keys;
 
+  NTSNTP__SETTINGS_GET(s, latest, uv_service, errbuf, errlen);
   rv = check_settings(s, errbuf, errlen);
   if (rv)
     return rv;

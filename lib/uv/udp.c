@@ -35,6 +35,7 @@
 #include "ntsntp/hwclock.h"
 #include "ntsntp/uv.h"
 #include "sock.h"
+#include "../settings.h"
 
 /* Datagrams per recvmmsg/sendmmsg call. */
 #define BATCH 32
@@ -218,12 +219,15 @@ static void logf_(const ntsntp_uv_ntp *n, int level, const char *fmt, ...) {
 
 /* ---- settings and accessors ---- */
 
-void ntsntp_uv_ntp_settings_default(ntsntp_uv_ntp_settings *s) {
+static void uv_ntp_fill(void *p) {
+  ntsntp_uv_ntp_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   s->port = 123;
   s->steer_v4_prefix = 32;
   s->steer_v6_prefix = 64;
 }
+NTSNTP__SETTINGS(ntsntp_uv_ntp_settings, uv_ntp, log_user)
 
 unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n) {
   return n->n_workers;
@@ -1501,6 +1505,7 @@ static void abort_start(ntsntp_uv_ntp *n) {
 
 int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
                         ntsntp_uv_ntp **out, char *errbuf, size_t errlen) {
+  ntsntp_uv_ntp_settings latest;
   const char *const *names;
   ntsntp_uv_ntp *n;
   sigset_t all, old;
@@ -1511,6 +1516,7 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
   ntsntp__errf(errbuf, errlen, "%s", "");
   if (out != NULL)
     *out = NULL;
+  NTSNTP__SETTINGS_GET(s, latest, uv_ntp, errbuf, errlen);
   if (loop == NULL || s == NULL || out == NULL || s->server == NULL ||
       (s->n_listen > 0 && s->listen == NULL)) {
     ntsntp__errf(errbuf, errlen, "UDP NTP service: invalid arguments");

@@ -16,6 +16,7 @@
 #include "ntsntp/uv_client.h"
 #include "ntsntp/upstream.h"
 #include "sock.h"
+#include "../settings.h"
 
 #define DRIFT_NAME "ntsd.drift"
 #define DRIFT_MAX 256 /* bytes; chrony's "<freq> <skew>\n" is ~20 */
@@ -138,14 +139,17 @@ static uint64_t sys_now(void) {
   return ntsntp_ts_from_timespec(&ts);
 }
 
-void ntsntp_uv_upstream_settings_default(ntsntp_uv_upstream_settings *s) {
+static void uv_upstream_fill(void *p) {
+  ntsntp_uv_upstream_settings *s = p;
   memset(s, 0, sizeof(*s));
+  s->version = NTSNTP_SETTINGS_VERSION;
   ntsntp_sync_settings_default(&s->sync);
   s->nts_refresh = 1209600; /* chrony's ntsrefresh: two weeks */
   s->timeout_ms = 1000;
   s->maxsources = 4; /* chrony's pool maxsources */
   s->local_stratum = 10;
 }
+NTSNTP__SETTINGS(ntsntp_uv_upstream_settings, uv_upstream, n_refclocks)
 
 /* "[nts://|pool://|pool+nts://]HOST[:PORT]", HOST an IPv6 literal in
  * brackets if it has ':'; or "127.127.1.1", the local clock. */
@@ -1112,6 +1116,7 @@ int ntsntp_uv_upstream_reload(ntsntp_uv_upstream *up,
                               const ntsntp_uv_upstream_settings *s,
                               ntsntp_uv_upstream_changes *ch, char *errbuf,
                               size_t errlen) {
+  ntsntp_uv_upstream_settings latest;
   up_entry *tmp;
   ntsntp_uv_upstream_changes c = {0, 0, 0};
   int keep[MAX_ENTRIES] = {0}, rv;
@@ -1119,6 +1124,7 @@ int ntsntp_uv_upstream_reload(ntsntp_uv_upstream *up,
   size_t i, j;
   if (!up || !s || up->stopping)
     return NTSNTP_ERR_INVALID_ARG;
+  NTSNTP__SETTINGS_GET(s, latest, uv_upstream, errbuf, errlen);
   tmp = up->tmp;
   rv = check_list(s, tmp, errbuf, errlen);
   if (rv)
@@ -1299,10 +1305,12 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
                              const ntsntp_uv_upstream_settings *s,
                              ntsntp_uv_upstream **out, char *errbuf,
                              size_t errlen) {
+  ntsntp_uv_upstream_settings latest;
   ntsntp_uv_upstream *up;
   up_entry *tmp;
   unsigned i;
   int rv;
+  NTSNTP__SETTINGS_GET(s, latest, uv_upstream, errbuf, errlen);
   if (!loop || !s || !out || !s->server ||
       (s->n_servers == 0 && s->n_refclocks == 0)) {
     snprintf(errbuf, errlen, "upstream: %s",
