@@ -76,6 +76,7 @@ int main(int argc, char **argv) {
   ntsntp_uv_ntp_query_settings s;
   state st = {NULL, 0};
   uv_loop_t loop;
+  char err[256];
   char *end;
   int rv;
 
@@ -97,9 +98,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ntp-query: cannot create an event loop\n");
     return 1;
   }
-  rv = ntsntp_uv_ntp_query_start(&loop, &s, on_sample, &st, NULL, NULL, 0);
+  rv = ntsntp_uv_ntp_query_start(&loop, &s, on_sample, &st, NULL, err,
+                                 sizeof(err));
   if (rv != 0) {
-    fprintf(stderr, "ntp-query: %s\n", ntsntp_strerror(rv));
+    fprintf(stderr, "ntp-query: %s\n", err);
     uv_loop_close(&loop);
     return 1;
   }

@@ -246,7 +246,7 @@ NTSNTP_EXTERN void ntsntp_uv_ntp_get_stats(const ntsntp_uv_ntp *n,
                                            ntsntp_server_stats *out);
 
 /* The number of worker threads. */
-NTSNTP_EXTERN unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n);
+NTSNTP_EXTERN unsigned ntsntp_uv_ntp_workers(const ntsntp_uv_ntp *n);
 
 /*
  * 1 if steer_by_client was asked for and is in place (always with one
@@ -254,7 +254,7 @@ NTSNTP_EXTERN unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n);
  *
  * version-added: 0.1.0
  */
-NTSNTP_EXTERN int ntsntp_uv_ntp_steered(ntsntp_uv_ntp *n);
+NTSNTP_EXTERN int ntsntp_uv_ntp_steered(const ntsntp_uv_ntp *n);
 
 /*
  * The counters of worker |worker| alone (zeroes if out of range); same

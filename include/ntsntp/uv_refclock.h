@@ -68,9 +68,9 @@ NTSNTP_EXTERN int ntsntp_uv_refclock_start(uv_loop_t *loop,
 
 /* Counters of reference clock |i| (REFCLOCKS order).
  * Errors: INVALID_ARG (bad index). */
-NTSNTP_EXTERN int ntsntp_uv_refclock_stats(const ntsntp_uv_refclock *rc,
-                                           unsigned i,
-                                           ntsntp_refclock_stats *st);
+NTSNTP_EXTERN int ntsntp_uv_refclock_get_stats(const ntsntp_uv_refclock *rc,
+                                               unsigned i,
+                                               ntsntp_refclock_stats *out);
 
 /* Stops reading, removes the SOCK sockets it created (when it still may),
  * detaches SHM segments, closes devices, frees |rc| once its handles are

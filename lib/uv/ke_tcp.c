@@ -76,6 +76,7 @@ typedef struct ke_worker {
   uv_tcp_t listeners[MAX_LISTEN];
   size_t n_listeners;
   ntsntp_ke_server *srv;
+  uint64_t session_failures; /* ntsntp_ke_session_new failed */
   uint8_t rbuf[READ_BUF];
   conn_list tiers[N_TIERS];
   /* Used when calloc fails, so a connection can still be taken off the
@@ -391,7 +392,15 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 /* A whole TLS record header: only now is TLS state made, with the
  * session's deadline counted from accept, and fed what came before. */
 static int start_session(ke_conn *c) {
-  if (ntsntp_ke_session_new(&c->sess, c->w->srv, c->accepted_ms, NULL, 0) < 0) {
+  char err[256];
+  if (ntsntp_ke_session_new(&c->sess, c->w->srv, c->accepted_ms, err,
+                            sizeof(err)) < 0) {
+    /* Out of memory or TLS: said once per 1024 so that a flood does not
+     * flood the log as well. */
+    if (c->w->session_failures++ % 1024 == 0)
+      logf_(c->w->ke, NTSNTP_LOG_WARN,
+            "NTS-KE: connection dropped: %s (%llu so far)", err,
+            (unsigned long long)c->w->session_failures);
     conn_close(c);
     return -1;
   }

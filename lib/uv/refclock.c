@@ -689,11 +689,11 @@ int ntsntp_uv_refclock_start(uv_loop_t *loop,
   return 0;
 }
 
-int ntsntp_uv_refclock_stats(const ntsntp_uv_refclock *rc, unsigned i,
-                             ntsntp_refclock_stats *st) {
-  if (!rc || i >= rc->n)
+int ntsntp_uv_refclock_get_stats(const ntsntp_uv_refclock *rc, unsigned i,
+                                 ntsntp_refclock_stats *out) {
+  if (!rc || !out || i >= rc->n)
     return NTSNTP_ERR_INVALID_ARG;
-  *st = rc->c[i].core.stats;
+  *out = rc->c[i].core.stats;
   return 0;
 }
 

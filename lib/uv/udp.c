@@ -229,11 +229,11 @@ static void uv_ntp_fill(void *p) {
 }
 NTSNTP__SETTINGS(ntsntp_uv_ntp_settings, uv_ntp, log_user)
 
-unsigned ntsntp_uv_ntp_workers(ntsntp_uv_ntp *n) {
+unsigned ntsntp_uv_ntp_workers(const ntsntp_uv_ntp *n) {
   return n->n_workers;
 }
 
-int ntsntp_uv_ntp_steered(ntsntp_uv_ntp *n) {
+int ntsntp_uv_ntp_steered(const ntsntp_uv_ntp *n) {
   return n != NULL && n->steered;
 }
 
