@@ -83,7 +83,6 @@ const char *ntsntp_err_name(int err) {
 
 int ntsntp_err_is_fatal(int err) { return err <= -500; }
 
-void ntsntp_free(void *p) { free(p); }
 
 const ntsntp_version_info *ntsntp_version(uint32_t least_version) {
   static const ntsntp_version_info info = {NTSNTP_VERSION_NUM, NTSNTP_VERSION,
@@ -96,9 +95,23 @@ static void d_free(void *p, void *u) { (void)u; free(p); }
 static void *d_calloc(size_t a, size_t b, void *u) { (void)u; return calloc(a, b); }
 static void *d_realloc(void *p, size_t n, void *u) { (void)u; return realloc(p, n); }
 
-static const ntsntp_mem default_mem = {NULL, d_malloc, d_free, d_calloc, d_realloc};
+static const ntsntp_mem libc_mem = {NULL, d_malloc, d_free, d_calloc, d_realloc};
+static const ntsntp_mem *default_mem = &libc_mem;
 
-const ntsntp_mem *ntsntp_mem_default(void) { return &default_mem; }
+const ntsntp_mem *ntsntp_mem_default(void) { return default_mem; }
+
+int ntsntp_set_mem(const ntsntp_mem *mem) {
+  if (mem != NULL && (mem->malloc == NULL || mem->free == NULL ||
+                      mem->calloc == NULL || mem->realloc == NULL))
+    return NTSNTP_ERR_INVALID_ARG;
+  default_mem = mem != NULL ? mem : &libc_mem;
+  return 0;
+}
+
+void ntsntp_free(void *p) {
+  if (p != NULL)
+    default_mem->free(p, default_mem->user);
+}
 
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 int ntsntp_rand_nonce(void *user, uint8_t *buf, size_t len) {

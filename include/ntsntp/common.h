@@ -121,8 +121,19 @@ typedef struct ntsntp_mem {
   void *(*realloc)(void *ptr, size_t size, void *user);
 } ntsntp_mem;
 
-/* The default allocator (libc). */
+/* The default allocator: libc's, or the one given to ntsntp_set_mem. */
 NTSNTP_EXTERN const ntsntp_mem *ntsntp_mem_default(void);
+
+/*
+ * Replaces the library-wide allocator (NULL: back to libc).  It serves the
+ * runtime's objects and buffers (the ntsntp_uv_* objects, reports freed
+ * with ntsntp_free) and every core object whose settings name no |mem|.
+ * Like libuv's uv_replace_allocator: call it before any other ntsntp_
+ * function and never while objects of the library exist; |mem| must stay
+ * valid.  GnuTLS, Nettle and libuv keep their own allocators.
+ * Errors: INVALID_ARG (a member of |mem| is NULL).
+ */
+NTSNTP_EXTERN int ntsntp_set_mem(const ntsntp_mem *mem);
 
 /* Frees a buffer the library returned for the caller to free (such as
  * ntsntp_uv_ctl_report's); NULL is fine. */

@@ -9,6 +9,7 @@
 
 #include "access_svc.h"
 #include "errtext.h"
+#include "../mem.h"
 
 /* ntsntp_ratelimit_new's smallest table. */
 #define MIN_TABLE_BYTES 1024
@@ -396,7 +397,7 @@ size_t ntsntp__access_svc_clients(void *user, ntsntp_ctl_client *out,
   uint64_t now;
   if (!a->n_ntp || max == 0)
     return 0;
-  all = calloc((size_t)a->n_ntp * max, sizeof(*all));
+  all = ntsntp__calloc((size_t)a->n_ntp * max, sizeof(*all));
   if (!all)
     return 0;
   for (i = 0; i < a->n_ntp; i++) {
@@ -433,7 +434,7 @@ size_t ntsntp__access_svc_clients(void *user, ntsntp_ctl_client *out,
                       ? (int64_t)((now - all[i].last_ns) / 1000000000u)
                       : -1;
   }
-  free(all);
+  ntsntp__mfree(all);
   return i;
 }
 
@@ -472,13 +473,13 @@ void ntsntp__access_svc_del(ntsntp__access_svc *a) {
     ntsntp_ratelimit_del(a->ntp[i].rl);
     uv_mutex_destroy(&a->ntp[i].lock);
   }
-  free(a->ntp);
+  ntsntp__mfree(a->ntp);
   if (a->ke_lock_init)
     uv_mutex_destroy(&a->ke_lock);
   ntsntp_ratelimit_del(a->ke_rl);
-  free(a->cap);
+  ntsntp__mfree(a->cap);
   ntsntp_acl_del(a->acl);
-  free(a);
+  ntsntp__mfree(a);
 }
 
 static int new_table(ntsntp_ratelimit **rl, const ntsntp_ratelimit_settings *s,
@@ -542,7 +543,7 @@ static void log_start(const ntsntp__access_svc *a,
 int ntsntp__access_svc_new(ntsntp__access_svc **out,
                            const ntsntp__access_svc_settings *s,
                            char *errbuf, size_t errlen) {
-  ntsntp__access_svc *a = calloc(1, sizeof(*a));
+  ntsntp__access_svc *a = ntsntp__calloc(1, sizeof(*a));
   size_t total = s->client_log_limit ? s->client_log_limit
                                      : NTSNTP_RL_DEFAULT_MAX_BYTES;
   size_t ke_bytes = 0, per = 0, used = 0;
@@ -569,7 +570,7 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
   if (s->want_ntp) {
     a->n_ntp = resolve_workers(s->ntp_workers);
     per = (total > ke_bytes ? total - ke_bytes : 0) / a->n_ntp;
-    a->ntp = calloc(a->n_ntp, sizeof(*a->ntp));
+    a->ntp = ntsntp__calloc(a->n_ntp, sizeof(*a->ntp));
     if (!a->ntp) {
       rv = NTSNTP_ERR_NOMEM;
       goto fail;
@@ -618,7 +619,7 @@ int ntsntp__access_svc_new(ntsntp__access_svc **out,
       size_t cap = 16;
       while (cap < 4 * ((size_t)s->max_connections + 8))
         cap *= 2;
-      a->cap = calloc(cap, sizeof(*a->cap));
+      a->cap = ntsntp__calloc(cap, sizeof(*a->cap));
       if (!a->cap) {
         rv = NTSNTP_ERR_NOMEM;
         goto fail;

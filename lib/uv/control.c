@@ -15,6 +15,7 @@
 
 #include "ctl.h"
 #include "../settings.h"
+#include "../mem.h"
 
 #define HTTP_MAX_REQUEST 2048
 #define DEFAULT_MAX_CLIENTS 16 /* per listener; ~2.5 KiB each */
@@ -46,7 +47,7 @@ static void ctl_unref(ntsntp_uv_ctl *c) {
   if (--c->handles == 0 && c->stopping) {
     void (*done)(void *) = c->done;
     void *user = c->done_user;
-    free(c);
+    ntsntp__mfree(c);
     if (done)
       done(user);
   }
@@ -56,8 +57,8 @@ static void conn_closed(uv_handle_t *h) {
   conn *k = h->data;
   if (--k->handles == 0) {
     ntsntp_uv_ctl *c = k->c;
-    free(k->out);
-    free(k);
+    ntsntp__mfree(k->out);
+    ntsntp__mfree(k);
     ctl_unref(c);
   }
 }
@@ -100,7 +101,7 @@ static void respond(conn *k, const char *head, const char *body,
   uv_buf_t buf;
   k->answered = 1;
   uv_read_stop(&k->h.stream);
-  k->out = malloc(hl + body_len + 1);
+  k->out = ntsntp__malloc(hl + body_len + 1);
   if (!k->out) {
     conn_close(k);
     return;
@@ -171,7 +172,7 @@ static void ctl_request(conn *k, char *line, size_t linelen) {
   }
   snprintf(head, sizeof(head), NTSNTP_CTL_VERSION " OK %zu\n", len);
   respond(k, head, body, len);
-  free(body);
+  ntsntp__mfree(body);
 }
 
 static void http_status(conn *k, const char *status, int head_only) {
@@ -219,7 +220,7 @@ static void http_request(conn *k) {
            "Content-Length: %zu\r\nConnection: close\r\n\r\n",
            len);
   respond(k, head, body, head_only ? 0 : len);
-  free(body);
+  ntsntp__mfree(body);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -290,7 +291,7 @@ static void on_connection(uv_stream_t *server, int status) {
   conn *k;
   if (status < 0)
     return;
-  k = calloc(1, sizeof(*k));
+  k = ntsntp__calloc(1, sizeof(*k));
   if (!k) {
     if (c->s.log)
       c->s.log(c->s.log_user, NTSNTP_LOG_ERR,
@@ -566,7 +567,7 @@ int ntsntp_uv_ctl_start(uv_loop_t *loop, const ntsntp_uv_ctl_settings *s,
   }
   sock = s->socket_path;
   metrics = s->metrics_listen;
-  c = calloc(1, sizeof(*c));
+  c = ntsntp__calloc(1, sizeof(*c));
   if (!c) {
     snprintf(errbuf, errlen, "control: out of memory");
     return NTSNTP_ERR_NOMEM;
@@ -607,7 +608,7 @@ void ntsntp_uv_ctl_stop(ntsntp_uv_ctl *c, void (*done)(void *user),
   if (c->have_tcp)
     uv_close((uv_handle_t *)&c->tcp, listener_closed);
   if (c->handles == 0) {
-    free(c);
+    ntsntp__mfree(c);
     if (done)
       done(user);
   }

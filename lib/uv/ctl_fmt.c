@@ -10,6 +10,7 @@
 #include "ntsntp/pkt.h"
 
 #include "ctl_fmt.h"
+#include "../mem.h"
 
 void ntsntp__sb_printf(ntsntp__sbuf *b, const char *fmt, ...) {
   va_list ap;
@@ -38,7 +39,7 @@ void ntsntp__sb_printf(ntsntp__sbuf *b, const char *fmt, ...) {
         b->err = NTSNTP_ERR_NOBUF;
         return;
       }
-      p = realloc(b->p, cap);
+      p = ntsntp__realloc(b->p, cap);
       if (!p) {
         b->err = NTSNTP_ERR_NOMEM;
         return;

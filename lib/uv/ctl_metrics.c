@@ -10,6 +10,7 @@
 #include "ntsntp/version.h"
 
 #include "ctl.h"
+#include "../mem.h"
 
 /* Prometheus text format 0.0.4: HELP and TYPE once per family, the samples
  * of a family together; or the same as a JSON list. */
@@ -141,7 +142,7 @@ int ntsntp__ctl_report_metrics(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   ntsntp_uv_service_stats st;
   const ntsntp_server_stats *n = &st.ntp;
   ntsntp_ctl_tracking t;
-  ntsntp_ctl_source *src = calloc(NTSNTP_CTL_MAX_SOURCES, sizeof(*src));
+  ntsntp_ctl_source *src = ntsntp__calloc(NTSNTP_CTL_MAX_SOURCES, sizeof(*src));
   mout m = {b, json, 0, NULL};
   size_t i, nsrc;
   if (!src)
@@ -350,7 +351,7 @@ int ntsntp__ctl_report_metrics(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   PER_SOURCE_U("ntsd_source_valid_responses_total", "counter",
                "Valid NTP responses from the source.", s->have_detail,
                s->detail.valid_rx)
-  free(src);
+  ntsntp__mfree(src);
   if (json)
     ntsntp__sb_printf(b, "]}\n");
   return 0;

@@ -14,6 +14,7 @@
 #include "ntsntp/ts.h"
 
 #include "ctl.h"
+#include "../mem.h"
 
 void ntsntp_ctl_tracking_from_clock(ntsntp_ctl_tracking *t,
                                     const ntsntp_clock_state *cs) {
@@ -147,7 +148,7 @@ static void short_name(char *out, size_t outlen, const char *name) {
 
 static int report_sources(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json,
                           int stats) {
-  ntsntp_ctl_source *src = calloc(NTSNTP_CTL_MAX_SOURCES, sizeof(*src));
+  ntsntp_ctl_source *src = ntsntp__calloc(NTSNTP_CTL_MAX_SOURCES, sizeof(*src));
   size_t i, n;
   char name[64];
   if (!src)
@@ -227,7 +228,7 @@ static int report_sources(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json,
   }
   if (json)
     ntsntp__sb_printf(b, "]}\n");
-  free(src);
+  ntsntp__mfree(src);
   return 0;
 }
 
@@ -374,7 +375,7 @@ static int report_clients(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   char name[INET6_ADDRSTRLEN + 8];
   if (!c->s.provider.clients)
     return NTSNTP_ERR_STATE;
-  cl = calloc(NTSNTP_CTL_MAX_CLIENTS, sizeof(*cl));
+  cl = ntsntp__calloc(NTSNTP_CTL_MAX_CLIENTS, sizeof(*cl));
   if (!cl)
     return NTSNTP_ERR_NOMEM;
   n = c->s.provider.clients(c->s.provider.user, cl, NTSNTP_CTL_MAX_CLIENTS);
@@ -407,7 +408,7 @@ static int report_clients(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   }
   if (json)
     ntsntp__sb_printf(b, "]}\n");
-  free(cl);
+  ntsntp__mfree(cl);
   return 0;
 }
 
@@ -531,7 +532,7 @@ int ntsntp_uv_ctl_report(ntsntp_uv_ctl *c, const char *command, int json,
   if (!rv && b.err)
     rv = b.err == NTSNTP_ERR_NOMEM ? NTSNTP_ERR_NOMEM : NTSNTP_ERR_NOBUF;
   if (rv) {
-    free(b.p);
+    ntsntp__mfree(b.p);
     return rv;
   }
   *out = b.p;

@@ -12,6 +12,7 @@
 #include "ntsntp/ts.h"
 
 #include "ctl.h"
+#include "../mem.h"
 
 /* chronyc's one-letter leap column. */
 static char leap_char(uint8_t leap) {
@@ -33,7 +34,7 @@ static char printable(char ch) {
 
 /* Sources with their upstream details; NULL on NOMEM. */
 static ntsntp_ctl_source *sources(ntsntp_uv_ctl *c, size_t *n) {
-  ntsntp_ctl_source *src = calloc(NTSNTP_CTL_MAX_SOURCES, sizeof(*src));
+  ntsntp_ctl_source *src = ntsntp__calloc(NTSNTP_CTL_MAX_SOURCES, sizeof(*src));
   size_t i;
   if (!src)
     return NULL;
@@ -100,7 +101,7 @@ int ntsntp__ctl_report_selectdata(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   }
   if (json)
     ntsntp__sb_printf(b, "]}\n");
-  free(src);
+  ntsntp__mfree(src);
   return 0;
 }
 
@@ -146,7 +147,7 @@ int ntsntp__ctl_report_authdata(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   }
   if (json)
     ntsntp__sb_printf(b, "]}\n");
-  free(src);
+  ntsntp__mfree(src);
   return 0;
 }
 
@@ -312,7 +313,7 @@ int ntsntp__ctl_report_ntpdata(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
   }
   if (json)
     ntsntp__sb_printf(b, "]}\n");
-  free(src);
+  ntsntp__mfree(src);
   return 0;
 }
 
@@ -332,7 +333,7 @@ int ntsntp__ctl_report_activity(ntsntp_uv_ctl *c, ntsntp__sbuf *b, int json) {
     else
       online++;
   }
-  free(src);
+  ntsntp__mfree(src);
   if (json)
     ntsntp__sb_printf(b,
                       "{\"online\":%u,\"offline\":0,\"burst_online\":0,"

@@ -12,6 +12,7 @@
 #include "ntsntp/uv_ke.h"
 #include "sock.h"
 #include "../settings.h"
+#include "../mem.h"
 
 #define MAX_LISTEN 64
 #define READ_BUF 4096
@@ -238,7 +239,7 @@ static void conn_closed(uv_handle_t *h) {
   ntsntp_ke_session_del(c->sess);
   snapshot(w);
   if (c != &w->spare) {
-    free(c);
+    ntsntp__mfree(c);
     return;
   }
   w->spare_busy = 0;
@@ -296,7 +297,7 @@ static void drain(ke_conn *c) {
 static void on_write(uv_write_t *req, int status) {
   ke_write *wr = (ke_write *)req;
   ke_conn *c = wr->c;
-  free(wr);
+  ntsntp__mfree(wr);
   c->pending_writes--;
   if (status < 0)
     conn_close(c);
@@ -312,7 +313,7 @@ static void pump(ke_conn *c) {
   unsigned want;
   int wrote = 0;
   while ((n = ntsntp_ke_session_write(c->sess, buf, sizeof(buf))) > 0) {
-    ke_write *wr = malloc(sizeof(*wr) + (size_t)n);
+    ke_write *wr = ntsntp__malloc(sizeof(*wr) + (size_t)n);
     uv_buf_t b;
     if (!wr) {
       conn_close(c);
@@ -322,7 +323,7 @@ static void pump(ke_conn *c) {
     wr->c = c;
     b = uv_buf_init((char *)wr->data, (unsigned)n);
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
-      free(wr);
+      ntsntp__mfree(wr);
       conn_close(c);
       return;
     }
@@ -488,7 +489,7 @@ static void on_connection(uv_stream_t *server, int status) {
     w->deferred[w->n_deferred++] = server;
     return;
   }
-  c = calloc(1, sizeof(*c));
+  c = ntsntp__calloc(1, sizeof(*c));
   if (!c && w->spare_busy) {
     w->stalled = server; /* taken when the spare is free again */
     COUNT(w, accept_errors);
@@ -649,8 +650,8 @@ static void free_ke(ntsntp_uv_ke *ke) {
   for (i = 0; i < ke->n_workers; i++)
     if (ke->workers[i].ke) /* initialised */
       uv_mutex_destroy(&ke->workers[i].lock);
-  free(ke->workers);
-  free(ke);
+  ntsntp__mfree(ke->workers);
+  ntsntp__mfree(ke);
 }
 
 /* Opens the listening sockets: all threads share each address's port. */
@@ -789,7 +790,7 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
                      : "threads must be 1..8 (NTS_PROCESSES)");
     return NTSNTP_ERR_INVALID_ARG;
   }
-  ke = calloc(1, sizeof(*ke));
+  ke = ntsntp__calloc(1, sizeof(*ke));
   if (!ke) {
     ntsntp__errf(errbuf, errlen, "NTS-KE server: out of memory");
     return NTSNTP_ERR_NOMEM;
@@ -798,10 +799,10 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
   ke->n_workers = s->threads;
   for (i = 0; i < MAX_LISTEN; i++)
     ke->fds[i] = -1;
-  ke->workers = calloc(ke->n_workers, sizeof(*ke->workers));
+  ke->workers = ntsntp__calloc(ke->n_workers, sizeof(*ke->workers));
   if (!ke->workers || uv_async_init(loop, &ke->exited, on_exited) != 0) {
-    free(ke->workers);
-    free(ke);
+    ntsntp__mfree(ke->workers);
+    ntsntp__mfree(ke);
     ntsntp__errf(errbuf, errlen, "NTS-KE server: out of memory");
     return NTSNTP_ERR_NOMEM;
   }

@@ -33,6 +33,7 @@
 #include "ntsntp/privsep.h"
 #include "ntsntp/sandbox.h"
 #include "../settings.h"
+#include "../mem.h"
 #include "tls.h" /* ntsntp__cred_file_read, NTSNTP__MAX_CRED_FILE */
 
 #define MAX_FILES 32
@@ -405,7 +406,7 @@ static void reset_signals(void) {
 
 static char *absolute(const char *path, const char *cwd) {
   size_t n = strlen(cwd) + strlen(path) + 2;
-  char *s = malloc(n);
+  char *s = ntsntp__malloc(n);
   if (s && path[0] == '/')
     snprintf(s, n, "%s", path);
   else if (s)
@@ -439,7 +440,7 @@ static __attribute__((noreturn)) void helper_main(
   if (!getcwd(cwd, sizeof(cwd)))
     snprintf(cwd, sizeof(cwd), "/");
   for (i = 0; i < s->n_files; i++) {
-    h.asked[i] = strdup(s->files[i]);
+    h.asked[i] = ntsntp__strdup(s->files[i]);
     h.abs[i] = absolute(s->files[i], cwd);
     if (!h.asked[i] || !h.abs[i]) {
       reply_msg(&h, NTSNTP_ERR_NOMEM, "out of memory");
@@ -555,17 +556,17 @@ static int exchange(ntsntp_privsep *ps, const req *q, const char *path,
       recv_deadline(ps, r, sizeof(*r), deadline) ||
       r->len > NTSNTP__MAX_CRED_FILE)
     goto lost;
-  buf = malloc((size_t)r->len + 1);
+  buf = ntsntp__malloc((size_t)r->len + 1);
   if (!buf || recv_deadline(ps, buf, r->len, deadline))
     goto lost;
   buf[r->len] = 0;
   if (data)
     *data = buf;
   else
-    free(buf);
+    ntsntp__mfree(buf);
   return 0;
 lost:
-  free(buf);
+  ntsntp__mfree(buf);
   lose(ps);
   return -1;
 }
@@ -589,7 +590,7 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
     return NTSNTP_ERR_INVALID_ARG;
   }
   *out = NULL;
-  ps = calloc(1, sizeof(*ps));
+  ps = ntsntp__calloc(1, sizeof(*ps));
   if (!ps) {
     ntsntp__errf(errbuf, errlen, "privileged helper: out of memory");
     return NTSNTP_ERR_NOMEM;
@@ -604,7 +605,7 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
                    "create it (useradd --system --no-create-home --shell "
                    "/usr/sbin/nologin %s) or set NTSD_USER to another",
                    s->user, s->user);
-      free(ps);
+      ntsntp__mfree(ps);
       return NTSNTP_ERR_BAD_CONFIG;
     }
     ps->uid = pw->pw_uid;
@@ -613,7 +614,7 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
     ntsntp__errf(errbuf, errlen, "cannot make the privileged helper's "
                  "socketpair: %s", strerror(errno));
-    free(ps);
+    ntsntp__mfree(ps);
     return NTSNTP_ERR_IO;
   }
   fflush(NULL); /* nothing buffered may be written twice */
@@ -635,7 +636,7 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
   if (recv_deadline(ps, &r, sizeof(r), mono_ms() + 5000) || r.status) {
     int rv = NTSNTP_ERR_IO;
     if (r.status && r.len && r.len <= 4096) {
-      msg = malloc(r.len + 1);
+      msg = ntsntp__malloc(r.len + 1);
       if (msg && recv_deadline(ps, msg, r.len, mono_ms() + 1000) == 0) {
         msg[r.len] = 0;
         rv = r.status < 0 ? r.status : NTSNTP_ERR_IO;
@@ -643,7 +644,7 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
     }
     ntsntp__errf(errbuf, errlen, "the privileged helper did not start%s%s",
                  msg && msg[0] ? ": " : "", msg ? (char *)msg : "");
-    free(msg);
+    ntsntp__mfree(msg);
     ntsntp_privsep_del(ps);
     return rv;
   }
@@ -659,7 +660,7 @@ void ntsntp_privsep_data_free(uint8_t *data, size_t len) {
   if (!data)
     return;
   ntsntp_secure_clear(data, len);
-  free(data);
+  ntsntp__mfree(data);
 }
 
 /* Asks the helper about |path|.  1: read it here instead (|why| may say
@@ -700,12 +701,12 @@ static int ask_file(ntsntp_privsep *ps, int op, const char *path,
   }
   if (r.status == ST_UNTRUSTED) {
     snprintf(why, whylen, "%s", (char *)buf);
-    free(buf);
+    ntsntp__mfree(buf);
     return 1;
   }
   ntsntp__errf(errbuf, errlen, "cannot read %s (as uid 0, by ntsd's "
                "privileged helper): %s", path, (char *)buf);
-  free(buf);
+  ntsntp__mfree(buf);
   return r.status < 0 ? r.status : NTSNTP_ERR_IO;
 }
 
@@ -854,5 +855,5 @@ void ntsntp_privsep_del(ntsntp_privsep *ps) {
     for (i = 0; i < 100 && waitpid(ps->pid, &status, WNOHANG) == 0; i++)
       usleep(10000);
   pthread_mutex_destroy(&ps->lock);
-  free(ps);
+  ntsntp__mfree(ps);
 }

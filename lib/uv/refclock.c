@@ -20,6 +20,7 @@
 
 #include "ntsntp/uv_refclock.h"
 #include "../settings.h"
+#include "../mem.h"
 
 #define SOCK_BATCH 64 /* datagrams read per wake-up */
 #define PHC_READINGS 10
@@ -531,7 +532,7 @@ static void rc_unref(ntsntp_uv_refclock *r) {
   if (--r->handles == 0) {
     void (*done)(void *) = r->done;
     void *user = r->done_user;
-    free(r);
+    ntsntp__mfree(r);
     if (done)
       done(user);
   }
@@ -606,7 +607,7 @@ int ntsntp_uv_refclock_start(uv_loop_t *loop,
                                           : "n without confs");
     return NTSNTP_ERR_INVALID_ARG;
   }
-  r = calloc(1, sizeof(*r));
+  r = ntsntp__calloc(1, sizeof(*r));
   if (!r) {
     snprintf(errbuf, errlen, "reference clocks: out of memory");
     return NTSNTP_ERR_NOMEM;
@@ -649,7 +650,7 @@ int ntsntp_uv_refclock_start(uv_loop_t *loop,
   if (rv) {
     for (i = 0; i < r->n; i++)
       close_clock(&r->c[i]);
-    free(r);
+    ntsntp__mfree(r);
     return rv;
   }
   for (i = 0; i < r->n; i++) {

@@ -36,6 +36,7 @@
 #include "ntsntp/uv.h"
 #include "sock.h"
 #include "../settings.h"
+#include "../mem.h"
 
 /* Datagrams per recvmmsg/sendmmsg call. */
 #define BATCH 32
@@ -1097,14 +1098,14 @@ static void free_all(ntsntp_uv_ntp *n) {
   size_t a;
   for (i = 0; n->workers != NULL && i < n->n_workers; i++) {
     for (a = 0; n->workers[i].socks != NULL && a < n->n_addrs; a++)
-      free(n->workers[i].socks[a].txq);
-    free(n->workers[i].socks);
-    free(n->workers[i].slots);
+      ntsntp__mfree(n->workers[i].socks[a].txq);
+    ntsntp__mfree(n->workers[i].socks);
+    ntsntp__mfree(n->workers[i].slots);
   }
-  free(n->workers);
-  free(n->addrs);
+  ntsntp__mfree(n->workers);
+  ntsntp__mfree(n->addrs);
   hw_close(n);
-  free(n);
+  ntsntp__mfree(n);
 }
 
 static void on_exited_closed(uv_handle_t *h) {
@@ -1241,7 +1242,7 @@ static int open_socket(ntsntp_uv_ntp *n, worker *w, size_t ai, char *errbuf,
   (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
   /* Transmit timestamps are asked for per datagram (add_cmsg); OPT_ID
    * numbers them, OPT_TSONLY leaves the packet out of the error queue. */
-  sk->txq = n->s.tx_stamp != NULL ? calloc(TXQ_LEN, sizeof(*sk->txq)) : NULL;
+  sk->txq = n->s.tx_stamp != NULL ? ntsntp__calloc(TXQ_LEN, sizeof(*sk->txq)) : NULL;
   if (n->n_hw > 0 && sk->txq != NULL &&
       setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &(int){txflags | hwflags},
                  sizeof(int)) == 0) {
@@ -1315,8 +1316,8 @@ static int init_worker(ntsntp_uv_ntp *n, worker *w, char *errbuf,
                        size_t errlen) {
   size_t i;
   int rv;
-  w->slots = calloc(BATCH, sizeof(*w->slots));
-  w->socks = calloc(n->n_addrs, sizeof(*w->socks));
+  w->slots = ntsntp__calloc(BATCH, sizeof(*w->slots));
+  w->socks = ntsntp__calloc(n->n_addrs, sizeof(*w->socks));
   if (w->slots == NULL || w->socks == NULL) {
     ntsntp__errf(errbuf, errlen, "out of memory");
     return NTSNTP_ERR_NOMEM;
@@ -1522,7 +1523,7 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
     ntsntp__errf(errbuf, errlen, "UDP NTP service: invalid arguments");
     return NTSNTP_ERR_INVALID_ARG;
   }
-  n = calloc(1, sizeof(*n));
+  n = ntsntp__calloc(1, sizeof(*n));
   if (n == NULL) {
     ntsntp__errf(errbuf, errlen, "out of memory");
     return NTSNTP_ERR_NOMEM;
@@ -1558,8 +1559,8 @@ int ntsntp_uv_ntp_start(uv_loop_t *loop, const ntsntp_uv_ntp_settings *s,
     free_all(n);
     return NTSNTP_ERR_INVALID_ARG;
   }
-  n->addrs = calloc(n->n_addrs, sizeof(*n->addrs));
-  n->workers = calloc(n->n_workers, sizeof(*n->workers));
+  n->addrs = ntsntp__calloc(n->n_addrs, sizeof(*n->addrs));
+  n->workers = ntsntp__calloc(n->n_workers, sizeof(*n->workers));
   if (n->addrs == NULL || n->workers == NULL) {
     ntsntp__errf(errbuf, errlen, "out of memory");
     free_all(n);
