@@ -17,6 +17,7 @@
 #include "ntsntp/uv_client.h"
 #include "sock.h"
 #include "../settings.h"
+#include "../mem.h"
 
 /* After the response: how long to wait for the server's EOF. */
 #define DRAIN_MS 1000
@@ -125,7 +126,7 @@ static void kq_timer_closed(uv_handle_t *h) {
   if (q->ai)
     uv_freeaddrinfo(q->ai);
   ntsntp_ke_client_del(q->kc);
-  free(q);
+  ntsntp__mfree(q);
 }
 
 /* Frees |q| once nothing of it is pending any more. */
@@ -141,7 +142,7 @@ static void kq_conn_closed(uv_handle_t *h) {
   ntsntp_uv_ke_query *q = c->q;
   if (q->conn == c)
     q->conn = NULL;
-  free(c);
+  ntsntp__mfree(c);
   q->nconns--;
   kq_maybe_free(q);
 }
@@ -219,7 +220,7 @@ static void kq_report_client(ntsntp_uv_ke_query *q) {
 
 static void kq_on_write(uv_write_t *req, int status) {
   (void)status; /* a failed write shows up as a read error or EOF */
-  free(req);
+  ntsntp__mfree(req);
 }
 
 /* Sends what the client has to say.  Returns 0 or a libuv error. */
@@ -227,7 +228,7 @@ static int kq_flush(kq_conn *c) {
   uint8_t buf[NTSNTP_KE_MAX_MESSAGE + 1024];
   ntsntp_ssize n;
   while ((n = ntsntp_ke_client_write(c->q->kc, buf, sizeof(buf))) > 0) {
-    kq_write *wr = malloc(sizeof(*wr) + (size_t)n);
+    kq_write *wr = ntsntp__malloc(sizeof(*wr) + (size_t)n);
     uv_buf_t b;
     int rv;
     if (!wr)
@@ -236,7 +237,7 @@ static int kq_flush(kq_conn *c) {
     b = uv_buf_init((char *)wr->data, (unsigned)n);
     rv = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, kq_on_write);
     if (rv < 0) {
-      free(wr);
+      ntsntp__mfree(wr);
       return rv;
     }
   }
@@ -355,7 +356,7 @@ static void kq_try_next(ntsntp_uv_ke_query *q) {
     kq_conn *c;
     int rv;
     q->next = ai->ai_next;
-    c = calloc(1, sizeof(*c));
+    c = ntsntp__calloc(1, sizeof(*c));
     if (!c) {
       kq_fail(q, NTSNTP_ERR_NOMEM, "Could not connect to %s: %s", q->hostport,
               strerror(ENOMEM));
@@ -492,7 +493,7 @@ int ntsntp_uv_ke_query_start(uv_loop_t *loop,
                                         "AF_INET6");
     return NTSNTP_ERR_INVALID_ARG;
   }
-  q = calloc(1, sizeof(*q));
+  q = ntsntp__calloc(1, sizeof(*q));
   if (!q) {
     ntsntp__errf(errbuf, errlen, "NTS-KE query: out of memory");
     return NTSNTP_ERR_NOMEM;
@@ -510,7 +511,7 @@ int ntsntp_uv_ke_query_start(uv_loop_t *loop,
   if (!ks.server_name)
     ks.server_name = q->host;
   if (strlen(ks.server_name) > NTSNTP_KE_MAX_SERVER_LEN) {
-    free(q);
+    ntsntp__mfree(q);
     ntsntp__errf(errbuf, errlen,
                  "NTS-KE query: ke.server_name is longer "
                  "than 255 characters");
@@ -522,7 +523,7 @@ int ntsntp_uv_ke_query_start(uv_loop_t *loop,
   q->deadline = uv_now(loop) + s->timeout_ms;
   rv = ntsntp_ke_client_new(&q->kc, &ks, uv_now(loop), errbuf, errlen);
   if (rv == NTSNTP_ERR_INVALID_ARG || rv == NTSNTP_ERR_NOMEM) {
-    free(q);
+    ntsntp__mfree(q);
     return rv;
   }
   /* Other failures are reported through |cb|, with init_text. */
@@ -632,7 +633,7 @@ struct ntsntp_uv_ntp_query {
 static void nq_timer_closed(uv_handle_t *h) {
   ntsntp_uv_ntp_query *q = h->data;
   ntsntp_secure_clear(q, sizeof(*q));
-  free(q);
+  ntsntp__mfree(q);
 }
 
 static void nq_maybe_free(ntsntp_uv_ntp_query *q) {
@@ -1110,7 +1111,7 @@ int ntsntp_uv_ntp_query_start(uv_loop_t *loop,
         return NTSNTP_ERR_INVALID_ARG;
       }
   }
-  q = calloc(1, sizeof(*q));
+  q = ntsntp__calloc(1, sizeof(*q));
   if (!q) {
     ntsntp__errf(errbuf, errlen, "NTP query: out of memory");
     return NTSNTP_ERR_NOMEM;

@@ -14,6 +14,7 @@
 #include "ntsntp/control.h" /* control */
 #include "ntsntp/service.h"
 #include "../settings.h"
+#include "../mem.h"
 #include "ntsntp/uv_refclock.h" /* refclock */
 #include "access_svc.h" /* access */
 
@@ -838,7 +839,7 @@ static void svc_unref(ntsntp_uv_service *svc) {
     ntsntp__access_svc_del(svc->access); /* access */
     ntsntp_keyring_del(svc->keyring);
     ntsntp_keyring_del(svc->keyring_prev);
-    free(svc);
+    ntsntp__mfree(svc);
     if (done)
       done(user);
   }
@@ -1112,7 +1113,7 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   want_ke = s->role != NTSNTP_ROLE_NTP && nts_enabled(s);
   want_ntp = s->role != NTSNTP_ROLE_KE;
   want_keys = want_ke || (s->key_secret_file && *s->key_secret_file);
-  svc = calloc(1, sizeof(*svc));
+  svc = ntsntp__calloc(1, sizeof(*svc));
   if (!svc) {
     snprintf(errbuf, errlen, "service: out of memory");
     return NTSNTP_ERR_NOMEM;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ntsntp/service_conf.h"
+#include "../mem.h"
 
 /* Entries of LISTEN and NTP_SERVERS; the errors say "at most 16". */
 #define MAX_LIST 16
@@ -191,7 +192,7 @@ int ntsntp_uv_service_conf_load(ntsntp_uv_service_conf **out, int argc,
     return NTSNTP_ERR_INVALID_ARG;
   }
   *out = NULL;
-  c = calloc(1, sizeof(*c));
+  c = ntsntp__calloc(1, sizeof(*c));
   if (!c) {
     if (errbuf && errlen)
       snprintf(errbuf, errlen, "configuration: out of memory");
@@ -200,7 +201,7 @@ int ntsntp_uv_service_conf_load(ntsntp_uv_service_conf **out, int argc,
   rv = ntsntp_conf_load(options, N_OPTIONS, &c->cur, "CONFIG", argc, argv,
                         prog, version, errbuf, errlen);
   if (rv) {
-    free(c);
+    ntsntp__mfree(c);
     return rv;
   }
   atomic_init(&c->log_level, c->cur.log_level);
@@ -416,5 +417,5 @@ void ntsntp_uv_service_conf_log(void *user, int level, const char *msg) {
 }
 
 void ntsntp_uv_service_conf_del(ntsntp_uv_service_conf *conf) {
-  free(conf);
+  ntsntp__mfree(conf);
 }
