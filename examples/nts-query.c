@@ -7,9 +7,10 @@
  *
  * Runs NTS-KE with HOST (certificate checked against the system trust store
  * or --ca FILE), then N NTP exchanges authenticated with the keys and
- * cookies it got, spending one cookie per request and refilling the jar
- * from the cookies each response carries (asking for more with
- * placeholders when it runs low).  The NTP server and port are those the
+ * cookies it got.  The sans-I/O NTS client (nts_client.h) keeps the keys
+ * and the cookie jar: one cookie per request, refilled from the cookies
+ * each response carries (with placeholders when it runs low); libuv's
+ * queries move the bytes.  The NTP server and port are those the
  * KE server negotiated; --ntp-port is used when it sent no port.  With
  * --plain, NTS-KE is skipped and the exchanges are plain NTP (to compare).
  * --insecure-time skips certificate validity periods, for a client whose
@@ -27,20 +28,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ntsntp/nts_client.h>
 #include <ntsntp/uv_client.h>
 
-#define JAR NTSNTP_CLIENT_MAX_COOKIES
+#define ATTEMPTS 3 /* requests per sample, each with its own cookie */
 
 typedef struct state {
-  /* NTS-KE outcome, copied out of the callback. */
+  uv_loop_t *loop;
+  ntsntp_nts_client *nts; /* NULL with --plain */
+  /* NTS-KE outcome. */
   int ke_status;
-  ntsntp_ke_result ke;
   struct sockaddr_storage ntp_addr;
   int have_ntp_addr;
-  /* Cookie jar: oldest first. */
-  uint8_t cookies[JAR][NTSNTP_COOKIE_MAX_LEN];
-  size_t cookie_len[JAR];
-  size_t ncookies;
   /* Last NTP outcome. */
   int ntp_status;
   int authenticated;
@@ -61,57 +60,45 @@ static void addr_text(const struct sockaddr *sa, char *buf, size_t len) {
 
 static void on_ke(void *user, const ntsntp_uv_ke_outcome *o) {
   state *st = user;
+  const ntsntp_ke_result *r = o->result;
   char peer[80] = "?";
-  size_t i;
 
   st->ke_status = o->status;
   if (o->status != 0) {
     fprintf(stderr, "nts-query: %s\n", o->errtext);
     return;
   }
-  st->ke = *o->result;
+  /* Keys and cookies go to the NTS client (the library wipes |r|). */
+  st->ke_status = ntsntp_nts_client_ke_result(st->nts, uv_now(st->loop), r);
+  if (st->ke_status != 0) {
+    fprintf(stderr, "nts-query: NTS-KE gave no cookie an NTP request can "
+                    "carry\n");
+    return;
+  }
   if (o->ntp_addr) {
     memcpy(&st->ntp_addr, o->ntp_addr,
            o->ntp_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                               : sizeof(struct sockaddr_in));
     st->have_ntp_addr = 1;
   }
-  for (i = 0; i < st->ke.ncookies && i < JAR; i++) {
-    if (st->ke.cookie_len[i] > NTSNTP_COOKIE_MAX_LEN)
-      continue; /* longer than NTP requests can carry */
-    memcpy(st->cookies[st->ncookies], st->ke.cookies[i], st->ke.cookie_len[i]);
-    st->cookie_len[st->ncookies++] = st->ke.cookie_len[i];
-  }
   if (o->peer)
     addr_text(o->peer, peer, sizeof(peer));
   printf("NTS-KE with %s: AEAD %d, %zu cookies of %zu bytes, NTP server %s "
          "port %u\n",
-         peer, st->ke.aead, st->ke.ncookies, st->ke.cookie_len[0],
-         st->ke.ntp_server, st->ke.ntp_port);
+         peer, r->aead, r->ncookies, r->cookie_len[0], r->ntp_server,
+         r->ntp_port);
 }
 
 static void on_sample(void *user, const ntsntp_uv_ntp_outcome *o) {
   state *st = user;
   st->ntp_status = o->status;
   st->authenticated = 0;
-  /* Spent cookies leave the jar, whatever the outcome. */
-  if (o->cookies_used) {
-    size_t used =
-        o->cookies_used < st->ncookies ? o->cookies_used : st->ncookies;
-    memmove(st->cookies, st->cookies[used],
-            (st->ncookies - used) * sizeof(st->cookies[0]));
-    memmove(st->cookie_len, st->cookie_len + used,
-            (st->ncookies - used) * sizeof(st->cookie_len[0]));
-    st->ncookies -= used;
-  }
+  /* New cookies into the jar; a NAK drops keys and cookies. */
+  if (st->nts)
+    ntsntp_nts_client_request_done(st->nts, o->status, o->sample);
   if (o->status == 0) {
     const ntsntp_client_sample *s = o->sample;
     char refid[32];
-    unsigned i;
-    for (i = 0; i < s->n_cookies && st->ncookies < JAR; i++) {
-      memcpy(st->cookies[st->ncookies], s->cookies[i], s->cookie_len[i]);
-      st->cookie_len[st->ncookies++] = s->cookie_len[i];
-    }
     st->authenticated = s->authenticated;
     ntsntp_refid_format(s->hdr.refid, s->hdr.stratum, refid, sizeof(refid));
     printf("offset %+.6f s, delay %.6f s, stratum %u, refid %s, leap %s, "
@@ -204,70 +191,79 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  st.loop = &loop;
   if (!plain) {
+    ntsntp_nts_client_settings cs;
     ntsntp_uv_ke_query_settings ks;
+    char err[256];
+    uint16_t port;
+    ntsntp_nts_client_settings_default(&cs);
+    cs.server = host;
+    if (ntsntp_nts_client_new(&st.nts, &cs, err, sizeof(err)) != 0) {
+      fprintf(stderr, "nts-query: %s\n", err);
+      goto out;
+    }
     ntsntp_uv_ke_query_settings_default(&ks);
     ks.host = host;
     ks.port = ke_port;
     ks.ke.ca_file = ca;
     ks.ke.skip_time_checks = insecure;
-    rv = ntsntp_uv_ke_query_start(&loop, &ks, on_ke, &st, NULL, NULL, 0);
+    rv = ntsntp_uv_ke_query_start(&loop, &ks, on_ke, &st, NULL, err,
+                                  sizeof(err));
     if (rv != 0) {
-      fprintf(stderr, "nts-query: %s\n", ntsntp_strerror(rv));
+      fprintf(stderr, "nts-query: %s\n", err);
       goto out;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
-    if (st.ke_status != 0 || st.ncookies == 0)
+    if (st.ke_status != 0)
       goto out;
     /* A negotiated port wins; 123 is also what no Port record means. */
-    if (have_ntp_port && st.ke.ntp_port == 123) {
-      st.ke.ntp_port = ntp_port;
-      if (st.have_ntp_addr) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&st.ntp_addr;
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&st.ntp_addr;
-        if (st.ntp_addr.ss_family == AF_INET6)
-          s6->sin6_port = htons(ntp_port);
-        else
-          s4->sin_port = htons(ntp_port);
-      }
+    host = ntsntp_nts_client_ntp_server(st.nts, &port);
+    if (!have_ntp_port || port != 123)
+      ntp_port = port;
+    if (st.have_ntp_addr) {
+      struct sockaddr_in *s4 = (struct sockaddr_in *)&st.ntp_addr;
+      struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&st.ntp_addr;
+      if (st.ntp_addr.ss_family == AF_INET6)
+        s6->sin6_port = htons(ntp_port);
+      else
+        s4->sin_port = htons(ntp_port);
     }
   }
 
   for (i = 0; i < samples; i++) {
     ntsntp_uv_ntp_query_settings ns;
-    const uint8_t *cookies[JAR];
-    size_t k;
+    ntsntp_nts_client_keys rk;
+    int attempt = 0;
 
-    ntsntp_uv_ntp_query_settings_default(&ns);
-    if (plain) {
+    do { /* NTS: a request that got no answer is sent again, fresh cookie */
+      ntsntp_uv_ntp_query_settings_default(&ns);
       ns.host = host;
       ns.port = ntp_port;
-    } else {
-      if (st.ncookies == 0) {
-        fprintf(stderr, "nts-query: out of cookies\n");
-        break;
-      }
-      ns.host = st.ke.ntp_server;
-      ns.port = st.ke.ntp_port;
       if (st.have_ntp_addr)
         ns.addr = (const struct sockaddr *)&st.ntp_addr;
-      ns.aead = st.ke.aead;
-      ns.c2s = st.ke.c2s;
-      ns.s2c = st.ke.s2c;
-      for (k = 0; k < st.ncookies; k++)
-        cookies[k] = st.cookies[k];
-      ns.cookies = cookies;
-      ns.cookie_len = st.cookie_len;
-      ns.ncookies = st.ncookies;
-      /* Ask for enough cookies to fill the jar again. */
-      ns.placeholders = (unsigned)(JAR - st.ncookies);
-    }
-    rv = ntsntp_uv_ntp_query_start(&loop, &ns, on_sample, &st, NULL, NULL, 0);
-    if (rv != 0) {
-      fprintf(stderr, "nts-query: %s\n", ntsntp_strerror(rv));
-      break;
-    }
-    uv_run(&loop, UV_RUN_DEFAULT);
+      if (!plain) {
+        if (ntsntp_nts_client_request_keys(st.nts, uv_now(&loop), &rk)) {
+          const char *why = ntsntp_nts_client_errtext(st.nts);
+          fprintf(stderr, "nts-query: %s\n", why[0] ? why : "out of cookies");
+          goto out;
+        }
+        ns.aead = rk.aead;
+        ns.c2s = rk.c2s;
+        ns.s2c = rk.s2c;
+        ns.cookies = &rk.cookie;
+        ns.cookie_len = &rk.cookie_len;
+        ns.ncookies = 1;
+        ns.placeholders = rk.placeholders; /* to fill the jar again */
+      }
+      rv = ntsntp_uv_ntp_query_start(&loop, &ns, on_sample, &st, NULL, NULL, 0);
+      if (rv != 0) {
+        fprintf(stderr, "nts-query: %s\n", ntsntp_strerror(rv));
+        goto out;
+      }
+      uv_run(&loop, UV_RUN_DEFAULT);
+    } while (!plain && st.ntp_status == NTSNTP_ERR_TIMEOUT &&
+             ++attempt < ATTEMPTS);
     if (st.ntp_status == 0 && (plain || st.authenticated))
       good++;
   }
@@ -275,6 +271,6 @@ int main(int argc, char **argv) {
 out:
   uv_run(&loop, UV_RUN_DEFAULT); /* let closing handles finish */
   uv_loop_close(&loop);
-  ntsntp_ke_result_clear(&st.ke);
+  ntsntp_nts_client_del(st.nts);
   return good == samples ? 0 : 1;
 }

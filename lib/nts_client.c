@@ -8,6 +8,9 @@
 
 #define JAR NTSNTP_CLIENT_MAX_COOKIES
 
+/* Who built the outstanding request. */
+enum { OUT_NONE, OUT_OWN, OUT_KEYS };
+
 struct ntsntp_nts_client {
   ntsntp_nts_client_settings s;
   const ntsntp_mem *mem;
@@ -35,11 +38,13 @@ struct ntsntp_nts_client {
   unsigned ncookies;
 
   /* The outstanding request */
-  int outstanding;
+  int outstanding; /* OUT_* */
   uint64_t ntp_deadline;
-  ntsntp_client_exchange ex;
+  ntsntp_client_exchange ex;           /* OUT_OWN */
+  uint8_t sent[NTSNTP_COOKIE_MAX_LEN]; /* OUT_KEYS: the cookie handed out */
 
   uint64_t ke_ok, ke_failed, naks, requests, responses, timeouts;
+  uint64_t ke_failed_run;
   char errtext[512];
 };
 
@@ -133,6 +138,13 @@ static void forget_keys(ntsntp_nts_client *c) {
   c->ncookies = 0;
 }
 
+/* The outstanding request is over (answered, lost or abandoned). */
+static void request_over(ntsntp_nts_client *c) {
+  c->outstanding = OUT_NONE;
+  ntsntp_secure_clear(&c->ex, sizeof(c->ex));
+  ntsntp_secure_clear(c->sent, sizeof(c->sent));
+}
+
 void ntsntp_nts_client_del(ntsntp_nts_client *c) {
   const ntsntp_mem *mem;
   if (c == NULL)
@@ -140,7 +152,7 @@ void ntsntp_nts_client_del(ntsntp_nts_client *c) {
   mem = c->mem;
   ntsntp_ke_client_del(c->ke);
   forget_keys(c);
-  ntsntp_secure_clear(&c->ex, sizeof(c->ex));
+  request_over(c);
   if (c->ca_file)
     mem->free(c->ca_file, mem->user);
   if (c->ca_pem)
@@ -179,6 +191,7 @@ uint64_t ntsntp_nts_client_expiry(const ntsntp_nts_client *c) {
 
 static void back_off(ntsntp_nts_client *c, uint64_t now_ms) {
   c->ke_failed++;
+  c->ke_failed_run++;
   c->backoff_ms = c->backoff_ms == 0 ? c->s.backoff_min_ms
                   : c->backoff_ms > c->s.backoff_max_ms / 2
                       ? c->s.backoff_max_ms
@@ -198,9 +211,8 @@ int ntsntp_nts_client_handle_expiry(ntsntp_nts_client *c, uint64_t now_ms) {
     rv = NTSNTP_ERR_TIMEOUT;
   }
   if (c->outstanding && now_ms >= c->ntp_deadline) {
-    c->outstanding = 0;
+    request_over(c);
     c->timeouts++;
-    ntsntp_secure_clear(&c->ex, sizeof(c->ex));
     rv = NTSNTP_ERR_TIMEOUT;
   }
   return rv;
@@ -255,9 +267,32 @@ unsigned ntsntp_nts_client_ke_want(const ntsntp_nts_client *c) {
   return c->ke ? ntsntp_ke_client_want(c->ke) : 0;
 }
 
+/* A successful NTS-KE (|r| checked): new keys and cookies, no back-off. */
+static void take_keys(ntsntp_nts_client *c, uint64_t now_ms,
+                      const ntsntp_ke_result *r) {
+  size_t i;
+  forget_keys(c);
+  c->have_keys = 1;
+  c->aead = r->aead;
+  memcpy(c->c2s, r->c2s, r->key_len);
+  memcpy(c->s2c, r->s2c, r->key_len);
+  for (i = 0; i < r->ncookies && c->ncookies < JAR; i++) {
+    memcpy(c->cookies[c->ncookies], r->cookies[i], r->cookie_len[i]);
+    c->cookie_len[c->ncookies++] = r->cookie_len[i];
+  }
+  snprintf(c->ntp_server, sizeof(c->ntp_server), "%s",
+           r->ntp_server[0] ? r->ntp_server : c->server);
+  c->ntp_port = r->ntp_port ? r->ntp_port : 123;
+  c->ke_time = now_ms;
+  c->ke_ok++;
+  c->ke_failed_run = 0;
+  c->backoff_ms = 0;
+  c->backoff_until = 0;
+  c->errtext[0] = '\0';
+}
+
 int ntsntp_nts_client_ke_end(ntsntp_nts_client *c, uint64_t now_ms) {
   ntsntp_ke_result r;
-  size_t i;
   int rv;
   if (c->ke == NULL)
     return NTSNTP_ERR_STATE;
@@ -276,24 +311,31 @@ int ntsntp_nts_client_ke_end(ntsntp_nts_client *c, uint64_t now_ms) {
   }
   ntsntp_ke_client_del(c->ke);
   c->ke = NULL;
-  forget_keys(c);
-  c->have_keys = 1;
-  c->aead = r.aead;
-  memcpy(c->c2s, r.c2s, r.key_len);
-  memcpy(c->s2c, r.s2c, r.key_len);
-  for (i = 0; i < r.ncookies && c->ncookies < JAR; i++) {
-    memcpy(c->cookies[c->ncookies], r.cookies[i], r.cookie_len[i]);
-    c->cookie_len[c->ncookies++] = r.cookie_len[i];
-  }
-  strcpy(c->ntp_server, r.ntp_server);
-  c->ntp_port = r.ntp_port;
+  take_keys(c, now_ms, &r);
   ntsntp_ke_result_clear(&r);
-  c->ke_time = now_ms;
-  c->ke_ok++;
-  c->backoff_ms = 0;
-  c->backoff_until = 0;
-  c->errtext[0] = '\0';
   return 0;
+}
+
+int ntsntp_nts_client_ke_result(ntsntp_nts_client *c, uint64_t now_ms,
+                                const ntsntp_ke_result *r) {
+  size_t i;
+  if (c->ke)
+    return NTSNTP_ERR_STATE;
+  if (r == NULL || !ntsntp_aead_supported(r->aead) ||
+      r->key_len != ntsntp_aead_key_len(r->aead) || r->ncookies == 0 ||
+      r->ncookies > NTSNTP_KE_MAX_COOKIES ||
+      memchr(r->ntp_server, 0, sizeof(r->ntp_server)) == NULL)
+    return NTSNTP_ERR_INVALID_ARG;
+  for (i = 0; i < r->ncookies; i++)
+    if (r->cookie_len[i] == 0 || r->cookie_len[i] > NTSNTP_COOKIE_MAX_LEN)
+      return NTSNTP_ERR_INVALID_ARG;
+  take_keys(c, now_ms, r);
+  return 0;
+}
+
+void ntsntp_nts_client_forget(ntsntp_nts_client *c) {
+  forget_keys(c);
+  request_over(c);
 }
 
 void ntsntp_nts_client_ke_failed(ntsntp_nts_client *c, uint64_t now_ms,
@@ -314,6 +356,19 @@ const char *ntsntp_nts_client_ntp_server(const ntsntp_nts_client *c,
   if (port)
     *port = c->ntp_port;
   return c->ntp_server;
+}
+
+/* Takes the oldest cookie out of the jar for a request now sent: spent
+ * whatever happens to it (RFC 8915 sec. 5.7: never reuse a cookie). */
+static void spend_cookie(ntsntp_nts_client *c, uint64_t now_ms, int who) {
+  memmove(c->cookies, c->cookies[1], (c->ncookies - 1) * sizeof(c->cookies[0]));
+  memmove(c->cookie_len, c->cookie_len + 1,
+          (c->ncookies - 1) * sizeof(c->cookie_len[0]));
+  c->ncookies--;
+  ntsntp_secure_clear(c->cookies[c->ncookies], sizeof(c->cookies[0]));
+  c->outstanding = who;
+  c->ntp_deadline = now_ms + c->s.ntp_timeout_ms;
+  c->requests++;
 }
 
 ntsntp_ssize ntsntp_nts_client_request(ntsntp_nts_client *c, uint64_t now_ms,
@@ -337,50 +392,83 @@ ntsntp_ssize ntsntp_nts_client_request(ntsntp_nts_client *c, uint64_t now_ms,
   n = ntsntp_client_request(&c->ex, &p, out, outlen);
   if (n < 0)
     return n;
-  /* The cookie is spent whatever happens to the request (RFC 8915 sec.
-   * 5.7: never reuse a cookie). */
-  memmove(c->cookies, c->cookies[1], (c->ncookies - 1) * sizeof(c->cookies[0]));
-  memmove(c->cookie_len, c->cookie_len + 1,
-          (c->ncookies - 1) * sizeof(c->cookie_len[0]));
-  c->ncookies--;
-  ntsntp_secure_clear(c->cookies[c->ncookies], sizeof(c->cookies[0]));
-  c->outstanding = 1;
-  c->ntp_deadline = now_ms + c->s.ntp_timeout_ms;
-  c->requests++;
+  spend_cookie(c, now_ms, OUT_OWN);
   return n;
+}
+
+int ntsntp_nts_client_request_keys(ntsntp_nts_client *c, uint64_t now_ms,
+                                   ntsntp_nts_client_keys *rk) {
+  if (!c->have_keys || c->ncookies == 0 || c->outstanding)
+    return NTSNTP_ERR_STATE;
+  memset(rk, 0, sizeof(*rk));
+  rk->aead = c->aead;
+  rk->key_len = ntsntp_aead_key_len(c->aead);
+  rk->c2s = c->c2s;
+  rk->s2c = c->s2c;
+  memcpy(c->sent, c->cookies[0], c->cookie_len[0]);
+  rk->cookie = c->sent;
+  rk->cookie_len = c->cookie_len[0];
+  rk->placeholders = JAR - c->ncookies; /* as ntsntp_nts_client_request */
+  spend_cookie(c, now_ms, OUT_KEYS);
+  return 0;
+}
+
+/*= https://www.rfc-editor.org/rfc/rfc8915#section-5.7
+ *# the client SHOULD [...] discard all its cookies and keys [...] and
+ *# rerun NTS-KE */
+static void nak(ntsntp_nts_client *c) {
+  c->naks++;
+  request_over(c);
+  forget_keys(c);
+  ntsntp__errf(c->errtext, sizeof(c->errtext),
+               "%s sent an NTS NAK: new keys needed", c->ntp_server);
+}
+
+/* The cookies of an authenticated answer go into the jar. */
+static void answered(ntsntp_nts_client *c, const ntsntp_client_sample *s) {
+  unsigned i;
+  request_over(c);
+  for (i = 0; i < s->n_cookies && c->ncookies < JAR; i++) {
+    if (s->cookie_len[i] == 0 || s->cookie_len[i] > NTSNTP_COOKIE_MAX_LEN)
+      continue;
+    memcpy(c->cookies[c->ncookies], s->cookies[i], s->cookie_len[i]);
+    c->cookie_len[c->ncookies++] = s->cookie_len[i];
+  }
+  c->responses++;
 }
 
 int ntsntp_nts_client_response(ntsntp_nts_client *c, const uint8_t *in,
                                size_t len, uint64_t t1, uint64_t t4,
                                ntsntp_client_sample *sample) {
-  unsigned i;
   int rv;
-  if (!c->outstanding)
+  if (c->outstanding != OUT_OWN)
     return NTSNTP_ERR_STATE;
   rv = ntsntp_client_response(&c->ex, in, len, t1, t4, sample);
-  if (rv == NTSNTP_ERR_NAK) {
-    /*= https://www.rfc-editor.org/rfc/rfc8915#section-5.7
-     *# the client SHOULD [...] discard all its cookies and keys [...] and
-     *# rerun NTS-KE */
-    c->naks++;
-    c->outstanding = 0;
-    forget_keys(c);
-    ntsntp__errf(c->errtext, sizeof(c->errtext),
-             "%s sent an NTS NAK: new keys needed", c->ntp_server);
-    return rv;
+  if (rv == NTSNTP_ERR_NAK)
+    nak(c);
+  else if (rv == NTSNTP_ERR_KOD)
+    request_over(c);
+  else if (rv == 0)
+    answered(c, sample);
+  /* else not the answer: keep waiting for it */
+  return rv;
+}
+
+int ntsntp_nts_client_request_done(ntsntp_nts_client *c, int status,
+                                   const ntsntp_client_sample *sample) {
+  if (c->outstanding != OUT_KEYS)
+    return NTSNTP_ERR_STATE;
+  if (status == 0 && (sample == NULL || !sample->authenticated)) {
+    request_over(c); /* never stuck on a caller's mistake */
+    return NTSNTP_ERR_INVALID_ARG;
   }
-  if (rv != 0 && rv != NTSNTP_ERR_KOD)
-    return rv; /* not the answer: keep waiting for it */
-  c->outstanding = 0;
-  ntsntp_secure_clear(&c->ex, sizeof(c->ex));
-  if (rv == NTSNTP_ERR_KOD)
-    return rv;
-  for (i = 0; i < sample->n_cookies && c->ncookies < JAR; i++) {
-    memcpy(c->cookies[c->ncookies], sample->cookies[i],
-           sample->cookie_len[i]);
-    c->cookie_len[c->ncookies++] = sample->cookie_len[i];
-  }
-  c->responses++;
+  if (status == 0)
+    answered(c, sample);
+  else if (status == NTSNTP_ERR_NAK)
+    nak(c);
+  else
+    request_over(c);
+  c->timeouts += status == NTSNTP_ERR_TIMEOUT;
   return 0;
 }
 
@@ -390,7 +478,7 @@ void ntsntp_nts_client_get_info(const ntsntp_nts_client *c,
   info->have_keys = c->have_keys;
   info->aead = c->have_keys ? c->aead : 0;
   info->cookies = c->ncookies;
-  info->cookie_len = c->ncookies ? c->cookie_len[c->ncookies - 1] : 0;
+  info->cookie_len = c->ncookies ? c->cookie_len[0] : 0;
   info->ke_ok = c->ke_ok;
   info->ke_failed = c->ke_failed;
   info->naks = c->naks;
@@ -398,6 +486,8 @@ void ntsntp_nts_client_get_info(const ntsntp_nts_client *c,
   info->responses = c->responses;
   info->timeouts = c->timeouts;
   info->backoff_until_ms = c->backoff_until;
+  info->ke_time_ms = c->ke_time;
+  info->ke_failed_run = c->ke_failed_run;
 }
 
 const char *ntsntp_nts_client_errtext(const ntsntp_nts_client *c) {

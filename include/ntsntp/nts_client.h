@@ -24,6 +24,11 @@
  *       response at t4: ntsntp_nts_client_response(c, ..., t1, t4, ...)
  *       no response by ntsntp_nts_client_expiry: ntsntp_nts_client_timeout
  *
+ * A runtime with transports of its own (libntsntp's uv queries) passes
+ * their outcomes instead: ntsntp_nts_client_ke_result or _ke_failed for
+ * NTS-KE, and ntsntp_nts_client_request_keys / _request_done around an
+ * NTP request it builds and sends itself.
+ *
  * |now_ms| is any monotonic millisecond clock; t1 and t4 are NTP-64 times
  * of the clock the caller measures (see client.h).  One request is
  * outstanding at a time.  Not thread-safe: one thread per object.
@@ -162,6 +167,30 @@ NTSNTP_EXTERN void ntsntp_nts_client_ke_failed(ntsntp_nts_client *c,
                                                uint64_t now_ms,
                                                const char *why);
 
+/*
+ * The result of an NTS-KE exchange the caller ran by other means (e.g.
+ * ntsntp_uv_ke_query, which resolves, connects and gives kernel-level
+ * errors): taken as a successful ntsntp_nts_client_ke_end, so the keys and
+ * cookies replace the old ones and the back-off is reset.  |r| is copied;
+ * the caller wipes it (ntsntp_ke_result_clear).  An empty ntp_server means
+ * the NTS-KE server, a zero ntp_port 123.  A failed exchange goes to
+ * ntsntp_nts_client_ke_failed instead.
+ * Errors (nothing changes): STATE (an exchange of ke_begin runs),
+ * INVALID_ARG (NULL |r|, an AEAD this build does not support, keys not of
+ * its length, no cookies, a cookie empty or longer than
+ * NTSNTP_COOKIE_MAX_LEN, which no NTP request can carry).
+ */
+NTSNTP_EXTERN int ntsntp_nts_client_ke_result(ntsntp_nts_client *c,
+                                              uint64_t now_ms,
+                                              const ntsntp_ke_result *r);
+
+/* Drops the keys and cookies (wiped) and abandons an outstanding request,
+ * so that the next want is WANT_KE (after the back-off, if one runs):
+ * for a caller that wants fresh keys now, e.g. the server stopped
+ * answering, or it does not send with old keys while it refreshes them.
+ * Counters are kept. */
+NTSNTP_EXTERN void ntsntp_nts_client_forget(ntsntp_nts_client *c);
+
 /* ---- NTP ---- */
 
 /* Where to send NTP requests: the Server Negotiation record's name, else
@@ -188,22 +217,69 @@ NTSNTP_EXTERN ntsntp_ssize ntsntp_nts_client_request(ntsntp_nts_client *c,
  *   NAK       the server could not open our cookie: the keys are dropped
  *             and the next want is WANT_KE;
  *   KOD       a Kiss-o'-Death (sample->hdr.refid has the code);
- *   AUTH, MALFORMED, BAD_*, STATE (nothing outstanding): not our answer,
- *             dropped; the request is still outstanding.
+ *   AUTH, MALFORMED, BAD_*: not our answer, dropped; the request is
+ *             still outstanding;
+ *   STATE     no request of ntsntp_nts_client_request outstanding.
  */
 NTSNTP_EXTERN int ntsntp_nts_client_response(ntsntp_nts_client *c,
                                              const uint8_t *in, size_t len,
                                              uint64_t t1, uint64_t t4,
                                              ntsntp_client_sample *sample);
 
+/* Keys, a cookie and the placeholder count for one NTS request that the
+ * caller builds and sends by other means (ntsntp_client_request, or
+ * ntsntp_uv_ntp_query with this one cookie and one attempt, which takes
+ * kernel timestamps and runs interleaved mode).  The pointers are into
+ * the client: valid until the next call on it. */
+typedef struct ntsntp_nts_client_keys {
+  int aead;
+  size_t key_len; /* of c2s and s2c */
+  const uint8_t *c2s, *s2c;
+  const uint8_t *cookie; /* out of the jar already: spent */
+  size_t cookie_len;
+  unsigned placeholders; /* Cookie Placeholders to ask for (0..7) */
+} ntsntp_nts_client_keys;
+
+/*
+ * ntsntp_nts_client_request for a request built elsewhere: takes the
+ * oldest cookie out of the jar (spent whatever happens, as there) and
+ * makes the request outstanding until ntsntp_nts_client_request_done or
+ * its deadline (ntp_timeout_ms; handle_expiry counts a timeout).
+ * Errors: STATE (no keys or no cookie: NTS-KE first; or a request is
+ * outstanding).
+ */
+NTSNTP_EXTERN int ntsntp_nts_client_request_keys(ntsntp_nts_client *c,
+                                                 uint64_t now_ms,
+                                                 ntsntp_nts_client_keys *rk);
+
+/*
+ * How the request of ntsntp_nts_client_request_keys ended, |status| as
+ * ntsntp_client_response's (or the transport's):
+ *   0        |sample| is the authenticated answer: its cookies go into
+ *            the jar;
+ *   NAK      the keys and cookies are dropped, the next want is WANT_KE;
+ *   TIMEOUT  no answer: counted in timeouts (the cookie stays spent);
+ *   others   (KOD, IO, ...) the request is over, nothing else changes.
+ * Returns 0, or STATE (no request of request_keys outstanding),
+ * INVALID_ARG (status 0 without an authenticated |sample|: the request
+ * is over, its cookies are not taken).
+ */
+NTSNTP_EXTERN int
+ntsntp_nts_client_request_done(ntsntp_nts_client *c, int status,
+                               const ntsntp_client_sample *sample);
+
 /* What the client holds, for logs and monitoring. */
 typedef struct ntsntp_nts_client_info {
   int have_keys;
   int aead;                /* negotiated AEAD, 0 before NTS-KE */
   unsigned cookies;        /* in the jar */
-  size_t cookie_len;       /* of the newest cookie */
+  size_t cookie_len;       /* of the next cookie to spend (the oldest, as
+                              chronyc's authdata CLen); 0: none */
   uint64_t ke_ok, ke_failed, naks, requests, responses, timeouts;
   uint64_t backoff_until_ms; /* 0: no back-off */
+  uint64_t ke_time_ms;       /* now_ms of the last successful NTS-KE (if
+                                ke_ok) */
+  uint64_t ke_failed_run;    /* failed NTS-KEs since the last success */
 } ntsntp_nts_client_info;
 
 NTSNTP_EXTERN void ntsntp_nts_client_get_info(const ntsntp_nts_client *c,

@@ -13,6 +13,7 @@
 
 #include "file.h"
 #include "ntsntp/leap.h"
+#include "ntsntp/nts_client.h"
 #include "ntsntp/uv_client.h"
 #include "ntsntp/upstream.h"
 #include "sock.h"
@@ -22,8 +23,8 @@
 #define DRIFT_MAX 256 /* bytes; chrony's "<freq> <skew>\n" is ~20 */
 #define DRIFT_SAVE_MS (3600 * 1000)
 #define CLOCK_REFRESH_MS 1000
-#define KE_BACKOFF_MIN 8
-#define KE_BACKOFF_MAX 86400
+#define KE_BACKOFF_MIN_MS 8000u     /* after a failed NTS-KE, doubling */
+#define KE_BACKOFF_MAX_MS 86400000u /* up to a day */
 #define UNREACH_POLLS 8 /* polls without a sample: next address */
 #define FALSE_POLLS 4   /* polls as a falseticker: a pool member goes */
 #define MAX_ENTRIES 16  /* NTP_SERVERS items */
@@ -75,21 +76,13 @@ typedef struct up_source {
   int have_addr;
   char addr_text[64];
   unsigned missed; /* polls in a row without a sample */
-  /* NTS state. */
-  int have_keys, aead;
-  uint8_t c2s[NTSNTP_MAX_KEY_LEN], s2c[NTSNTP_MAX_KEY_LEN];
-  uint8_t cookies[NTSNTP_CLIENT_MAX_COOKIES][NTSNTP_COOKIE_MAX_LEN];
-  size_t cookie_len[NTSNTP_CLIENT_MAX_COOKIES];
-  unsigned ncookies;
-  char ntp_host[256];
-  uint16_t ntp_port;
-  uint64_t ke_done_ms;   /* loop time of the last NTS-KE */
-  uint64_t ke_retry_ms;  /* no NTS-KE before this loop time */
-  uint32_t ke_backoff_s; /* next back-off */
+  /* nts: keys, cookie jar, refresh, back-off and their counters, on loop
+   * time; the uv queries are its transports. */
+  ntsntp_nts_client *ntsc;
   int was_reachable;
   /* monitoring: ntsctl authdata and ntpdata (ntsntp_uv_upstream_source) */
   struct {
-    uint64_t ke_ok, ke_tries, ke_total, naks, tx, rx, valid_rx, kernel_rx;
+    uint64_t tx, rx, valid_rx, kernel_rx;
     int have_sample;
     ntsntp_client_sample last; /* cookies not kept */
     ntsntp_ts_source rx_source;
@@ -456,14 +449,6 @@ static void arm(up_source *src);
 static void poll_source(up_source *src);
 static void entry_fill(up_entry *e);
 
-static void forget_keys(up_source *src) {
-  ntsntp_secure_clear(src->c2s, sizeof(src->c2s));
-  ntsntp_secure_clear(src->s2c, sizeof(src->s2c));
-  ntsntp_secure_clear(src->cookies, sizeof(src->cookies));
-  src->have_keys = 0;
-  src->ncookies = 0;
-}
-
 static void take_addr(up_source *src, const struct sockaddr *sa) {
   uint32_t refid;
   memcpy(&src->addr, sa, sa_len(sa));
@@ -484,7 +469,7 @@ static void unreachable(up_source *src) {
   if (!src->fixed) {
     src->have_addr = 0;
     if (src->nts)
-      forget_keys(src);
+      ntsntp_nts_client_forget(src->ntsc);
     return;
   }
   src->missed = 0;
@@ -516,6 +501,13 @@ static void missed(up_source *src) {
   }
 }
 
+/* A poll that could not send anything (NTS-KE failed or backing off). */
+static void lost_poll(up_source *src) {
+  ntsntp_sync_on_send(src->up->sync, src->idx, sys_now());
+  missed(src);
+  arm(src);
+}
+
 static void remember_addr(up_source *src, const struct sockaddr *sa) {
   if (!sa || src->have_addr)
     return;
@@ -525,7 +517,6 @@ static void remember_addr(up_source *src, const struct sockaddr *sa) {
 static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
   up_source *src = user;
   ntsntp_uv_upstream *up = src->up;
-  unsigned i, used;
   src->q = NULL;
   if (o->status == 0 || o->status == NTSNTP_ERR_KOD)
     remember_addr(src, o->peer);
@@ -545,24 +536,12 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
     if (src->xleave) /* the next request completes this exchange */
       ntsntp_client_xleave_update(&src->xl, o->sample, o->t1, o->t4);
   }
-  /* Cookies sent are spent, whatever came back. */
-  used = o->cookies_used < src->ncookies ? o->cookies_used : src->ncookies;
-  if (used) {
-    memmove(src->cookies, src->cookies[used],
-            (src->ncookies - used) * sizeof(src->cookies[0]));
-    memmove(src->cookie_len, src->cookie_len + used,
-            (src->ncookies - used) * sizeof(src->cookie_len[0]));
-    src->ncookies -= used;
-  }
+  /* New cookies into the jar; a NAK drops the keys. */
+  if (src->nts)
+    ntsntp_nts_client_request_done(src->ntsc, o->status, o->sample);
   switch (o->status) {
   case 0: {
     ntsntp_source_info info;
-    for (i = 0; i < o->sample->n_cookies &&
-                src->ncookies < NTSNTP_CLIENT_MAX_COOKIES; i++) {
-      memcpy(src->cookies[src->ncookies], o->sample->cookies[i],
-             o->sample->cookie_len[i]);
-      src->cookie_len[src->ncookies++] = o->sample->cookie_len[i];
-    }
     src->missed = 0;
     src->was_reachable = 1;
     up->stats.samples++;
@@ -591,9 +570,7 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
      *# [on an NTS NAK] the client [...] SHOULD [...] initiate a fresh NTS-KE
      *# handshake */
     up->stats.naks++;
-    src->mon.naks++;
     ulog(up, NTSNTP_LOG_WARN, "NTS NAK from %s: new NTS-KE", src->host);
-    forget_keys(src);
     missed(src);
     break;
   default:
@@ -603,14 +580,15 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
   arm(src);
 }
 
+/* The next poll: an NTP query, with the keys and the next cookie of the
+ * NTS client for nts (the caller saw WANT_NTP). */
 static void send_query(up_source *src) {
   ntsntp_uv_upstream *up = src->up;
   ntsntp_uv_ntp_query_settings qs;
-  const uint8_t *cookies[NTSNTP_CLIENT_MAX_COOKIES];
-  unsigned i;
+  ntsntp_nts_client_keys rk;
   ntsntp_uv_ntp_query_settings_default(&qs);
-  qs.host = src->nts ? src->ntp_host : src->host;
-  qs.port = src->nts ? src->ntp_port : src->port;
+  qs.host = src->host;
+  qs.port = src->port;
   qs.addr = src->have_addr ? (const struct sockaddr *)&src->addr : NULL;
   qs.timeout_ms = up->s.timeout_ms;
   qs.attempts = 1; /* one request per poll: the sync core counts losses */
@@ -618,80 +596,72 @@ static void send_query(up_source *src) {
   if (src->xleave)
     qs.xleave = &src->xl;
   if (src->nts) {
-    for (i = 0; i < src->ncookies; i++)
-      cookies[i] = src->cookies[i];
-    qs.aead = src->aead;
-    qs.c2s = src->c2s;
-    qs.s2c = src->s2c;
-    qs.cookies = cookies;
-    qs.cookie_len = src->cookie_len;
-    qs.ncookies = src->ncookies;
-    /* Ask for enough cookies to fill the jar again. */
-    qs.placeholders = NTSNTP_CLIENT_MAX_COOKIES - src->ncookies;
+    /* One cookie, spent now; placeholders ask for the ones missing.  The
+     * callers saw WANT_NTP: there is one. */
+    if (ntsntp_nts_client_request_keys(src->ntsc, uv_now(up->loop), &rk)) {
+      lost_poll(src);
+      return;
+    }
+    qs.host = ntsntp_nts_client_ntp_server(src->ntsc, &qs.port);
+    qs.aead = rk.aead;
+    qs.c2s = rk.c2s;
+    qs.s2c = rk.s2c;
+    qs.cookies = &rk.cookie;
+    qs.cookie_len = &rk.cookie_len;
+    qs.ncookies = 1;
+    qs.placeholders = rk.placeholders;
   }
   ntsntp_sync_on_send(up->sync, src->idx, sys_now());
   up->stats.requests++;
   if (ntsntp_uv_ntp_query_start(up->loop, &qs, on_ntp, src, &src->q, NULL, 0) <
       0) {
     src->q = NULL;
+    if (src->nts)
+      ntsntp_nts_client_request_done(src->ntsc, NTSNTP_ERR_IO, NULL);
     missed(src);
     arm(src);
   }
 }
 
+/* An NTS-KE failed: the NTS client backs off; this poll produced nothing. */
+static void ke_failed(up_source *src, const char *why) {
+  ntsntp_uv_upstream *up = src->up;
+  uint64_t now_ms = uv_now(up->loop);
+  ntsntp_nts_client_info info;
+  ntsntp_nts_client_ke_failed(src->ntsc, now_ms, why);
+  ntsntp_nts_client_get_info(src->ntsc, &info);
+  up->stats.ke_failed++;
+  ulog(up, NTSNTP_LOG_WARN, "%s (retry in %u s)", why,
+       (unsigned)((info.backoff_until_ms - now_ms) / 1000));
+  lost_poll(src);
+}
+
 static void on_ke(void *user, const ntsntp_uv_ke_outcome *o) {
   up_source *src = user;
   ntsntp_uv_upstream *up = src->up;
-  const ntsntp_ke_result *r = o->result;
-  size_t i;
+  char why[320];
   src->keq = NULL;
   if (o->status != 0) {
-    up->stats.ke_failed++;
-    ulog(up, NTSNTP_LOG_WARN, "%s (retry in %u s)", o->errtext,
-         src->ke_backoff_s);
-    src->ke_retry_ms = uv_now(up->loop) + src->ke_backoff_s * 1000ull;
-    src->ke_backoff_s = src->ke_backoff_s * 2 > KE_BACKOFF_MAX
-                            ? KE_BACKOFF_MAX
-                            : src->ke_backoff_s * 2;
-    /* This poll produced nothing. */
-    ntsntp_sync_on_send(up->sync, src->idx, sys_now());
-    missed(src);
-    arm(src);
+    ke_failed(src, o->errtext);
+    return;
+  }
+  if (ntsntp_nts_client_ke_result(src->ntsc, uv_now(up->loop), o->result)) {
+    snprintf(why, sizeof(why),
+             "NTS-KE with %s gave no cookie an NTP request can carry",
+             src->host);
+    ke_failed(src, why);
     return;
   }
   up->stats.ke_ok++;
-  src->mon.ke_tries = 0;
-  src->mon.ke_ok++;
-  src->ke_backoff_s = KE_BACKOFF_MIN;
-  src->ke_done_ms = uv_now(up->loop);
-  src->aead = r->aead;
-  memcpy(src->c2s, r->c2s, r->key_len);
-  memcpy(src->s2c, r->s2c, r->key_len);
-  src->ncookies = 0;
-  for (i = 0; i < r->ncookies && i < NTSNTP_CLIENT_MAX_COOKIES; i++) {
-    if (r->cookie_len[i] > NTSNTP_COOKIE_MAX_LEN)
-      continue;
-    memcpy(src->cookies[src->ncookies], r->cookies[i], r->cookie_len[i]);
-    src->cookie_len[src->ncookies++] = r->cookie_len[i];
-  }
-  snprintf(src->ntp_host, sizeof(src->ntp_host), "%s",
-           r->ntp_server[0] ? r->ntp_server : src->host);
-  src->ntp_port = r->ntp_port ? r->ntp_port : 123;
   src->have_addr = 0;
   remember_addr(src, o->ntp_addr);
-  src->have_keys = src->ncookies > 0;
-  if (!src->have_keys) {
-    ntsntp_sync_on_send(up->sync, src->idx, sys_now());
-    missed(src);
-    arm(src);
-    return;
-  }
   send_query(src);
 }
 
 static void start_ke(up_source *src) {
   ntsntp_uv_upstream *up = src->up;
   ntsntp_uv_ke_query_settings ks;
+  char err[256];
   ntsntp_uv_ke_query_settings_default(&ks);
   ks.host = src->host;
   ks.port = src->port;
@@ -701,34 +671,28 @@ static void start_ke(up_source *src) {
     ks.ke.server_name = src->up->ent[src->entry].host;
   if (up->ca_file[0])
     ks.ke.ca_file = up->ca_file;
-  src->mon.ke_tries++;
-  src->mon.ke_total++;
-  if (ntsntp_uv_ke_query_start(up->loop, &ks, on_ke, src, &src->keq, NULL, 0) <
-      0) {
+  /* No old keys while new ones are fetched (a refresh included). */
+  ntsntp_nts_client_forget(src->ntsc);
+  if (ntsntp_uv_ke_query_start(up->loop, &ks, on_ke, src, &src->keq, err,
+                               sizeof(err)) < 0) {
     src->keq = NULL;
-    ntsntp_sync_on_send(up->sync, src->idx, sys_now());
-    missed(src);
-    arm(src);
+    ke_failed(src, err);
   }
 }
 
 static void poll_source(up_source *src) {
   ntsntp_uv_upstream *up = src->up;
   uint64_t now_ms = uv_now(up->loop);
+  unsigned want;
   if (src->q || src->keq)
     return; /* still busy with the previous poll */
-  if (src->nts &&
-      (!src->have_keys || src->ncookies == 0 ||
-       now_ms - src->ke_done_ms >= up->s.nts_refresh * 1000ull)) {
-    if (now_ms < src->ke_retry_ms) {
-      /* Backing off: this poll is lost. */
-      ntsntp_sync_on_send(up->sync, src->idx, sys_now());
-      missed(src);
-      arm(src);
-      return;
-    }
-    forget_keys(src);
-    start_ke(src);
+  want = src->nts ? ntsntp_nts_client_want(src->ntsc, now_ms) : 0;
+  if (want & NTSNTP_NTS_WANT_KE) {
+    start_ke(src); /* no keys, no cookies, a NAK or the refresh is due */
+    return;
+  }
+  if (src->nts && !(want & NTSNTP_NTS_WANT_NTP)) {
+    lost_poll(src); /* backing off */
     return;
   }
   send_query(src);
@@ -745,7 +709,8 @@ static void drop_source(up_source *src) {
   if (src->keq)
     ntsntp_uv_ke_query_cancel(src->keq);
   uv_timer_stop(&up->timer[src->idx]);
-  forget_keys(src);
+  ntsntp_nts_client_del(src->ntsc);
+  src->ntsc = NULL;
   ntsntp_sync_remove_source(up->sync, src->idx, sys_now());
   src->used = 0;
   up->n = ntsntp_sync_n_sources(up->sync);
@@ -792,20 +757,41 @@ static void arm(up_source *src) {
  * pools), or, k < 0, with the name resolved by each query (nts://). */
 static int add_member(up_entry *e, int k) {
   ntsntp_uv_upstream *up = e->up;
+  ntsntp_nts_client *ntsc = NULL;
   up_source *src;
-  char text[64] = "";
+  char text[64] = "", err[256];
+  const char *host = e->host;
   uint32_t refid = 0;
-  int idx;
-  if (k >= 0)
+  int idx, rv;
+  if (k >= 0) {
     addr_text((const struct sockaddr *)&e->addrs[k], text, sizeof(text),
               &refid);
+    host = text; /* nts: NTS-KE with this address; plain: NTP to it */
+  }
+  if (e->nts) {
+    /* Its NTS-KEs and NTP queries run on the uv transports; the name
+     * only says where NTP goes when NTS-KE names no other server. */
+    ntsntp_nts_client_settings ns;
+    ntsntp_nts_client_settings_default(&ns);
+    ns.server = host;
+    ns.refresh_s = up->s.nts_refresh;
+    ns.backoff_min_ms = KE_BACKOFF_MIN_MS;
+    ns.backoff_max_ms = KE_BACKOFF_MAX_MS;
+    rv = ntsntp_nts_client_new(&ntsc, &ns, err, sizeof(err));
+    if (rv < 0) {
+      ulog(up, NTSNTP_LOG_WARN, "Source %s (%s) not added: %s", host, e->name,
+           err);
+      return rv;
+    }
+  }
   idx = ntsntp_sync_add_source(up->sync,
                                e->kind == ENTRY_POOL ? text : e->name, refid,
                                sys_now());
   if (idx < 0) {
     ulog(up, NTSNTP_LOG_WARN, "Source %s (%s) not added: %d sources at "
          "most; fix: fewer NTP_SERVERS items or a lower MAXSOURCES",
-         k >= 0 ? text : e->host, e->name, NTSNTP_SYNC_MAX_SOURCES);
+         host, e->name, NTSNTP_SYNC_MAX_SOURCES);
+    ntsntp_nts_client_del(ntsc);
     return idx;
   }
   src = &up->src[idx];
@@ -815,20 +801,17 @@ static int add_member(up_entry *e, int k) {
   src->idx = (unsigned)idx;
   src->entry = (unsigned)(e - up->ent);
   src->nts = e->nts;
+  src->ntsc = ntsc;
   src->xleave = e->xleave;
   src->port = e->port;
-  src->ke_backoff_s = KE_BACKOFF_MIN;
   snprintf(src->name, sizeof(src->name), "%s",
            e->kind == ENTRY_POOL ? text : e->name);
+  snprintf(src->host, sizeof(src->host), "%s", host);
   if (k >= 0) {
     src->fixed = 1;
     src->eaddr = e->addrs[k];
-    /* nts: NTS-KE with this address; plain: NTP to it. */
-    snprintf(src->host, sizeof(src->host), "%s", text);
     if (!src->nts)
       take_addr(src, (const struct sockaddr *)&e->addrs[k]);
-  } else {
-    snprintf(src->host, sizeof(src->host), "%s", e->host);
   }
   up->timer[idx].data = src;
   up->n = ntsntp_sync_n_sources(up->sync);
@@ -1223,19 +1206,24 @@ int ntsntp_uv_upstream_source_get(const ntsntp_uv_upstream *up, unsigned i,
                           : ((const struct sockaddr_in *)&src->addr)->sin_port);
   }
   out->nts = src->nts;
-  if (src->have_keys) {
-    out->aead = src->aead;
-    out->key_len = (unsigned)ntsntp_aead_key_len(src->aead);
+  out->ke_ago = -1;
+  if (src->ntsc) {
+    ntsntp_nts_client_info nts;
+    unsigned running = src->keq != NULL; /* an attempt not counted yet */
+    ntsntp_nts_client_get_info(src->ntsc, &nts);
+    if (nts.have_keys) {
+      out->aead = nts.aead;
+      out->key_len = (unsigned)ntsntp_aead_key_len(nts.aead);
+    }
+    if (nts.ke_ok)
+      out->ke_ago = (int64_t)((now_ms - nts.ke_time_ms) / 1000);
+    out->key_id = nts.ke_ok;
+    out->ke_tries = nts.ke_failed_run + running;
+    out->ke_total = nts.ke_ok + nts.ke_failed + running;
+    out->naks = nts.naks;
+    out->cookies = nts.cookies;
+    out->cookie_len = nts.cookie_len;
   }
-  out->ke_ago = src->ke_done_ms && src->mon.ke_total
-                    ? (int64_t)((now_ms - src->ke_done_ms) / 1000)
-                    : -1;
-  out->key_id = src->mon.ke_ok;
-  out->ke_tries = src->mon.ke_tries;
-  out->ke_total = src->mon.ke_total;
-  out->naks = src->mon.naks;
-  out->cookies = src->ncookies;
-  out->cookie_len = src->ncookies ? src->cookie_len[0] : 0;
   out->tx = src->mon.tx;
   out->rx = src->mon.rx;
   out->valid_rx = src->mon.valid_rx;
@@ -1266,7 +1254,7 @@ static void up_closed(ntsntp_uv_upstream *up) {
     return;
   up->handles = -1; /* once */
   for (i = 0; i < NTSNTP_SYNC_MAX_SOURCES; i++)
-    forget_keys(&up->src[i]);
+    ntsntp_nts_client_del(up->src[i].ntsc);
   ntsntp_sync_del(up->sync);
   free(up);
   if (done)
