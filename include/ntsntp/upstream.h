@@ -58,7 +58,7 @@ typedef struct ntsntp_uv_upstream_settings {
   const char *state_dir;     /* for the drift file; NULL: no drift file */
   ntsntp_server *server;     /* gets the clock state to serve (required) */
   ntsntp_sync_settings sync; /* poll range, slew, clock control */
-  uint32_t nts_refresh;      /* s between NTS-KEs; default 1209600 */
+  uint32_t nts_refresh;      /* s between NTS-KEs; default 1209600; 0: never */
   uint32_t timeout_ms;       /* per request; default 1000 */
   unsigned maxsources;       /* addresses of a pool at once (MAXSOURCES);
                               * 1..16, default 4 */

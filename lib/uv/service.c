@@ -1152,7 +1152,7 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
     ntsntp_uv_ntp_settings_default(&ns);
     ns.listen = s->listen;
     ns.n_listen = s->n_listen;
-    /* HWTIMESTAMP (issue 13): the names are read during start only. */
+    /* HWTIMESTAMP: the names are read during start only. */
     if (s->hwtimestamp && *s->hwtimestamp) {
       int k;
       snprintf(hw_buf, sizeof(hw_buf), "%s", s->hwtimestamp);

@@ -18,6 +18,7 @@
 #include "ntsntp/upstream.h"
 #include "sock.h"
 #include "../settings.h"
+#include "../mem.h"
 
 #define DRIFT_NAME "ntsd.drift"
 #define DRIFT_MAX 256 /* bytes; chrony's "<freq> <skew>\n" is ~20 */
@@ -39,7 +40,7 @@ enum { ENTRY_SERVER, ENTRY_POOL, ENTRY_LOCAL };
 typedef struct up_entry {
   struct ntsntp_uv_upstream *up;
   int used, kind, nts;
-  int xleave; /* "?xleave": interleaved mode (issue 13) */
+  int xleave; /* "?xleave": interleaved mode */
   char item[256]; /* as written: what a reload compares */
   char host[256];
   char name[NTSNTP_SOURCE_NAME_LEN]; /* host, with the port if not default */
@@ -67,7 +68,7 @@ typedef struct up_source {
   char name[NTSNTP_SOURCE_NAME_LEN]; /* host, with the port if not default */
   uint16_t port; /* NTP port (plain) or NTS-KE port (nts) */
   int nts;
-  int xleave;             /* interleaved mode asked for (issue 13) */
+  int xleave;             /* interleaved mode asked for */
   ntsntp_client_xleave xl; /* the last answered exchange */
   ntsntp_uv_ntp_query *q;
   ntsntp_uv_ke_query *keq;
@@ -86,7 +87,7 @@ typedef struct up_source {
     int have_sample;
     ntsntp_client_sample last; /* cookies not kept */
     ntsntp_ts_source rx_source;
-    ntsntp_ts_source tx_source; /* issue 13 */
+    ntsntp_ts_source tx_source; /* how the request was stamped */
     int interleaved;
     uint64_t last_rx_ms; /* loop time */
   } mon;
@@ -293,7 +294,7 @@ static void load_leap_list(ntsntp_uv_upstream *up) {
       close(fd);
     return;
   }
-  buf = malloc(LEAP_LIST_MAX + 1);
+  buf = ntsntp__malloc(LEAP_LIST_MAX + 1);
   while (buf && len <= LEAP_LIST_MAX &&
          (n = read(fd, buf + len, LEAP_LIST_MAX + 1 - len)) > 0)
     len += (size_t)n;
@@ -306,7 +307,7 @@ static void load_leap_list(ntsntp_uv_upstream *up) {
   }
   rv = n < 0 ? NTSNTP_ERR_IO
                : ntsntp_leap_list_parse(buf, len, &l, err, sizeof(err));
-  free(buf);
+  ntsntp__mfree(buf);
   if (rv) {
     ulog(up, NTSNTP_LOG_WARN,
          "LEAPSECLIST %s not used: %s; fix: install a current list "
@@ -1256,7 +1257,7 @@ static void up_closed(ntsntp_uv_upstream *up) {
   for (i = 0; i < NTSNTP_SYNC_MAX_SOURCES; i++)
     ntsntp_nts_client_del(up->src[i].ntsc);
   ntsntp_sync_del(up->sync);
-  free(up);
+  ntsntp__mfree(up);
   if (done)
     done(user);
 }
@@ -1307,7 +1308,7 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
                  : "no servers and no reference clocks to follow");
     return NTSNTP_ERR_INVALID_ARG;
   }
-  up = calloc(1, sizeof(*up));
+  up = ntsntp__calloc(1, sizeof(*up));
   if (!up) {
     snprintf(errbuf, errlen, "upstream: out of memory");
     return NTSNTP_ERR_NOMEM;
@@ -1315,7 +1316,7 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
   tmp = up->tmp;
   rv = check_list(s, tmp, errbuf, errlen);
   if (rv) {
-    free(up);
+    ntsntp__mfree(up);
     return rv;
   }
   up->s = *s;
@@ -1330,7 +1331,7 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
   up->s.leapseclist = NULL;
   rv = ntsntp_sync_new(&up->sync, &s->sync, errbuf, errlen);
   if (rv) {
-    free(up);
+    ntsntp__mfree(up);
     return rv;
   }
   if (up->drift[0])
