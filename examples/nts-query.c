@@ -147,6 +147,7 @@ int main(int argc, char **argv) {
   int have_ntp_port = 0, plain = 0, insecure = 0, opt, rv, good = 0;
   long samples = 1, i;
   uv_loop_t loop;
+  char err[256];
   char *end;
 
   while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -195,7 +196,6 @@ int main(int argc, char **argv) {
   if (!plain) {
     ntsntp_nts_client_settings cs;
     ntsntp_uv_ke_query_settings ks;
-    char err[256];
     uint16_t port;
     ntsntp_nts_client_settings_default(&cs);
     cs.server = host;
@@ -256,9 +256,10 @@ int main(int argc, char **argv) {
         ns.ncookies = 1;
         ns.placeholders = rk.placeholders; /* to fill the jar again */
       }
-      rv = ntsntp_uv_ntp_query_start(&loop, &ns, on_sample, &st, NULL, NULL, 0);
+      rv = ntsntp_uv_ntp_query_start(&loop, &ns, on_sample, &st, NULL, err,
+                                     sizeof(err));
       if (rv != 0) {
-        fprintf(stderr, "nts-query: %s\n", ntsntp_strerror(rv));
+        fprintf(stderr, "nts-query: %s\n", err);
         goto out;
       }
       uv_run(&loop, UV_RUN_DEFAULT);
