@@ -35,9 +35,15 @@ for lib in libntsntp-core libntsntp; do
     echo "ok   - $lib: ABI as in tests/abi/$lib.abi"
   else
     cat "$tmp/$lib.diff"
-    if [ $((d & 8)) -ne 0 ]; then
-      echo "FAIL - $lib: incompatible ABI change: bump libntsntp_soversion" \
-        "(lib/meson.build), then $0 BUILD --update"
+    if [ $((d & 8)) -ne 0 ] ||
+      grep -Eq "offset changed|size changed|removed|Removed [1-9]" "$tmp/$lib.diff"; then
+      # abidiff flags only removed symbols as incompatible; a member that
+      # moved or a type that shrank or grew breaks programs as well, except
+      # a field appended to a settings struct (common.h, Settings).
+      echo "FAIL - $lib: the ABI changed incompatibly (a member moved, a" \
+        "type changed size or a symbol went): unless this is a field" \
+        "appended to a settings struct with NTSNTP_SETTINGS_VERSION raised," \
+        "bump libntsntp_soversion (lib/meson.build); then $0 BUILD --update"
     else
       echo "FAIL - $lib: the ABI changed (compatible): $0 BUILD --update" \
         "and commit tests/abi/$lib.abi with the change"
