@@ -584,6 +584,7 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
 /* The next poll: an NTP query, with the keys and the next cookie of the
  * NTS client for nts (the caller saw WANT_NTP). */
 static void send_query(up_source *src) {
+  char err[256];
   ntsntp_uv_upstream *up = src->up;
   ntsntp_uv_ntp_query_settings qs;
   ntsntp_nts_client_keys rk;
@@ -614,8 +615,9 @@ static void send_query(up_source *src) {
   }
   ntsntp_sync_on_send(up->sync, src->idx, sys_now());
   up->stats.requests++;
-  if (ntsntp_uv_ntp_query_start(up->loop, &qs, on_ntp, src, &src->q, NULL, 0) <
-      0) {
+  if (ntsntp_uv_ntp_query_start(up->loop, &qs, on_ntp, src, &src->q, err,
+                                sizeof(err)) < 0) {
+    ulog(up, NTSNTP_LOG_WARN, "No request to %s: %s", src->host, err);
     src->q = NULL;
     if (src->nts)
       ntsntp_nts_client_request_done(src->ntsc, NTSNTP_ERR_IO, NULL);
