@@ -28,8 +28,8 @@ cc -std=gnu11 -Wall -Wextra -Werror -o "$tmp/tiny-server" \
 if objdump -p "$tmp/tiny-server" | grep -q 'NEEDED.*libuv'; then
   echo "FAIL - tiny-server needs libuv"; exit 1
 fi
-objdump -p "$tmp/tiny-server" | grep -q 'NEEDED.*libntsntp-core.so.0' ||
-  { echo "FAIL - tiny-server is not linked to libntsntp-core.so.0"; exit 1; }
+objdump -p "$tmp/tiny-server" | grep -q 'NEEDED.*libntsntp-core.so.1' ||
+  { echo "FAIL - tiny-server is not linked to libntsntp-core.so.1"; exit 1; }
 echo "ok   - tiny-server builds with pkg-config libntsntp-core alone, no libuv"
 test -f "$root/include/ntsntp/ntsntp.h"
 test -f "$tmp/root$prefix/share/man/man8/ntsd.8"

@@ -200,7 +200,7 @@ build() {
   mkdir -p "$W/$name"
   cp "$top/src"/*_"$version"_*.deb "$top/src/ntsntp_${version}"_*.changes \
     "$top/src/ntsntp_${version}"_*.buildinfo "$W/$name/"
-  ls "$W/$name"/ntsd_*.deb "$W/$name"/libntsntp0_*.deb "$W/$name"/libntsntp-core0_*.deb \
+  ls "$W/$name"/ntsd_*.deb "$W/$name"/libntsntp1_*.deb "$W/$name"/libntsntp-core1_*.deb \
     "$W/$name"/libntsntp-dev_*.deb >/dev/null
 }
 
@@ -253,15 +253,15 @@ apt_root install --no-install-recommends man-db systemd systemd-timesyncd gcc li
   > "$W/root-apt.log" 2>&1 || { tail -20 "$W/root-apt.log"; die "apt-get install in $R"; }
 mkdir -p "$R/tmp/v1" "$R/tmp/v2"
 cp "$W"/v1/*.deb "$R/tmp/v1/"; cp "$W"/v2/*.deb "$R/tmp/v2/"
-debs() { (cd "$R" && ls "tmp/$1"/ntsd_*.deb "tmp/$1"/libntsntp0_*.deb "tmp/$1"/libntsntp-core0_*.deb \
+debs() { (cd "$R" && ls "tmp/$1"/ntsd_*.deb "tmp/$1"/libntsntp1_*.deb "tmp/$1"/libntsntp-core1_*.deb \
   "tmp/$1"/libntsntp-dev_*.deb | sed 's|^|/|'); }
 
 step "install $V1"
 apt_root install --no-install-recommends $(debs v1) > "$W/install.log" 2>&1 ||
-  { tail -30 "$W/install.log"; die "apt-get install ./ntsd ./libntsntp0 ./libntsntp-dev"; }
+  { tail -30 "$W/install.log"; die "apt-get install ./ntsd ./libntsntp1 ./libntsntp-dev"; }
 ver() { in_root dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$1" 2>/dev/null; }
-t_check "ntsd, libntsntp0, libntsntp-core0, libntsntp-dev $V1 installed" \
-  test "$(ver ntsd)" = "ii $V1" -a "$(ver libntsntp0)" = "ii $V1" -a "$(ver libntsntp-core0)" = "ii $V1" \
+t_check "ntsd, libntsntp1, libntsntp-core1, libntsntp-dev $V1 installed" \
+  test "$(ver ntsd)" = "ii $V1" -a "$(ver libntsntp1)" = "ii $V1" -a "$(ver libntsntp-core1)" = "ii $V1" \
     -a "$(ver libntsntp-dev)" = "ii $V1"
 t_check "systemd-timesyncd removed (Conflicts: time-daemon)" \
   test "$(in_root dpkg-query -W -f='${db:Status-Abbrev}' systemd-timesyncd 2>/dev/null | cut -c1-2)" != ii
@@ -317,17 +317,17 @@ running_checks() {
   fi
   t_check "ntsctl health" in_root ntsctl health
   # libntsntp-dev: an example builds with pkg-config alone and, linked to
-  # libntsntp0, queries the packaged server.
+  # libntsntp1, queries the packaged server.
   cp "$src/examples/ntp-query.c" "$R/tmp/"
   if in_root sh -c 'cc -o /tmp/ntp-query /tmp/ntp-query.c $(pkg-config --cflags --libs libntsntp)' > "$W/cc.log" 2>&1; then
     t_ok "libntsntp-dev: examples/ntp-query.c builds with pkg-config"
     if chroot "$R" timeout 10 /tmp/ntp-query 127.0.0.1 "$port" > "$W/query.txt" 2>&1; then
-      t_ok "ntp-query (libntsntp0) gets the time from the packaged ntsd"
+      t_ok "ntp-query (libntsntp1) gets the time from the packaged ntsd"
       sed 's/^/    /' "$W/query.txt"
     else
-      cat "$W/query.txt"; t_fail "ntp-query (libntsntp0) gets the time from the packaged ntsd"
+      cat "$W/query.txt"; t_fail "ntp-query (libntsntp1) gets the time from the packaged ntsd"
     fi
-    t_check "ntp-query is linked to libntsntp.so.0" sh -c "chroot '$R' ldd /tmp/ntp-query | grep -q 'libntsntp.so.0 => /'"
+    t_check "ntp-query is linked to libntsntp.so.1" sh -c "chroot '$R' ldd /tmp/ntp-query | grep -q 'libntsntp.so.1 => /'"
     t_check "ntsctl serverstats counts the query" \
       sh -c "chroot '$R' ntsctl serverstats | grep -Eq 'NTP packets received *: *[1-9]'"
   else
@@ -338,8 +338,8 @@ running_checks() {
   cp "$src/examples/tiny-server.c" "$R/tmp/"
   if in_root sh -c 'cc -o /tmp/tiny-server /tmp/tiny-server.c $(pkg-config --cflags --libs libntsntp-core)' > "$W/cc.log" 2>&1; then
     t_ok "libntsntp-dev: examples/tiny-server.c builds with pkg-config libntsntp-core"
-    t_check "tiny-server loads libntsntp-core.so.0 (libntsntp-core0) and not libuv" \
-      sh -c "chroot '$R' ldd /tmp/tiny-server > '$W/ldd.txt' && grep -q 'libntsntp-core.so.0 => /' '$W/ldd.txt' && ! grep -q libuv '$W/ldd.txt'"
+    t_check "tiny-server loads libntsntp-core.so.1 (libntsntp-core1) and not libuv" \
+      sh -c "chroot '$R' ldd /tmp/tiny-server > '$W/ldd.txt' && grep -q 'libntsntp-core.so.1 => /' '$W/ldd.txt' && ! grep -q libuv '$W/ldd.txt'"
   else
     cat "$W/cc.log"; t_fail "libntsntp-dev: examples/tiny-server.c builds with pkg-config libntsntp-core"
   fi
@@ -395,8 +395,8 @@ t_check "still $V1, user and state kept" \
 step "upgrade to $V2"
 apt_root install --no-install-recommends $(debs v2) > "$W/upgrade.log" 2>&1 &&
   t_ok "apt-get install (upgrade)" || { tail -20 "$W/upgrade.log"; t_fail "apt-get install (upgrade)"; }
-t_check "ntsd, libntsntp0, libntsntp-core0, libntsntp-dev at $V2" \
-  test "$(ver ntsd)" = "ii $V2" -a "$(ver libntsntp0)" = "ii $V2" -a "$(ver libntsntp-core0)" = "ii $V2" \
+t_check "ntsd, libntsntp1, libntsntp-core1, libntsntp-dev at $V2" \
+  test "$(ver ntsd)" = "ii $V2" -a "$(ver libntsntp1)" = "ii $V2" -a "$(ver libntsntp-core1)" = "ii $V2" \
     -a "$(ver libntsntp-dev)" = "ii $V2"
 t_check "local change to /etc/default/ntsd kept" grep -q '^# local change' "$R/etc/default/ntsd"
 t_check "state, user and enabled unit kept" \
@@ -408,7 +408,7 @@ apt_root remove ntsd > "$W/remove.log" 2>&1 && t_ok "apt-get remove ntsd" ||
   { tail -20 "$W/remove.log"; t_fail "apt-get remove ntsd"; }
 t_check "after remove: binaries and unit gone, /etc/default/ntsd and /var/lib/ntsd kept" \
   test ! -e "$R/usr/sbin/ntsd" -a ! -e "$R$unit" -a -e "$R/etc/default/ntsd" -a -e "$state"
-apt_root purge ntsd libntsntp0 libntsntp-core0 libntsntp-dev > "$W/purge.log" 2>&1 && t_ok "apt-get purge" ||
+apt_root purge ntsd libntsntp1 libntsntp-core1 libntsntp-dev > "$W/purge.log" 2>&1 && t_ok "apt-get purge" ||
   { tail -20 "$W/purge.log"; t_fail "apt-get purge"; }
 t_check "after purge: /var/lib/ntsd gone" test ! -e "$R/var/lib/ntsd"
 t_check "after purge: /etc/default/ntsd gone" test ! -e "$R/etc/default/ntsd"
@@ -416,7 +416,7 @@ t_check "after purge: unit and its enable link gone" \
   test ! -e "$R$unit" -a ! -L "$R/etc/systemd/system/multi-user.target.wants/ntsd.service" \
     -a ! -e "$R/var/lib/systemd/deb-systemd-helper-enabled/ntsd.service"
 t_check "after purge: no package left" \
-  test -z "$(in_root dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' ntsd libntsntp0 libntsntp-core0 libntsntp-dev 2>/dev/null | grep -v '^un ')"
+  test -z "$(in_root dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' ntsd libntsntp1 libntsntp-core1 libntsntp-dev 2>/dev/null | grep -v '^un ')"
 t_check "after purge: system user ntsd kept, as Debian keeps system users" \
   test -n "$(in_root getent passwd ntsd)"
 
