@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ntsntp/service_conf.h"
+#include "../errtext.h"
 #include "../mem.h"
 
 /* Entries of LISTEN and NTP_SERVERS; the errors say "at most 16". */
@@ -183,19 +184,16 @@ int ntsntp_uv_service_conf_load(ntsntp_uv_service_conf **out, int argc,
                                 size_t errlen) {
   ntsntp_uv_service_conf *c;
   int rv;
-  if (errbuf && errlen)
-    errbuf[0] = 0;
+  ntsntp__errf(errbuf, errlen, "%s", "");
   if (!out || argc < 0 || (argc && !argv) || !prog || !version) {
-    if (errbuf && errlen)
-      snprintf(errbuf, errlen, "configuration: out, argv, prog and version "
-               "are required");
+    ntsntp__errf(errbuf, errlen, "configuration: out, argv, prog and version "
+                 "are required");
     return NTSNTP_ERR_INVALID_ARG;
   }
   *out = NULL;
   c = ntsntp__calloc(1, sizeof(*c));
   if (!c) {
-    if (errbuf && errlen)
-      snprintf(errbuf, errlen, "configuration: out of memory");
+    ntsntp__errf(errbuf, errlen, "configuration: out of memory");
     return NTSNTP_ERR_NOMEM;
   }
   rv = ntsntp_conf_load(options, N_OPTIONS, &c->cur, "CONFIG", argc, argv,
@@ -213,8 +211,7 @@ int ntsntp_uv_service_conf_load(ntsntp_uv_service_conf **out, int argc,
 }
 
 static int fail(char *errbuf, size_t errlen, const char *what) {
-  if (errbuf && errlen)
-    snprintf(errbuf, errlen, "%s", what);
+  ntsntp__errf(errbuf, errlen, "%s", what);
   return NTSNTP_ERR_BAD_CONFIG;
 }
 
