@@ -248,13 +248,7 @@ int main(int argc, char **argv) {
           fprintf(stderr, "nts-query: %s\n", why[0] ? why : "out of cookies");
           goto out;
         }
-        ns.aead = rk.aead;
-        ns.c2s = rk.c2s;
-        ns.s2c = rk.s2c;
-        ns.cookies = &rk.cookie;
-        ns.cookie_len = &rk.cookie_len;
-        ns.ncookies = 1;
-        ns.placeholders = rk.placeholders; /* to fill the jar again */
+        ntsntp_uv_ntp_query_settings_nts(&ns, &rk);
       }
       rv = ntsntp_uv_ntp_query_start(&loop, &ns, on_sample, &st, NULL, err,
                                      sizeof(err));

@@ -447,6 +447,41 @@ START_TEST(nts_ke_then_authenticated_ntp) {
   ck_assert_msg(n.status == 0, "NTP failed: %d %s", n.status, n.errtext);
   ck_assert_int_eq(n.s.authenticated, 1);
   ck_assert_uint_eq(n.s.n_cookies, 1);
+
+  /* The same through an NTS client: its keys, one cookie and the
+   * placeholders that fill its jar again. */
+  {
+    ntsntp_nts_client_settings cs;
+    ntsntp_nts_client *nc;
+    ntsntp_nts_client_keys rk;
+    ntsntp_nts_client_info info;
+    ntsntp_nts_client_settings_default(&cs);
+    cs.server = "localhost";
+    ck_assert_int_eq(ntsntp_nts_client_new(&nc, &cs, NULL, 0), 0);
+    ck_assert_int_eq(ntsntp_nts_client_ke_result(nc, 0, &k.r), 0);
+    /* A request lost: its cookie is spent, so the next asks for one more
+     * (a placeholder) to fill the jar again. */
+    ck_assert_int_eq(ntsntp_nts_client_request_keys(nc, 0, &rk), 0);
+    ck_assert_uint_eq(rk.placeholders, 0);
+    ck_assert_int_eq(
+        ntsntp_nts_client_request_done(nc, NTSNTP_ERR_TIMEOUT, NULL), 0);
+    ck_assert_int_eq(ntsntp_nts_client_request_keys(nc, 0, &rk), 0);
+    ck_assert_uint_eq(rk.placeholders, 1);
+    ntsntp_uv_ntp_query_settings_default(&ns);
+    ns.host = "127.0.0.1";
+    ns.port = ntp_port;
+    ntsntp_uv_ntp_query_settings_nts(&ns, &rk);
+    ck_assert_uint_eq(ns.ncookies, 1);
+    ntp_run(&ns, &n);
+    ck_assert_msg(n.status == 0, "NTP failed: %d %s", n.status, n.errtext);
+    ck_assert_int_eq(n.s.authenticated, 1);
+    ck_assert_uint_eq(n.requests, 1);
+    ck_assert_uint_eq(n.s.n_cookies, 2); /* one plus the placeholder */
+    ck_assert_int_eq(ntsntp_nts_client_request_done(nc, 0, &n.s), 0);
+    ntsntp_nts_client_get_info(nc, &info);
+    ck_assert_uint_eq(info.cookies, 8);
+    ntsntp_nts_client_del(nc);
+  }
   ntsntp_ke_result_clear(&k.r);
 }
 END_TEST

@@ -32,6 +32,7 @@
 
 #include "ntsntp/client.h"
 #include "ntsntp/ke.h"
+#include "ntsntp/nts_client.h"
 #include "ntsntp/ts.h"
 
 #ifdef __cplusplus
@@ -233,6 +234,18 @@ ntsntp_uv_ntp_query_settings_default_versioned(int version,
                                                ntsntp_uv_ntp_query_settings *s);
 #define ntsntp_uv_ntp_query_settings_default(S)                                \
   ntsntp_uv_ntp_query_settings_default_versioned(NTSNTP_SETTINGS_VERSION, (S))
+
+/*
+ * Makes |s| an NTS request with what ntsntp_nts_client_request_keys gave:
+ * its AEAD and keys, its one cookie (so one request is sent) and its
+ * Cookie Placeholders.  |s| points into |k|, which points into the
+ * client: start the query before the next call on the client (the
+ * query copies them).  Report the outcome with
+ * ntsntp_nts_client_request_done.
+ */
+NTSNTP_EXTERN void
+ntsntp_uv_ntp_query_settings_nts(ntsntp_uv_ntp_query_settings *s,
+                                 const ntsntp_nts_client_keys *k);
 
 /*
  * Starts one NTP exchange on |loop|.  The library opens a UDP socket

@@ -1061,6 +1061,17 @@ static void uv_ntp_query_fill(void *p) {
 }
 NTSNTP__SETTINGS(ntsntp_uv_ntp_query_settings, uv_ntp_query, xleave)
 
+void ntsntp_uv_ntp_query_settings_nts(ntsntp_uv_ntp_query_settings *s,
+                                      const ntsntp_nts_client_keys *k) {
+  s->aead = k->aead;
+  s->c2s = k->c2s;
+  s->s2c = k->s2c;
+  s->cookies = &k->cookie;
+  s->cookie_len = &k->cookie_len;
+  s->ncookies = 1;
+  s->placeholders = k->placeholders; /* to fill the jar again */
+}
+
 int ntsntp_uv_ntp_query_start(uv_loop_t *loop,
                               const ntsntp_uv_ntp_query_settings *s,
                               ntsntp_uv_ntp_query_cb cb, void *user,

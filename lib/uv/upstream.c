@@ -605,13 +605,7 @@ static void send_query(up_source *src) {
       return;
     }
     qs.host = ntsntp_nts_client_ntp_server(src->ntsc, &qs.port);
-    qs.aead = rk.aead;
-    qs.c2s = rk.c2s;
-    qs.s2c = rk.s2c;
-    qs.cookies = &rk.cookie;
-    qs.cookie_len = &rk.cookie_len;
-    qs.ncookies = 1;
-    qs.placeholders = rk.placeholders;
+    ntsntp_uv_ntp_query_settings_nts(&qs, &rk);
   }
   ntsntp_sync_on_send(up->sync, src->idx, sys_now());
   up->stats.requests++;
