@@ -145,7 +145,9 @@ install_cert "$T_DIR/short.pem"
 t_check "a renewal is loaded" t_wait 15 grep -q "Reloaded certificate" "$M_LOG"
 t_check "the notAfter metric follows the renewed certificate" t_wait 5 bash -c \
   "'$NTSCTL' -s '$T_DIR/M.state/ntsd.sock' metrics | grep -qx 'ntsd_nts_cert_not_after_seconds $na2.000000'"
-t_check "a certificate expiring in 10 days is warned about" grep -q "Certificate $CERT expires in 9 days" "$M_LOG"
+# 10 days when ntsd loads it within the second certtool made it, else 9.
+t_check "a certificate expiring in 10 days is warned about" \
+  t_wait 5 grep -Eq "Certificate $CERT expires in (9|10) days" "$M_LOG"
 t_check "still healthy" ctl health
 
 new_cert past "$T_DIR/expired.pem"
