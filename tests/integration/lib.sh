@@ -149,5 +149,17 @@ t_wait() {
   done
 }
 
-# A free-looking high port (random; the caller binds it at once).
-t_port() { echo $((20000 + RANDOM % 40000)); }
+# A free high port for a daemon that cannot take a kernel-chosen one: below
+# the kernel's ephemeral range (32768 up), where no other test's connections
+# land, and not bound now.  Tests run two at a time, so the caller binds it
+# at once.
+t_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 12000))
+    # /proc/net lists ports in hex (":1F90 ").
+    grep -qi ":$(printf '%04X' "$p") " /proc/net/tcp /proc/net/tcp6 \
+      /proc/net/udp /proc/net/udp6 2>/dev/null || break
+  done
+  echo "$p"
+}
