@@ -15,6 +15,7 @@
 
 #include "errtext.h"
 #include "ntsntp/uv_client.h"
+#include "query.h"
 #include "sock.h"
 #include "../settings.h"
 #include "../mem.h"
@@ -108,6 +109,8 @@ struct ntsntp_uv_ke_query {
   struct addrinfo *ai, *next;
   uv_timer_t timer;
   int timer_closing;
+  void (*freed)(void *); /* ntsntp__uv_ke_query_on_free */
+  void *freed_user;
   kq_conn *conn;   /* the current attempt */
   unsigned nconns; /* attempts whose handle is not closed yet */
   int done;        /* reported or cancelled: |cb| is never called again */
@@ -123,10 +126,20 @@ static void kq_try_next(ntsntp_uv_ke_query *q);
 
 static void kq_timer_closed(uv_handle_t *h) {
   ntsntp_uv_ke_query *q = h->data;
+  void (*freed)(void *) = q->freed;
+  void *user = q->freed_user;
   if (q->ai)
     uv_freeaddrinfo(q->ai);
   ntsntp_ke_client_del(q->kc);
   ntsntp__mfree(q);
+  if (freed)
+    freed(user);
+}
+
+void ntsntp__uv_ke_query_on_free(ntsntp_uv_ke_query *q,
+                                 void (*freed)(void *user), void *user) {
+  q->freed = freed;
+  q->freed_user = user;
 }
 
 /* Frees |q| once nothing of it is pending any more. */
@@ -613,6 +626,8 @@ struct ntsntp_uv_ntp_query {
   int poll_open;
   uv_timer_t timer;
   int timer_closing;
+  void (*freed)(void *); /* ntsntp__uv_ntp_query_on_free */
+  void *freed_user;
   int started; /* the first timer run has happened */
   int done;
   ntsntp_client_exchange ex;
@@ -632,8 +647,18 @@ struct ntsntp_uv_ntp_query {
 
 static void nq_timer_closed(uv_handle_t *h) {
   ntsntp_uv_ntp_query *q = h->data;
+  void (*freed)(void *) = q->freed;
+  void *user = q->freed_user;
   ntsntp_secure_clear(q, sizeof(*q));
   ntsntp__mfree(q);
+  if (freed)
+    freed(user);
+}
+
+void ntsntp__uv_ntp_query_on_free(ntsntp_uv_ntp_query *q,
+                                  void (*freed)(void *user), void *user) {
+  q->freed = freed;
+  q->freed_user = user;
 }
 
 static void nq_maybe_free(ntsntp_uv_ntp_query *q) {

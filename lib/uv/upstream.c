@@ -16,6 +16,7 @@
 #include "ntsntp/nts_client.h"
 #include "ntsntp/uv_client.h"
 #include "ntsntp/upstream.h"
+#include "query.h"
 #include "sock.h"
 #include "../settings.h"
 #include "../mem.h"
@@ -106,6 +107,7 @@ struct ntsntp_uv_upstream {
   char ca_file[4096], drift[4096], leapseclist[4096];
   uv_timer_t clock_timer, drift_timer;
   int handles, pending, stopping;
+  int queries; /* started and not yet freed (query.h) */
   uint32_t last_refid;
   int last_synced, last_holdover, last_local, last_leap, leap_expired_said;
   int single_said;
@@ -515,6 +517,16 @@ static void remember_addr(up_source *src, const struct sockaddr *sa) {
   take_addr(src, sa);
 }
 
+static void up_closed(ntsntp_uv_upstream *up);
+
+/* A query of ours freed itself: a stop may be waiting for the last one. */
+static void query_freed(void *user) {
+  ntsntp_uv_upstream *up = user;
+  up->queries--;
+  if (up->stopping)
+    up_closed(up);
+}
+
 static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
   up_source *src = user;
   ntsntp_uv_upstream *up = src->up;
@@ -617,7 +629,10 @@ static void send_query(up_source *src) {
       ntsntp_nts_client_request_done(src->ntsc, NTSNTP_ERR_IO, NULL);
     missed(src);
     arm(src);
+    return;
   }
+  up->queries++;
+  ntsntp__uv_ntp_query_on_free(src->q, query_freed, up);
 }
 
 /* An NTS-KE failed: the NTS client backs off; this poll produced nothing. */
@@ -674,7 +689,10 @@ static void start_ke(up_source *src) {
                                sizeof(err)) < 0) {
     src->keq = NULL;
     ke_failed(src, err);
+    return;
   }
+  up->queries++;
+  ntsntp__uv_ke_query_on_free(src->keq, query_freed, up);
 }
 
 static void poll_source(up_source *src) {
@@ -1247,7 +1265,7 @@ static void up_closed(ntsntp_uv_upstream *up) {
   void (*done)(void *) = up->done;
   void *user = up->done_user;
   unsigned i;
-  if (up->handles > 0 || up->pending > 0)
+  if (up->handles > 0 || up->pending > 0 || up->queries > 0)
     return;
   up->handles = -1; /* once */
   for (i = 0; i < NTSNTP_SYNC_MAX_SOURCES; i++)
