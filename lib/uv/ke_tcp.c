@@ -832,9 +832,10 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
     return rv;
   }
   logf_(ke, NTSNTP_LOG_INFO,
-        "NTS-KE server on TCP port %u (%u threads, at most %u connections; "
+        "NTS-KE server on TCP port %u (%u thread%s, at most %u connections; "
         "first byte within %u ms, request within %u ms)",
-        ke->ports[0], ke->n_workers, s->max_connections,
+        ke->ports[0], ke->n_workers, ke->n_workers == 1 ? "" : "s",
+        s->max_connections,
         s->first_byte_ms && s->first_byte_ms < s->ke.timeout_ms
             ? s->first_byte_ms
             : s->ke.timeout_ms,
