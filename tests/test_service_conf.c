@@ -10,18 +10,13 @@
 #include "ntsntp/service_conf.h"
 #include "testutil.h"
 
-/* Settings the tests set; cleared first so the caller's environment does
- * not leak in. */
-static const char *const used[] = {
-    "CONFIG",     "NTP_SERVERS", "LISTEN",      "NTS_ROLE",    "LEAPSECMODE",
-    "LEAPSECLIST", "MAXSOURCES", "WORKERS",     "LOG_LEVEL",   "MINPOLL",
-    "SECCOMP",    "NTSD_USER",   "CONTROL_SOCKET", "NTP_PORT", "STATE_DIR",
-    "NTS_CERT",   "NTS_KEY",     "NTS_CA_FILE", "REFCLOCKS",   NULL};
-
+/* Every setting is cleared first, so the caller's environment (an
+ * operator's NTP_PORT, say) does not leak in. */
 static void clean_env(void) {
-  size_t i;
-  for (i = 0; used[i]; i++)
-    unsetenv(used[i]);
+  size_t i, n;
+  const ntsntp_conf_opt *o = ntsntp_uv_service_conf_options(&n);
+  for (i = 0; i < n; i++)
+    unsetenv(o[i].name);
 }
 
 static char *argv0[] = {"mysrv", NULL};
