@@ -64,12 +64,11 @@ int ntsntp_server_new(ntsntp_server **psrv, const ntsntp_server_settings *s,
   ntsntp_server *srv;
   ntsntp_clock_state cs;
   NTSNTP__SETTINGS_GET(s, latest, server, errbuf, errlen);
-  if (!psrv || !s || !s->rand) {
+  if (!psrv || !s->rand) {
     ntsntp__errf(errbuf, errlen,
                  "NTP server: %s; fix: start from "
                  "ntsntp_server_settings_default",
                  !psrv ? "no place for the result (psrv is NULL)"
-                 : !s  ? "no settings"
                        : "no random source (rand)");
     return NTSNTP_ERR_INVALID_ARG;
   }

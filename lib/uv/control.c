@@ -561,7 +561,7 @@ int ntsntp_uv_ctl_start(uv_loop_t *loop, const ntsntp_uv_ctl_settings *s,
     errlen = sizeof(dummy);
   }
   NTSNTP__SETTINGS_GET(s, latest, uv_ctl, errbuf, errlen);
-  if (!loop || !s || !out || !s->provider.stats || !s->provider.tracking) {
+  if (!loop || !out || !s->provider.stats || !s->provider.tracking) {
     snprintf(errbuf, errlen, "control: missing loop, settings or provider");
     return NTSNTP_ERR_INVALID_ARG;
   }

@@ -781,10 +781,10 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
   size_t i;
   int rv;
   NTSNTP__SETTINGS_GET(s, latest, uv_ke, errbuf, errlen);
-  if (!loop || !s || !out || s->threads == 0 || s->threads > 8 ||
+  if (!loop || !out || s->threads == 0 || s->threads > 8 ||
       s->max_connections == 0) {
     ntsntp__errf(errbuf, errlen, "NTS-KE server: %s",
-                 !loop || !s || !out ? "loop, settings and out are required"
+                 !loop || !out ? "loop, settings and out are required"
                  : s->max_connections == 0
                      ? "max_connections is 0; fix: at least 1"
                      : "threads must be 1..8 (NTS_PROCESSES)");

@@ -581,9 +581,9 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
   rep r;
 
   NTSNTP__SETTINGS_GET(s, latest, privsep, errbuf, errlen);
-  if (!s || !out || s->n_files > MAX_FILES || (s->n_files && !s->files)) {
+  if (!out || s->n_files > MAX_FILES || (s->n_files && !s->files)) {
     ntsntp__errf(errbuf, errlen, "privileged helper: %s",
-                 !s || !out ? "settings and out are required"
+                 !out ? "settings and out are required"
                  : s->n_files > MAX_FILES
                      ? "too many files for the helper to open"
                      : "n_files without files");

@@ -491,12 +491,12 @@ int ntsntp_uv_ke_query_start(uv_loop_t *loop,
   if (out)
     *out = NULL;
   NTSNTP__SETTINGS_GET(s, latest, uv_ke_query, errbuf, errlen);
-  if (!loop || !s || !cb || !s->host || !s->host[0] ||
+  if (!loop || !cb || !s->host || !s->host[0] ||
       strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN || s->timeout_ms == 0 ||
       (s->family != AF_UNSPEC && s->family != AF_INET &&
        s->family != AF_INET6)) {
     ntsntp__errf(errbuf, errlen, "NTS-KE query: %s",
-                 !loop || !s || !cb ? "loop, settings and callback are required"
+                 !loop || !cb ? "loop, settings and callback are required"
                  : !s->host || !s->host[0] ||
                          strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN
                      ? "host missing or longer than 255 characters"
@@ -1109,14 +1109,14 @@ int ntsntp_uv_ntp_query_start(uv_loop_t *loop,
   if (out)
     *out = NULL;
   NTSNTP__SETTINGS_GET(s, latest, uv_ntp_query, errbuf, errlen);
-  if (!loop || !s || !cb || (!s->addr && (!s->host || !s->host[0])) ||
+  if (!loop || !cb || (!s->addr && (!s->host || !s->host[0])) ||
       (s->host && strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN) ||
       (s->addr && s->addr->sa_family != AF_INET &&
        s->addr->sa_family != AF_INET6) ||
       (s->family != AF_UNSPEC && s->family != AF_INET &&
        s->family != AF_INET6)) {
     ntsntp__errf(errbuf, errlen, "NTP query: %s",
-                 !loop || !s || !cb ? "loop, settings and callback are required"
+                 !loop || !cb ? "loop, settings and callback are required"
                  : !s->addr && (!s->host || !s->host[0])
                      ? "neither host nor addr; fix: set one"
                  : s->host && strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN

@@ -598,10 +598,10 @@ int ntsntp_uv_refclock_start(uv_loop_t *loop,
   unsigned i;
   int rv = 0, tai = -1;
   NTSNTP__SETTINGS_GET(s, latest, uv_refclock, errbuf, errlen);
-  if (!loop || !s || !out || !s->sync || s->n > NTSNTP_REFCLOCK_MAX ||
+  if (!loop || !out || !s->sync || s->n > NTSNTP_REFCLOCK_MAX ||
       (s->n && !s->confs)) {
     snprintf(errbuf, errlen, "reference clocks: %s",
-             !loop || !s || !out || !s->sync
+             !loop || !out || !s->sync
                  ? "loop, settings, out and sync are required"
              : s->n > NTSNTP_REFCLOCK_MAX ? "too many reference clocks"
                                           : "n without confs");

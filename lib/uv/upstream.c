@@ -1314,10 +1314,10 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
   unsigned i;
   int rv;
   NTSNTP__SETTINGS_GET(s, latest, uv_upstream, errbuf, errlen);
-  if (!loop || !s || !out || !s->server ||
+  if (!loop || !out || !s->server ||
       (s->n_servers == 0 && s->n_refclocks == 0)) {
     snprintf(errbuf, errlen, "upstream: %s",
-             !loop || !s || !out || !s->server
+             !loop || !out || !s->server
                  ? "loop, settings, out and server are required"
                  : "no servers and no reference clocks to follow");
     return NTSNTP_ERR_INVALID_ARG;
