@@ -317,12 +317,19 @@ static double now_s(void) {
   return (double)t.tv_sec + t.tv_nsec / 1e9;
 }
 
-START_TEST(test_acl_speed) {
+/* 1000 IPv6 /64 rules, 2001:db8:I:7I::/64 each, deny for even I, under a
+ * default of allow.  A probe is 2001:db8:K>>8:K&0xff:<64 random bits> for
+ * K = x % 1000, so it is in rule I exactly when I == K >> 8 and
+ * 7 * I == (K & 0xff): K is 0 (I 0), 263 (I 1), 526 (I 2) or 789 (I 3),
+ * and only 0 and 526 are denied.  The time per check is printed for the
+ * record; speed is the benchmark's business, not an assertion here
+ * (valgrind runs this suite too). */
+START_TEST(test_acl_many_rules) {
   ntsntp_acl *acl;
   struct sockaddr_in6 s6;
   char buf[64];
   double t0, ns;
-  unsigned i, allowed = 0;
+  unsigned i, allowed = 0, expect = 0;
   ck_assert_int_eq(ntsntp_acl_new(&acl, 1, NULL, NULL, 0), 0);
   for (i = 0; i < 1000; i++) {
     snprintf(buf, sizeof(buf), "2001:db8:%x:%x::/64", i, i * 7);
@@ -333,19 +340,21 @@ START_TEST(test_acl_speed) {
   t0 = now_s();
   for (i = 0; i < 1000000; i++) {
     uint64_t x = xorshift();
+    unsigned k = (unsigned)(x % 1000);
     memcpy(s6.sin6_addr.s6_addr, "\x20\x01\x0d\xb8", 4);
     s6.sin6_addr.s6_addr[4] = 0;
-    s6.sin6_addr.s6_addr[5] = (uint8_t)(x % 1000 >> 8);
+    s6.sin6_addr.s6_addr[5] = (uint8_t)(k >> 8);
     s6.sin6_addr.s6_addr[6] = 0;
-    s6.sin6_addr.s6_addr[7] = (uint8_t)(x % 1000);
+    s6.sin6_addr.s6_addr[7] = (uint8_t)k;
     memcpy(s6.sin6_addr.s6_addr + 8, &x, 8);
     allowed += (unsigned)ntsntp_acl_check(acl, (struct sockaddr *)&s6);
+    expect += k != 0 && k != 526;
   }
   ns = (now_s() - t0) * 1e3;
   printf("acl: 1000 IPv6 rules, %.0f ns per check (%u allowed)\n", ns,
          allowed);
-  /* Generous for sanitizer builds; unsanitized it is tens of ns. */
-  ck_assert_double_lt(ns, 2000);
+  ck_assert_uint_eq(allowed, expect);
+  ck_assert_uint_lt(allowed, 1000000); /* the denies were hit */
   ntsntp_acl_del(acl);
 }
 END_TEST
@@ -718,7 +727,7 @@ static Suite *access_suite(void) {
   tcase_add_test(tc, test_acl_nested);
   tcase_add_test(tc, test_acl_ipv6);
   tcase_add_loop_test(tc, test_acl_random_vs_reference, 0, 4);
-  tcase_add_test(tc, test_acl_speed);
+  tcase_add_test(tc, test_acl_many_rules);
   suite_add_tcase(s, tc);
   tc = tcase_create("ratelimit");
   tcase_set_timeout(tc, 300);
