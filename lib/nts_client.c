@@ -41,7 +41,8 @@ struct ntsntp_nts_client {
   int outstanding; /* OUT_* */
   uint64_t ntp_deadline;
   ntsntp_client_exchange ex;           /* OUT_OWN */
-  uint8_t sent[NTSNTP_COOKIE_MAX_LEN]; /* OUT_KEYS: the cookie handed out */
+  uint8_t sent[NTSNTP_COOKIE_MAX_LEN]; /* the outstanding request's cookie */
+  size_t sent_len;
 
   uint64_t ke_ok, ke_failed, naks, requests, responses, timeouts;
   uint64_t ke_failed_run;
@@ -136,6 +137,9 @@ static void forget_keys(ntsntp_nts_client *c) {
   ntsntp_secure_clear(c->s2c, sizeof(c->s2c));
   ntsntp_secure_clear(c->cookies, sizeof(c->cookies));
   c->ncookies = 0;
+  /* An outstanding request's cookie no longer belongs in the jar. */
+  ntsntp_secure_clear(c->sent, sizeof(c->sent));
+  c->sent_len = 0;
 }
 
 /* The outstanding request is over (answered, lost or abandoned). */
@@ -143,6 +147,7 @@ static void request_over(ntsntp_nts_client *c) {
   c->outstanding = OUT_NONE;
   ntsntp_secure_clear(&c->ex, sizeof(c->ex));
   ntsntp_secure_clear(c->sent, sizeof(c->sent));
+  c->sent_len = 0;
 }
 
 void ntsntp_nts_client_del(ntsntp_nts_client *c) {
@@ -361,6 +366,8 @@ const char *ntsntp_nts_client_ntp_server(const ntsntp_nts_client *c,
 /* Takes the oldest cookie out of the jar for a request now sent: spent
  * whatever happens to it (RFC 8915 sec. 5.7: never reuse a cookie). */
 static void spend_cookie(ntsntp_nts_client *c, uint64_t now_ms, int who) {
+  memcpy(c->sent, c->cookies[0], c->cookie_len[0]);
+  c->sent_len = c->cookie_len[0];
   memmove(c->cookies, c->cookies[1], (c->ncookies - 1) * sizeof(c->cookies[0]));
   memmove(c->cookie_len, c->cookie_len + 1,
           (c->ncookies - 1) * sizeof(c->cookie_len[0]));
@@ -405,11 +412,28 @@ int ntsntp_nts_client_request_keys(ntsntp_nts_client *c, uint64_t now_ms,
   rk->key_len = ntsntp_aead_key_len(c->aead);
   rk->c2s = c->c2s;
   rk->s2c = c->s2c;
-  memcpy(c->sent, c->cookies[0], c->cookie_len[0]);
-  rk->cookie = c->sent;
-  rk->cookie_len = c->cookie_len[0];
   rk->placeholders = JAR - c->ncookies; /* as ntsntp_nts_client_request */
   spend_cookie(c, now_ms, OUT_KEYS);
+  rk->cookie = c->sent;
+  rk->cookie_len = c->sent_len;
+  return 0;
+}
+
+/* A cookie that never reached the wire links nothing: it goes back to
+ * the front of the jar, to be the next one spent. */
+int ntsntp_nts_client_request_unsent(ntsntp_nts_client *c) {
+  if (c->outstanding == OUT_NONE || c->sent_len == 0)
+    return NTSNTP_ERR_STATE;
+  if (c->ncookies < JAR) {
+    memmove(c->cookies[1], c->cookies[0], c->ncookies * sizeof(c->cookies[0]));
+    memmove(c->cookie_len + 1, c->cookie_len,
+            c->ncookies * sizeof(c->cookie_len[0]));
+    memcpy(c->cookies[0], c->sent, c->sent_len);
+    c->cookie_len[0] = c->sent_len;
+    c->ncookies++;
+  }
+  c->requests--;
+  request_over(c);
   return 0;
 }
 

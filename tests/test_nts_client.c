@@ -91,21 +91,30 @@ static int run_ke(ntsntp_nts_client *c, uint64_t now) {
   return ntsntp_nts_client_ke_end(c, now);
 }
 
-/* One request answered by |srv|; returns what the client says. */
-static int exchange(ntsntp_nts_client *c, ntsntp_server *srv, uint64_t now,
-                    ntsntp_client_sample *sample) {
-  uint8_t req[1500], resp[1500];
+/* |req| of ntsntp_nts_client_request answered by |srv|; returns what the
+ * client says. */
+static int exchange_sent(ntsntp_nts_client *c, ntsntp_server *srv,
+                         const uint8_t *req, size_t len,
+                         ntsntp_client_sample *sample) {
+  uint8_t resp[1500];
   ntsntp_server_ctx ctx;
-  ntsntp_ssize n, m;
+  ntsntp_ssize m;
   const uint64_t t1 = 0xE0000001ull << 32, t4 = t1 + (1ull << 28);
-  n = ntsntp_nts_client_request(c, now, req, sizeof(req));
-  ck_assert_int_gt(n, 0);
-  ck_assert(ntsntp_nts_client_want(c, now) & NTSNTP_NTS_WAIT_NTP);
-  ck_assert(ntsntp_server_prepare(srv, req, (size_t)n, t1 + 1000, &ctx) !=
+  ck_assert(ntsntp_server_prepare(srv, req, len, t1 + 1000, &ctx) !=
             NTSNTP_SERVER_DROP);
   m = ntsntp_server_finish(srv, &ctx, t1 + 2000, resp, sizeof(resp));
   ck_assert_int_gt(m, 0);
   return ntsntp_nts_client_response(c, resp, (size_t)m, t1, t4, sample);
+}
+
+/* One request answered by |srv|; returns what the client says. */
+static int exchange(ntsntp_nts_client *c, ntsntp_server *srv, uint64_t now,
+                    ntsntp_client_sample *sample) {
+  uint8_t req[1500];
+  ntsntp_ssize n = ntsntp_nts_client_request(c, now, req, sizeof(req));
+  ck_assert_int_gt(n, 0);
+  ck_assert(ntsntp_nts_client_want(c, now) & NTSNTP_NTS_WAIT_NTP);
+  return exchange_sent(c, srv, req, (size_t)n, sample);
 }
 
 START_TEST(test_life_cycle) {
@@ -580,6 +589,65 @@ START_TEST(test_request_keys) {
 }
 END_TEST
 
+/* A request that never left gives its cookie back, as the next one to
+ * spend; one that left, or whose keys were replaced, does not. */
+START_TEST(test_request_unsent) {
+  ntsntp_nts_client *c = new_client();
+  ntsntp_nts_client_info info;
+  ntsntp_nts_client_keys rk;
+  ntsntp_client_sample sample;
+  ntsntp_ke_result r;
+  uint8_t first[NTSNTP_COOKIE_MAX_LEN], req[1500], again[1500];
+  ntsntp_ssize n, m;
+  size_t first_len;
+  int rv;
+
+  ck_assert_int_eq(ntsntp_nts_client_request_unsent(c), NTSNTP_ERR_STATE);
+  ke_elsewhere(&r);
+  ck_assert_int_eq(ntsntp_nts_client_ke_result(c, 0, &r), 0);
+  /* request_keys, then unsent: the same cookie comes out next. */
+  ck_assert_int_eq(ntsntp_nts_client_request_keys(c, 10, &rk), 0);
+  memcpy(first, rk.cookie, rk.cookie_len);
+  first_len = rk.cookie_len;
+  ck_assert_int_eq(ntsntp_nts_client_request_unsent(c), 0);
+  ck_assert_int_eq(ntsntp_nts_client_request_unsent(c), NTSNTP_ERR_STATE);
+  ntsntp_nts_client_get_info(c, &info);
+  ck_assert_uint_eq(info.cookies, 8);
+  ck_assert_uint_eq(info.requests, 0);
+  ck_assert_uint_eq(ntsntp_nts_client_want(c, 20), NTSNTP_NTS_WANT_NTP);
+  ck_assert_int_eq(ntsntp_nts_client_request_keys(c, 20, &rk), 0);
+  ck_assert_uint_eq(rk.cookie_len, first_len);
+  ck_assert_mem_eq(rk.cookie, first, first_len);
+  ck_assert_uint_eq(rk.placeholders, 0);
+  ck_assert_int_eq(ntsntp_nts_client_request_unsent(c), 0);
+  /* A request that left and was answered: nothing to give back. */
+  keys_exchange(c, ntp_srv, &sample, &rv);
+  ck_assert_int_eq(rv, 0);
+  ck_assert_int_eq(ntsntp_nts_client_request_done(c, 0, &sample), 0);
+  ck_assert_int_eq(ntsntp_nts_client_request_unsent(c), NTSNTP_ERR_STATE);
+  /* ntsntp_nts_client_request: the cookie is back, the server opens the
+   * request built with it. */
+  n = ntsntp_nts_client_request(c, 30, req, sizeof(req));
+  ck_assert_int_gt(n, 0);
+  ck_assert_int_eq(ntsntp_nts_client_request_unsent(c), 0);
+  ck_assert_int_eq(ntsntp_nts_client_response(c, req, (size_t)n, 0, 0, &sample),
+                   NTSNTP_ERR_STATE); /* no longer outstanding */
+  m = ntsntp_nts_client_request(c, 40, again, sizeof(again));
+  ck_assert_int_eq(m, n);
+  ck_assert_int_eq(exchange_sent(c, ntp_srv, again, (size_t)m, &sample), 0);
+  ck_assert_int_eq(sample.authenticated, 1);
+  /* New keys while a request is out: its cookie is not theirs. */
+  ck_assert_int_eq(ntsntp_nts_client_request_keys(c, 50, &rk), 0);
+  memcpy(first, rk.cookie, rk.cookie_len);
+  ck_assert_int_eq(ntsntp_nts_client_ke_result(c, 60, &r), 0);
+  ck_assert_int_eq(ntsntp_nts_client_request_unsent(c), NTSNTP_ERR_STATE);
+  ntsntp_nts_client_get_info(c, &info);
+  ck_assert_uint_eq(info.cookies, 8);
+  ntsntp_ke_result_clear(&r);
+  ntsntp_nts_client_del(c);
+}
+END_TEST
+
 /* request_done's bad input, a NAK, the deadline, odd sample cookies. */
 START_TEST(test_request_done_bad) {
   ntsntp_nts_client *c = new_client();
@@ -695,6 +763,7 @@ int main(void) {
   tcase_add_test(tc, test_ke_result);
   tcase_add_test(tc, test_ke_result_bad);
   tcase_add_test(tc, test_request_keys);
+  tcase_add_test(tc, test_request_unsent);
   tcase_add_test(tc, test_request_done_bad);
   tcase_add_test(tc, test_forget);
   suite_add_tcase(s, tc);

@@ -268,6 +268,18 @@ NTSNTP_EXTERN int
 ntsntp_nts_client_request_done(ntsntp_nts_client *c, int status,
                                const ntsntp_client_sample *sample);
 
+/*
+ * The outstanding request (of ntsntp_nts_client_request or _request_keys)
+ * never left this host: the send failed, or the query failed before it
+ * sent anything (an outcome with no requests).  Its cookie, never seen on
+ * the wire, goes back into the jar as the next one to spend; the request
+ * is over and is not counted.  Returns 0, or STATE (no request
+ * outstanding, or new keys came since).
+ *
+ * version-added: 1.0.0
+ */
+NTSNTP_EXTERN int ntsntp_nts_client_request_unsent(ntsntp_nts_client *c);
+
 /* What the client holds, for logs and monitoring. */
 typedef struct ntsntp_nts_client_info {
   int have_keys;

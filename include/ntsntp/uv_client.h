@@ -241,7 +241,8 @@ ntsntp_uv_ntp_query_settings_default_versioned(int version,
  * Cookie Placeholders.  |s| points into |k|, which points into the
  * client: start the query before the next call on the client (the
  * query copies them).  Report the outcome with
- * ntsntp_nts_client_request_done.
+ * ntsntp_nts_client_request_done, or with ntsntp_nts_client_request_unsent
+ * when the query failed without sending (outcome requests 0).
  */
 NTSNTP_EXTERN void
 ntsntp_uv_ntp_query_settings_nts(ntsntp_uv_ntp_query_settings *s,

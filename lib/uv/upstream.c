@@ -549,8 +549,11 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
     if (src->xleave) /* the next request completes this exchange */
       ntsntp_client_xleave_update(&src->xl, o->sample, o->t1, o->t4);
   }
-  /* New cookies into the jar; a NAK drops the keys. */
-  if (src->nts)
+  /* New cookies into the jar; a NAK drops the keys; a cookie that never
+   * left (no request sent) goes back. */
+  if (src->nts && o->status != 0 && o->requests == 0)
+    (void)ntsntp_nts_client_request_unsent(src->ntsc);
+  else if (src->nts)
     ntsntp_nts_client_request_done(src->ntsc, o->status, o->sample);
   switch (o->status) {
   case 0: {
@@ -626,7 +629,7 @@ static void send_query(up_source *src) {
     ulog(up, NTSNTP_LOG_WARN, "No request to %s: %s", src->host, err);
     src->q = NULL;
     if (src->nts)
-      ntsntp_nts_client_request_done(src->ntsc, NTSNTP_ERR_IO, NULL);
+      (void)ntsntp_nts_client_request_unsent(src->ntsc);
     missed(src);
     arm(src);
     return;
