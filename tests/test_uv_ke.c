@@ -207,7 +207,7 @@ static int closed(int fd) {
 #define WAIT_STAT(ke, field, want)                                             \
   do {                                                                         \
     ntsntp_uv_ke_stats st_;                                                    \
-    double end_ = mono() + 3;                                                  \
+    double end_ = mono() + 3 * tu_time_scale();                                \
     for (;;) {                                                                 \
       ntsntp_uv_ke_get_stats(ke, &st_);                                        \
       if (st_.field == (uint64_t)(want) || mono() > end_)                      \
@@ -402,10 +402,10 @@ START_TEST(test_deadlines) {
   ntsntp_uv_ke *ke;
   ntsntp_uv_ke_stats st;
   int fd[4], i;
-  double t0, t[4] = {-1, -1, -1, -1};
+  double t0, t[4] = {-1, -1, -1, -1}, x = tu_time_scale();
   ke_settings(&s, 8);
-  s.first_byte_ms = 200;
-  s.ke.timeout_ms = 700;
+  s.first_byte_ms = (uint32_t)(200 * x);
+  s.ke.timeout_ms = (uint32_t)(700 * x);
   ke = start(&s);
   t0 = mono();
   for (i = 0; i < 4; i++)
@@ -415,7 +415,8 @@ START_TEST(test_deadlines) {
   ck_assert_int_eq(send(fd[3], "\x16\x03", 2, 0), 2);
   sleep_ms(50);
   ck_assert_int_eq(send(fd[3], "\x01\x02\x00\x01\x00", 5, 0), 5);
-  while (mono() - t0 < 2 && (t[0] < 0 || t[1] < 0 || t[2] < 0 || t[3] < 0)) {
+  while (mono() - t0 < 2 * x &&
+         (t[0] < 0 || t[1] < 0 || t[2] < 0 || t[3] < 0)) {
     for (i = 0; i < 4; i++)
       if (t[i] < 0 && closed(fd[i]))
         t[i] = mono() - t0;
@@ -423,11 +424,11 @@ START_TEST(test_deadlines) {
   }
   /* Silent: closed at the first-byte deadline; the others at the request
    * deadline (all measured from accept). */
-  ck_assert_double_ge(t[0], 0.15);
-  ck_assert_double_lt(t[0], 0.45);
+  ck_assert_double_ge(t[0], 0.15 * x);
+  ck_assert_double_lt(t[0], 0.45 * x);
   for (i = 1; i < 4; i++) {
-    ck_assert_double_ge(t[i], 0.65);
-    ck_assert_double_lt(t[i], 1.2);
+    ck_assert_double_ge(t[i], 0.65 * x);
+    ck_assert_double_lt(t[i], 1.2 * x);
   }
   for (i = 0; i < 4; i++)
     close(fd[i]); /* ends a drain */
@@ -446,17 +447,17 @@ START_TEST(test_first_byte_off) {
   ntsntp_uv_ke_settings s;
   ntsntp_uv_ke *ke;
   int fd;
-  double t0;
+  double t0, x = tu_time_scale();
   ke_settings(&s, 8);
   s.first_byte_ms = 0;
-  s.ke.timeout_ms = 400;
+  s.ke.timeout_ms = (uint32_t)(400 * x);
   ke = start(&s);
   t0 = mono();
   fd = tcp_from("127.0.0.1", ntsntp_uv_ke_port(ke, 0));
-  while (!closed(fd) && mono() - t0 < 2)
+  while (!closed(fd) && mono() - t0 < 2 * x)
     sleep_ms(5);
-  ck_assert_double_ge(mono() - t0, 0.35);
-  ck_assert_double_lt(mono() - t0, 0.8);
+  ck_assert_double_ge(mono() - t0, 0.35 * x);
+  ck_assert_double_lt(mono() - t0, 0.8 * x);
   WAIT_STAT(ke, first_byte_timeouts, 1);
   stop(ke);
   close(fd);
