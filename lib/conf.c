@@ -44,6 +44,8 @@ static const ntsntp_conf_opt *find_flag(const ntsntp_conf_opt *opts, size_t n,
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
   va_list ap;
+  if (err == NULL || errlen == 0)
+    return NTSNTP_ERR_BAD_CONFIG;
   va_start(ap, fmt);
   vsnprintf(err, errlen, fmt, ap);
   va_end(ap);

@@ -15,6 +15,7 @@
 #include "ntsntp/privsep.h"
 #include "ntsntp/server.h"
 #include "ntsntp/service.h"
+#include "ntsntp/service_conf.h"
 #include "ntsntp/sync.h"
 #include "ntsntp/upstream.h"
 #include "ntsntp/uv.h"
@@ -127,6 +128,81 @@ START_TEST(test_unfilled_refused) {
 }
 END_TEST
 
+/* A start refused for a NULL argument names it, and a NULL errbuf (even
+ * with a length) is never written. */
+#define NAMES_NULL(call_err, call_noerr, what)                                 \
+  do {                                                                         \
+    char e_[256] = "";                                                         \
+    char *err = e_;                                                            \
+    size_t errlen = sizeof(e_);                                                \
+    ck_assert_int_eq((call_err), NTSNTP_ERR_INVALID_ARG);                      \
+    ck_assert_msg(strstr(e_, (what)) != NULL, "'%s' does not say '%s'", e_,   \
+                  (what));                                                     \
+    err = NULL;                                                                \
+    ck_assert_int_eq((call_noerr), NTSNTP_ERR_INVALID_ARG);                    \
+  } while (0)
+
+static void ke_query_cb(void *user, const ntsntp_uv_ke_outcome *o) {
+  (void)user;
+  (void)o;
+}
+
+START_TEST(test_null_arguments_named) {
+  uv_loop_t loop;
+  ntsntp_uv_ke_settings ke;
+  ntsntp_uv_ke_query_settings kq;
+  ntsntp_uv_ntp_query_settings nq;
+  ntsntp_uv_refclock_settings rc;
+  ntsntp_uv_upstream_settings up;
+  ntsntp_privsep_settings ps;
+  ntsntp_uv_ke *k;
+  ntsntp_uv_refclock *r;
+  ntsntp_uv_upstream *u;
+  char *argv[] = {"ntsd", NULL};
+
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  ntsntp_uv_ke_settings_default(&ke);
+  ntsntp_uv_ke_query_settings_default(&kq);
+  kq.host = "localhost";
+  ntsntp_uv_ntp_query_settings_default(&nq);
+  nq.host = "localhost";
+  ntsntp_uv_refclock_settings_default(&rc);
+  ntsntp_uv_upstream_settings_default(&up);
+  ntsntp_privsep_settings_default(&ps);
+
+  NAMES_NULL(ntsntp_uv_ke_start(NULL, &ke, &k, err, errlen),
+             ntsntp_uv_ke_start(NULL, &ke, &k, err, 64), "loop is NULL");
+  NAMES_NULL(ntsntp_uv_ke_start(&loop, &ke, NULL, err, errlen),
+             ntsntp_uv_ke_start(&loop, &ke, NULL, err, 64), "out is NULL");
+  NAMES_NULL(ntsntp_uv_ke_query_start(NULL, &kq, ke_query_cb,
+                                      NULL, NULL, err, errlen),
+             ntsntp_uv_ke_query_start(NULL, &kq, ke_query_cb,
+                                      NULL, NULL, err, 64),
+             "loop is NULL");
+  NAMES_NULL(ntsntp_uv_ke_query_start(&loop, &kq, NULL, NULL, NULL, err, errlen),
+             ntsntp_uv_ke_query_start(&loop, &kq, NULL, NULL, NULL, err, 64),
+             "callback is NULL");
+  NAMES_NULL(ntsntp_uv_ntp_query_start(&loop, &nq, NULL, NULL, NULL, err, errlen),
+             ntsntp_uv_ntp_query_start(&loop, &nq, NULL, NULL, NULL, err, 64),
+             "callback is NULL");
+  NAMES_NULL(ntsntp_uv_refclock_start(&loop, &rc, &r, err, errlen),
+             ntsntp_uv_refclock_start(&loop, &rc, &r, err, 64),
+             "settings.sync is NULL");
+  NAMES_NULL(ntsntp_uv_upstream_start(&loop, &up, &u, err, errlen),
+             ntsntp_uv_upstream_start(&loop, &up, &u, err, 64),
+             "settings.server is NULL");
+  NAMES_NULL(ntsntp_uv_upstream_start(&loop, &up, NULL, err, errlen),
+             ntsntp_uv_upstream_start(&loop, &up, NULL, err, 64),
+             "out is NULL");
+  NAMES_NULL(ntsntp_privsep_start(&ps, NULL, err, errlen),
+             ntsntp_privsep_start(&ps, NULL, err, 64), "out is NULL");
+  NAMES_NULL(ntsntp_uv_service_conf_load(NULL, 1, argv, "ntsd", "1", err, errlen),
+             ntsntp_uv_service_conf_load(NULL, 1, argv, "ntsd", "1", err, 64),
+             "out is NULL");
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 /* The conversion itself, on a struct that grew: version 1 had a and b,
  * version 2 added c. */
 typedef struct grown {
@@ -201,6 +277,7 @@ static Suite *settings_suite(void) {
   tcase_add_test(tc, test_defaults_stamp_version);
   tcase_add_test(tc, test_ratelimit_service_defaults);
   tcase_add_test(tc, test_unfilled_refused);
+  tcase_add_test(tc, test_null_arguments_named);
   tcase_add_test(tc, test_old_version_converted);
   suite_add_tcase(s, tc);
   return s;

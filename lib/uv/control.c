@@ -350,7 +350,7 @@ static int clear_stale(ntsntp_uv_ctl *c, const struct sockaddr_un *sa,
   if (lstat(c->path, &st) < 0)
     return 0;
   if (!S_ISSOCK(st.st_mode)) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "control socket path %s exists and is not a "
              "socket; remove it or set CONTROL_SOCKET to another path",
              c->path);
@@ -363,7 +363,7 @@ static int clear_stale(ntsntp_uv_ctl *c, const struct sockaddr_un *sa,
   err = errno;
   close(fd);
   if (rv == 0) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "another ntsd is already answering on %s; stop "
              "it, or give this one another STATE_DIR or CONTROL_SOCKET",
              c->path);
@@ -381,7 +381,7 @@ static int clear_stale(ntsntp_uv_ctl *c, const struct sockaddr_un *sa,
   }
   errno = err;
 io:
-  snprintf(errbuf, errlen, "cannot check existing control socket %s: %s",
+  ntsntp__errf(errbuf, errlen, "cannot check existing control socket %s: %s",
            c->path, strerror(errno));
   return NTSNTP_ERR_IO;
 }
@@ -394,7 +394,7 @@ static int start_socket(ntsntp_uv_ctl *c, const char *path, char *errbuf,
   mode_t old_mask;
   int fd, rv;
   if (strlen(path) >= sizeof(sa.sun_path)) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "control socket path %s is too long (at most "
              "%zu bytes); set CONTROL_SOCKET to a shorter path",
              path, sizeof(sa.sun_path) - 1);
@@ -437,7 +437,7 @@ static int start_socket(ntsntp_uv_ctl *c, const char *path, char *errbuf,
     goto fail_fd;
   if (!S_ISSOCK(st.st_mode)) {
     close(fd);
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "control socket %s was replaced by %s right after it was "
              "created: another user writes to its directory; fix: make the "
              "directory writable by root and NTSD_USER only",
@@ -466,7 +466,7 @@ fail_fd:
   close(fd);
   errno = rv;
 fail:
-  snprintf(errbuf, errlen,
+  ntsntp__errf(errbuf, errlen,
            "cannot create control socket %s (%s): %s; fix: "
            "make its directory writable, set CONTROL_SOCKET to another path, "
            "or CONTROL_SOCKET=none to go without",
@@ -512,7 +512,7 @@ static int start_metrics(ntsntp_uv_ctl *c, const char *listen, char *errbuf,
   struct sockaddr_storage ss;
   int rv, len = sizeof(ss);
   if (parse_hostport(listen, &ss) < 0) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "METRICS_LISTEN \"%s\" is not a numeric "
              "address:port (e.g. 127.0.0.1:9123 or [::1]:9123)",
              listen);
@@ -528,7 +528,7 @@ static int start_metrics(ntsntp_uv_ctl *c, const char *listen, char *errbuf,
   if (rv == 0)
     rv = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len);
   if (rv < 0) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "cannot listen for metrics on %s: %s; fix "
              "METRICS_LISTEN or leave it empty",
              listen, uv_strerror(rv));
@@ -562,14 +562,14 @@ int ntsntp_uv_ctl_start(uv_loop_t *loop, const ntsntp_uv_ctl_settings *s,
   }
   NTSNTP__SETTINGS_GET(s, latest, uv_ctl, errbuf, errlen);
   if (!loop || !out || !s->provider.stats || !s->provider.tracking) {
-    snprintf(errbuf, errlen, "control: missing loop, settings or provider");
+    ntsntp__errf(errbuf, errlen, "control: missing loop, settings or provider");
     return NTSNTP_ERR_INVALID_ARG;
   }
   sock = s->socket_path;
   metrics = s->metrics_listen;
   c = ntsntp__calloc(1, sizeof(*c));
   if (!c) {
-    snprintf(errbuf, errlen, "control: out of memory");
+    ntsntp__errf(errbuf, errlen, "control: out of memory");
     return NTSNTP_ERR_NOMEM;
   }
   c->s = *s;

@@ -583,7 +583,7 @@ int ntsntp_privsep_start(const ntsntp_privsep_settings *s,
   NTSNTP__SETTINGS_GET(s, latest, privsep, errbuf, errlen);
   if (!out || s->n_files > MAX_FILES || (s->n_files && !s->files)) {
     ntsntp__errf(errbuf, errlen, "privileged helper: %s",
-                 !out ? "settings and out are required"
+                 !out ? "out is NULL"
                  : s->n_files > MAX_FILES
                      ? "too many files for the helper to open"
                      : "n_files without files");

@@ -496,7 +496,8 @@ int ntsntp_uv_ke_query_start(uv_loop_t *loop,
       (s->family != AF_UNSPEC && s->family != AF_INET &&
        s->family != AF_INET6)) {
     ntsntp__errf(errbuf, errlen, "NTS-KE query: %s",
-                 !loop || !cb ? "loop, settings and callback are required"
+                 !loop ? "loop is NULL"
+                 : !cb ? "callback is NULL"
                  : !s->host || !s->host[0] ||
                          strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN
                      ? "host missing or longer than 255 characters"
@@ -1116,7 +1117,8 @@ int ntsntp_uv_ntp_query_start(uv_loop_t *loop,
       (s->family != AF_UNSPEC && s->family != AF_INET &&
        s->family != AF_INET6)) {
     ntsntp__errf(errbuf, errlen, "NTP query: %s",
-                 !loop || !cb ? "loop, settings and callback are required"
+                 !loop ? "loop is NULL"
+                 : !cb ? "callback is NULL"
                  : !s->addr && (!s->host || !s->host[0])
                      ? "neither host nor addr; fix: set one"
                  : s->host && strlen(s->host) > NTSNTP_KE_MAX_SERVER_LEN

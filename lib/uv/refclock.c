@@ -358,7 +358,7 @@ static int open_sock(rclock *c, char *errbuf, size_t errlen) {
   mode_t old;
   int rv;
   if (strlen(cf->param) >= sizeof(sa.sun_path)) {
-    snprintf(errbuf, errlen, "REFCLOCKS %s: socket path %s is too long",
+    ntsntp__errf(errbuf, errlen, "REFCLOCKS %s: socket path %s is too long",
              cf->name, cf->param);
     return NTSNTP_ERR_BAD_CONFIG;
   }
@@ -367,7 +367,7 @@ static int open_sock(rclock *c, char *errbuf, size_t errlen) {
   strcpy(sa.sun_path, cf->param);
   if (lstat(cf->param, &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
-      snprintf(errbuf, errlen,
+      ntsntp__errf(errbuf, errlen,
                "REFCLOCKS %s: %s exists and is not a socket (%s); fix: "
                "remove it or choose another path",
                cf->name, cf->param,
@@ -389,7 +389,7 @@ static int open_sock(rclock *c, char *errbuf, size_t errlen) {
     goto fail;
   c->own_path = 1;
   if (lstat(cf->param, &st) < 0 || !S_ISSOCK(st.st_mode)) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "REFCLOCKS %s: %s was replaced right after it was created: "
              "another user writes to its directory; fix: use a directory "
              "only root can write to",
@@ -401,7 +401,7 @@ static int open_sock(rclock *c, char *errbuf, size_t errlen) {
   c->ino = st.st_ino;
   return 0;
 fail:
-  snprintf(errbuf, errlen,
+  ntsntp__errf(errbuf, errlen,
            "REFCLOCKS %s: cannot create socket %s: %s; fix: create its "
            "directory (writable by root only) or choose another path",
            cf->name, cf->param, strerror(errno));
@@ -414,7 +414,7 @@ static int open_shm(rclock *c, char *errbuf, size_t errlen) {
   void *p;
   int id = shmget(key, sizeof(ntsntp_refclock_shm), IPC_CREAT | (int)cf->perm);
   if (id < 0) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "REFCLOCKS %s: cannot get SHM segment 0x%08x (unit %u): %s; "
              "fix: %s",
              cf->name, (unsigned)key, cf->unit, strerror(errno),
@@ -426,7 +426,7 @@ static int open_shm(rclock *c, char *errbuf, size_t errlen) {
   }
   p = shmat(id, NULL, 0);
   if (p == (void *)-1) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "REFCLOCKS %s: cannot attach SHM segment 0x%08x: %s; fix: check "
              "its owner and mode (ipcs -m)",
              cf->name, (unsigned)key, strerror(errno));
@@ -443,7 +443,7 @@ static int open_dev(rclock *c, int flags, char *errbuf, size_t errlen) {
   struct stat st;
   c->fd = open(cf->param, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (c->fd < 0) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "REFCLOCKS %s: cannot open %s: %s; fix: %s", cf->name,
              cf->param, strerror(errno),
              errno == ENOENT ? "check the device path (ls /dev/pps* "
@@ -453,7 +453,7 @@ static int open_dev(rclock *c, int flags, char *errbuf, size_t errlen) {
     return NTSNTP_ERR_IO;
   }
   if (fstat(c->fd, &st) < 0 || !S_ISCHR(st.st_mode)) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "REFCLOCKS %s: %s is not a character device; fix: give the "
              "%s device",
              cf->name, cf->param,
@@ -473,14 +473,14 @@ static int open_pps(rclock *c, char *errbuf, size_t errlen) {
   if (rv)
     return rv;
   if (ioctl(c->fd, PPS_GETCAP, &caps) < 0) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "REFCLOCKS %s: %s is not an RFC 2783 PPS device (%s); fix: "
              "give /dev/ppsN",
              cf->name, cf->param, strerror(errno));
     return NTSNTP_ERR_IO;
   }
   if (!(caps & edge)) {
-    snprintf(errbuf, errlen,
+    ntsntp__errf(errbuf, errlen,
              "REFCLOCKS %s: %s cannot capture the %s edge; fix: %s",
              cf->name, cf->param, cf->pps_clear ? "clear" : "assert",
              cf->pps_clear ? "remove :clear" : "add :clear");
@@ -600,16 +600,17 @@ int ntsntp_uv_refclock_start(uv_loop_t *loop,
   NTSNTP__SETTINGS_GET(s, latest, uv_refclock, errbuf, errlen);
   if (!loop || !out || !s->sync || s->n > NTSNTP_REFCLOCK_MAX ||
       (s->n && !s->confs)) {
-    snprintf(errbuf, errlen, "reference clocks: %s",
-             !loop || !out || !s->sync
-                 ? "loop, settings, out and sync are required"
+    ntsntp__errf(errbuf, errlen, "reference clocks: %s",
+             !loop  ? "loop is NULL"
+             : !out ? "out is NULL"
+             : !s->sync ? "settings.sync is NULL; fix: the sync core to feed"
              : s->n > NTSNTP_REFCLOCK_MAX ? "too many reference clocks"
                                           : "n without confs");
     return NTSNTP_ERR_INVALID_ARG;
   }
   r = ntsntp__calloc(1, sizeof(*r));
   if (!r) {
-    snprintf(errbuf, errlen, "reference clocks: out of memory");
+    ntsntp__errf(errbuf, errlen, "reference clocks: out of memory");
     return NTSNTP_ERR_NOMEM;
   }
   r->s = *s;
@@ -638,7 +639,7 @@ int ntsntp_uv_refclock_start(uv_loop_t *loop,
     idx = ntsntp_sync_add_refclock(s->sync, c->core.conf.name,
                                    c->core.conf.refid, &sc, now);
     if (idx < 0) {
-      snprintf(errbuf, errlen,
+      ntsntp__errf(errbuf, errlen,
                "REFCLOCKS %s: NTP_SERVERS and REFCLOCKS have more than %d "
                "sources; fix: remove some",
                c->core.conf.name, NTSNTP_SYNC_MAX_SOURCES);

@@ -117,9 +117,10 @@ static int make_state_dir(const ntsntp_uv_service *svc, const char *hint,
   if (mkdir(svc->s.state_dir, 0750) == 0 || errno == EEXIST)
     return 0;
   if (errbuf)
-    snprintf(errbuf, errlen, "cannot create STATE_DIR %s: %s; fix: create it "
-             "or point STATE_DIR at a writable directory%s",
-             svc->s.state_dir, strerror(errno), hint);
+    ntsntp__errf(errbuf, errlen,
+                 "cannot create STATE_DIR %s: %s; fix: create it "
+                 "or point STATE_DIR at a writable directory%s",
+                 svc->s.state_dir, strerror(errno), hint);
   return NTSNTP_ERR_IO;
 }
 
@@ -190,7 +191,7 @@ static int read_secret(ntsntp_uv_service *svc, const char *path,
   /* Never blocks on a FIFO; links are followed (see above). */
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0 || fstat(fd, &st) < 0) {
-    snprintf(errbuf, errlen, "cannot read NTS_KEY_SECRET_FILE %s: %s (ntsd "
+    ntsntp__errf(errbuf, errlen, "cannot read NTS_KEY_SECRET_FILE %s: %s (ntsd "
              "runs as uid %u); fix: check the path and its permissions",
              path, strerror(errno), (unsigned)geteuid());
     if (fd >= 0)
@@ -199,14 +200,16 @@ static int read_secret(ntsntp_uv_service *svc, const char *path,
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    snprintf(errbuf, errlen, "NTS_KEY_SECRET_FILE %s is not a regular file; "
-             "fix: point it at a file of at least 32 random bytes", path);
+    ntsntp__errf(errbuf, errlen,
+                 "NTS_KEY_SECRET_FILE %s is not a regular file; "
+                 "fix: point it at a file of at least 32 random bytes",
+                 path);
     return NTSNTP_ERR_BAD_CONFIG;
   }
   n = read(fd, buf, *len);
   close(fd);
   if (n < 32) {
-    snprintf(errbuf, errlen, "NTS_KEY_SECRET_FILE %s holds %zd bytes; fix: "
+    ntsntp__errf(errbuf, errlen, "NTS_KEY_SECRET_FILE %s holds %zd bytes; fix: "
              "it needs at least 32 random bytes, e.g. head -c 32 "
              "/dev/urandom > %s",
              path, n < 0 ? (ssize_t)0 : n, path);
@@ -247,7 +250,7 @@ static int secret_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
     rv = ntsntp_keyring_new(rings[i], &ks, now_unix(), NULL, 0);
     ntsntp_secure_clear(secret, sizeof(secret));
     if (rv)
-      snprintf(errbuf, errlen, "cannot derive NTS keys from %s: %s",
+      ntsntp__errf(errbuf, errlen, "cannot derive NTS keys from %s: %s",
                files[i], ntsntp_strerror(rv));
   }
   if (rv == 0) {
@@ -266,7 +269,8 @@ static int load_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
   ks.rotate_interval = svc->s.rotate_interval;
   rv = ntsntp_keyring_new(&svc->keyring, &ks, now_unix(), NULL, 0);
   if (rv) {
-    snprintf(errbuf, errlen, "cannot create NTS keys: %s", ntsntp_strerror(rv));
+    ntsntp__errf(errbuf, errlen, "cannot create NTS keys: %s",
+                 ntsntp_strerror(rv));
     return rv;
   }
   rv = ntsntp_keyfile_load(svc->keyring, svc->keyfile, now_unix(), err,
@@ -280,7 +284,7 @@ static int load_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
          "new cookies by NTS-KE)",
          err);
   } else if (rv < 0) {
-    snprintf(errbuf, errlen, "%s", err);
+    ntsntp__errf(errbuf, errlen, "%s", err);
     return rv;
   } else {
     if (err[0])
@@ -317,7 +321,7 @@ static int split_pairs(const ntsntp_uv_service_settings *s,
   int nk = split_list(s->key, buf[1], sizeof(buf[1]), keys,
                       NTSNTP_KE_MAX_CERTS);
   if (nc < 1 || nk < 1 || nc != nk) {
-    snprintf(errbuf, errlen, "NTS_CERT and NTS_KEY must list the same "
+    ntsntp__errf(errbuf, errlen, "NTS_CERT and NTS_KEY must list the same "
              "number of files (1 to %d, comma-separated: the first key "
              "belongs to the first certificate, and so on); they list %d "
              "and %d",
@@ -893,7 +897,7 @@ static int prepare_refclocks(ntsntp_uv_service *svc, char *errbuf,
     } else if (svc->n_up_servers < max) {
       svc->up_servers[svc->n_up_servers++] = s->servers[i];
     } else {
-      snprintf(errbuf, errlen, "NTP_SERVERS has %zu servers; at most %d",
+      ntsntp__errf(errbuf, errlen, "NTP_SERVERS has %zu servers; at most %d",
                s->n_servers, NTSNTP_SYNC_MAX_SOURCES);
       return NTSNTP_ERR_BAD_CONFIG;
     }
@@ -1070,24 +1074,24 @@ static int check_settings(const ntsntp_uv_service_settings *s, char *errbuf,
                           size_t errlen) {
   int cert = s->cert && *s->cert, key = s->key && *s->key;
   if (cert != key) {
-    snprintf(errbuf, errlen, "NTS_CERT and NTS_KEY must be set together "
+    ntsntp__errf(errbuf, errlen, "NTS_CERT and NTS_KEY must be set together "
              "(certificate chain and its private key)");
     return NTSNTP_ERR_BAD_CONFIG;
   }
   if (s->role == NTSNTP_ROLE_KE && !cert) {
-    snprintf(errbuf, errlen, "NTS_ROLE=ke serves only NTS-KE; fix: set "
+    ntsntp__errf(errbuf, errlen, "NTS_ROLE=ke serves only NTS-KE; fix: set "
              "NTS_CERT and NTS_KEY");
     return NTSNTP_ERR_BAD_CONFIG;
   }
   if (s->role == NTSNTP_ROLE_KE &&
       (!s->ntp_server_name || !*s->ntp_server_name)) {
-    snprintf(errbuf, errlen, "NTS_ROLE=ke sends clients to another NTP "
+    ntsntp__errf(errbuf, errlen, "NTS_ROLE=ke sends clients to another NTP "
              "server; fix: set NTS_NTP_SERVER to its name or address");
     return NTSNTP_ERR_BAD_CONFIG;
   }
   if (s->role != NTSNTP_ROLE_ALL &&
       (!s->key_secret_file || !*s->key_secret_file)) {
-    snprintf(errbuf, errlen, "NTS_ROLE=%s needs the fleet's shared cookie "
+    ntsntp__errf(errbuf, errlen, "NTS_ROLE=%s needs the fleet's shared cookie "
              "keys; fix: set NTS_KEY_SECRET_FILE on every instance",
              s->role == NTSNTP_ROLE_KE ? "ke" : "ntp");
     return NTSNTP_ERR_BAD_CONFIG;
@@ -1115,7 +1119,7 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
   want_keys = want_ke || (s->key_secret_file && *s->key_secret_file);
   svc = ntsntp__calloc(1, sizeof(*svc));
   if (!svc) {
-    snprintf(errbuf, errlen, "service: out of memory");
+    ntsntp__errf(errbuf, errlen, "service: out of memory");
     return NTSNTP_ERR_NOMEM;
   }
   svc->s = *s;
@@ -1158,7 +1162,7 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
       snprintf(hw_buf, sizeof(hw_buf), "%s", s->hwtimestamp);
       k = ntsntp_conf_split(hw_buf, hw_names, 8);
       if (k <= 0) {
-        snprintf(errbuf, errlen, "HWTIMESTAMP must be interface names "
+        ntsntp__errf(errbuf, errlen, "HWTIMESTAMP must be interface names "
                  "separated by commas, without spaces (at most 8)");
         rv = NTSNTP_ERR_BAD_CONFIG;
         goto fail;

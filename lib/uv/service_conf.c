@@ -186,8 +186,12 @@ int ntsntp_uv_service_conf_load(ntsntp_uv_service_conf **out, int argc,
   int rv;
   ntsntp__errf(errbuf, errlen, "%s", "");
   if (!out || argc < 0 || (argc && !argv) || !prog || !version) {
-    ntsntp__errf(errbuf, errlen, "configuration: out, argv, prog and version "
-                 "are required");
+    ntsntp__errf(errbuf, errlen, "configuration: %s",
+                 !out                 ? "out is NULL"
+                 : argc < 0           ? "argc is negative"
+                 : argc && !argv      ? "argv is NULL"
+                 : !prog              ? "prog is NULL"
+                                      : "version is NULL");
     return NTSNTP_ERR_INVALID_ARG;
   }
   *out = NULL;

@@ -223,7 +223,7 @@ static int parse_item(up_entry *e, const char *item, char *errbuf,
     snprintf(e->name + hlen, sizeof(e->name) - hlen, ":%lu", port);
   return 0;
 bad:
-  snprintf(errbuf, errlen,
+  ntsntp__errf(errbuf, errlen,
            "NTP_SERVERS item \"%.200s\" is not a server; fix: use HOST, "
            "HOST:PORT, [IPv6]:PORT, nts://HOST[:NTS-KE-PORT] for NTS, "
            "pool://NAME[:PORT] or pool+nts://NAME[:NTS-KE-PORT] for a pool, "
@@ -1094,12 +1094,12 @@ static int check_list(const ntsntp_uv_upstream_settings *s, up_entry *tmp,
   size_t i;
   int rv;
   if (s->n_servers > MAX_ENTRIES) {
-    snprintf(errbuf, errlen, "NTP_SERVERS has %zu items; at most %d",
+    ntsntp__errf(errbuf, errlen, "NTP_SERVERS has %zu items; at most %d",
              s->n_servers, MAX_ENTRIES);
     return NTSNTP_ERR_BAD_CONFIG;
   }
   if (s->maxsources < 1 || s->maxsources > NTSNTP_SYNC_MAX_SOURCES) {
-    snprintf(errbuf, errlen, "MAXSOURCES is %u; fix: 1 to %d",
+    ntsntp__errf(errbuf, errlen, "MAXSOURCES is %u; fix: 1 to %d",
              s->maxsources, NTSNTP_SYNC_MAX_SOURCES);
     return NTSNTP_ERR_BAD_CONFIG;
   }
@@ -1319,15 +1319,17 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
   NTSNTP__SETTINGS_GET(s, latest, uv_upstream, errbuf, errlen);
   if (!loop || !out || !s->server ||
       (s->n_servers == 0 && s->n_refclocks == 0)) {
-    snprintf(errbuf, errlen, "upstream: %s",
-             !loop || !out || !s->server
-                 ? "loop, settings, out and server are required"
+    ntsntp__errf(errbuf, errlen, "upstream: %s",
+             !loop  ? "loop is NULL"
+             : !out ? "out is NULL"
+             : !s->server ? "settings.server is NULL; fix: the NTP server "
+                            "whose clock the upstreams set"
                  : "no servers and no reference clocks to follow");
     return NTSNTP_ERR_INVALID_ARG;
   }
   up = ntsntp__calloc(1, sizeof(*up));
   if (!up) {
-    snprintf(errbuf, errlen, "upstream: out of memory");
+    ntsntp__errf(errbuf, errlen, "upstream: out of memory");
     return NTSNTP_ERR_NOMEM;
   }
   tmp = up->tmp;
