@@ -420,11 +420,12 @@ int ntsntp_nts_client_request_keys(ntsntp_nts_client *c, uint64_t now_ms,
 }
 
 /* A cookie that never reached the wire links nothing: it goes back to
- * the front of the jar, to be the next one spent. */
+ * the front of the jar, to be the next one spent (unless the keys it
+ * belongs to were replaced since: sent_len 0). */
 int ntsntp_nts_client_request_unsent(ntsntp_nts_client *c) {
-  if (c->outstanding == OUT_NONE || c->sent_len == 0)
+  if (c->outstanding == OUT_NONE)
     return NTSNTP_ERR_STATE;
-  if (c->ncookies < JAR) {
+  if (c->sent_len && c->ncookies < JAR) {
     memmove(c->cookies[1], c->cookies[0], c->ncookies * sizeof(c->cookies[0]));
     memmove(c->cookie_len + 1, c->cookie_len,
             c->ncookies * sizeof(c->cookie_len[0]));

@@ -636,13 +636,19 @@ START_TEST(test_request_unsent) {
   ck_assert_int_eq(m, n);
   ck_assert_int_eq(exchange_sent(c, ntp_srv, again, (size_t)m, &sample), 0);
   ck_assert_int_eq(sample.authenticated, 1);
-  /* New keys while a request is out: its cookie is not theirs. */
+  /* New keys while a request is out: its cookie is not theirs and is
+   * dropped, but the request is over. */
   ck_assert_int_eq(ntsntp_nts_client_request_keys(c, 50, &rk), 0);
   memcpy(first, rk.cookie, rk.cookie_len);
   ck_assert_int_eq(ntsntp_nts_client_ke_result(c, 60, &r), 0);
+  ck_assert_int_eq(ntsntp_nts_client_request_unsent(c), 0);
   ck_assert_int_eq(ntsntp_nts_client_request_unsent(c), NTSNTP_ERR_STATE);
   ntsntp_nts_client_get_info(c, &info);
   ck_assert_uint_eq(info.cookies, 8);
+  ck_assert_uint_eq(ntsntp_nts_client_want(c, 70), NTSNTP_NTS_WANT_NTP);
+  ck_assert_int_eq(ntsntp_nts_client_request_keys(c, 70, &rk), 0);
+  ck_assert_mem_eq(rk.cookie, r.cookies[0], r.cookie_len[0]); /* new jar */
+  ck_assert_mem_ne(rk.cookie, first, rk.cookie_len);
   ntsntp_ke_result_clear(&r);
   ntsntp_nts_client_del(c);
 }

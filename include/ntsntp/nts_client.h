@@ -272,9 +272,9 @@ ntsntp_nts_client_request_done(ntsntp_nts_client *c, int status,
  * The outstanding request (of ntsntp_nts_client_request or _request_keys)
  * never left this host: the send failed, or the query failed before it
  * sent anything (an outcome with no requests).  Its cookie, never seen on
- * the wire, goes back into the jar as the next one to spend; the request
- * is over and is not counted.  Returns 0, or STATE (no request
- * outstanding, or new keys came since).
+ * the wire, goes back into the jar as the next one to spend (dropped
+ * instead if new keys came since); the request is over and is not
+ * counted.  Returns 0, or STATE (no request outstanding).
  *
  * version-added: 1.0.0
  */
