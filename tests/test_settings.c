@@ -136,7 +136,7 @@ END_TEST
     char *err = e_;                                                            \
     size_t errlen = sizeof(e_);                                                \
     ck_assert_int_eq((call_err), NTSNTP_ERR_INVALID_ARG);                      \
-    ck_assert_msg(strstr(e_, (what)) != NULL, "'%s' does not say '%s'", e_,   \
+    ck_assert_msg(strstr(e_, (what)) != NULL, "'%s' does not say '%s'", e_,    \
                   (what));                                                     \
     err = NULL;                                                                \
     ck_assert_int_eq((call_noerr), NTSNTP_ERR_INVALID_ARG);                    \
@@ -174,17 +174,18 @@ START_TEST(test_null_arguments_named) {
              ntsntp_uv_ke_start(NULL, &ke, &k, err, 64), "loop is NULL");
   NAMES_NULL(ntsntp_uv_ke_start(&loop, &ke, NULL, err, errlen),
              ntsntp_uv_ke_start(&loop, &ke, NULL, err, 64), "out is NULL");
-  NAMES_NULL(ntsntp_uv_ke_query_start(NULL, &kq, ke_query_cb,
-                                      NULL, NULL, err, errlen),
-             ntsntp_uv_ke_query_start(NULL, &kq, ke_query_cb,
-                                      NULL, NULL, err, 64),
-             "loop is NULL");
-  NAMES_NULL(ntsntp_uv_ke_query_start(&loop, &kq, NULL, NULL, NULL, err, errlen),
-             ntsntp_uv_ke_query_start(&loop, &kq, NULL, NULL, NULL, err, 64),
-             "callback is NULL");
-  NAMES_NULL(ntsntp_uv_ntp_query_start(&loop, &nq, NULL, NULL, NULL, err, errlen),
-             ntsntp_uv_ntp_query_start(&loop, &nq, NULL, NULL, NULL, err, 64),
-             "callback is NULL");
+  NAMES_NULL(
+      ntsntp_uv_ke_query_start(NULL, &kq, ke_query_cb, NULL, NULL, err, errlen),
+      ntsntp_uv_ke_query_start(NULL, &kq, ke_query_cb, NULL, NULL, err, 64),
+      "loop is NULL");
+  NAMES_NULL(
+      ntsntp_uv_ke_query_start(&loop, &kq, NULL, NULL, NULL, err, errlen),
+      ntsntp_uv_ke_query_start(&loop, &kq, NULL, NULL, NULL, err, 64),
+      "callback is NULL");
+  NAMES_NULL(
+      ntsntp_uv_ntp_query_start(&loop, &nq, NULL, NULL, NULL, err, errlen),
+      ntsntp_uv_ntp_query_start(&loop, &nq, NULL, NULL, NULL, err, 64),
+      "callback is NULL");
   NAMES_NULL(ntsntp_uv_refclock_start(&loop, &rc, &r, err, errlen),
              ntsntp_uv_refclock_start(&loop, &rc, &r, err, 64),
              "settings.sync is NULL");
@@ -196,9 +197,10 @@ START_TEST(test_null_arguments_named) {
              "out is NULL");
   NAMES_NULL(ntsntp_privsep_start(&ps, NULL, err, errlen),
              ntsntp_privsep_start(&ps, NULL, err, 64), "out is NULL");
-  NAMES_NULL(ntsntp_uv_service_conf_load(NULL, 1, argv, "ntsd", "1", err, errlen),
-             ntsntp_uv_service_conf_load(NULL, 1, argv, "ntsd", "1", err, 64),
-             "out is NULL");
+  NAMES_NULL(
+      ntsntp_uv_service_conf_load(NULL, 1, argv, "ntsd", "1", err, errlen),
+      ntsntp_uv_service_conf_load(NULL, 1, argv, "ntsd", "1", err, 64),
+      "out is NULL");
   ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST

@@ -214,9 +214,8 @@ static int closed(int fd) {
         break;                                                                 \
       sleep_ms(5);                                                             \
     }                                                                          \
-    ck_assert_msg(st_.field == (uint64_t)(want), #field " is %llu, not %llu", \
-                  (unsigned long long)st_.field,                               \
-                  (unsigned long long)(want));                                 \
+    ck_assert_msg(st_.field == (uint64_t)(want), #field " is %llu, not %llu",  \
+                  (unsigned long long)st_.field, (unsigned long long)(want));  \
   } while (0)
 
 /* ---- uv_accept failures ---- */

@@ -351,9 +351,9 @@ static int clear_stale(ntsntp_uv_ctl *c, const struct sockaddr_un *sa,
     return 0;
   if (!S_ISSOCK(st.st_mode)) {
     ntsntp__errf(errbuf, errlen,
-             "control socket path %s exists and is not a "
-             "socket; remove it or set CONTROL_SOCKET to another path",
-             c->path);
+                 "control socket path %s exists and is not a "
+                 "socket; remove it or set CONTROL_SOCKET to another path",
+                 c->path);
     return NTSNTP_ERR_STATE;
   }
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -364,9 +364,9 @@ static int clear_stale(ntsntp_uv_ctl *c, const struct sockaddr_un *sa,
   close(fd);
   if (rv == 0) {
     ntsntp__errf(errbuf, errlen,
-             "another ntsd is already answering on %s; stop "
-             "it, or give this one another STATE_DIR or CONTROL_SOCKET",
-             c->path);
+                 "another ntsd is already answering on %s; stop "
+                 "it, or give this one another STATE_DIR or CONTROL_SOCKET",
+                 c->path);
     return NTSNTP_ERR_STATE;
   }
   if (err == ECONNREFUSED) {
@@ -382,7 +382,7 @@ static int clear_stale(ntsntp_uv_ctl *c, const struct sockaddr_un *sa,
   errno = err;
 io:
   ntsntp__errf(errbuf, errlen, "cannot check existing control socket %s: %s",
-           c->path, strerror(errno));
+               c->path, strerror(errno));
   return NTSNTP_ERR_IO;
 }
 
@@ -395,9 +395,9 @@ static int start_socket(ntsntp_uv_ctl *c, const char *path, char *errbuf,
   int fd, rv;
   if (strlen(path) >= sizeof(sa.sun_path)) {
     ntsntp__errf(errbuf, errlen,
-             "control socket path %s is too long (at most "
-             "%zu bytes); set CONTROL_SOCKET to a shorter path",
-             path, sizeof(sa.sun_path) - 1);
+                 "control socket path %s is too long (at most "
+                 "%zu bytes); set CONTROL_SOCKET to a shorter path",
+                 path, sizeof(sa.sun_path) - 1);
     return NTSNTP_ERR_INVALID_ARG;
   }
   memcpy(c->path, path, strlen(path) + 1);
@@ -438,10 +438,11 @@ static int start_socket(ntsntp_uv_ctl *c, const char *path, char *errbuf,
   if (!S_ISSOCK(st.st_mode)) {
     close(fd);
     ntsntp__errf(errbuf, errlen,
-             "control socket %s was replaced by %s right after it was "
-             "created: another user writes to its directory; fix: make the "
-             "directory writable by root and NTSD_USER only",
-             path, S_ISLNK(st.st_mode) ? "a symbolic link" : "another file");
+                 "control socket %s was replaced by %s right after it was "
+                 "created: another user writes to its directory; fix: make the "
+                 "directory writable by root and NTSD_USER only",
+                 path,
+                 S_ISLNK(st.st_mode) ? "a symbolic link" : "another file");
     return NTSNTP_ERR_STATE;
   }
   c->dev = st.st_dev;
@@ -466,11 +467,12 @@ fail_fd:
   close(fd);
   errno = rv;
 fail:
-  ntsntp__errf(errbuf, errlen,
-           "cannot create control socket %s (%s): %s; fix: "
-           "make its directory writable, set CONTROL_SOCKET to another path, "
-           "or CONTROL_SOCKET=none to go without",
-           path, step, strerror(errno));
+  ntsntp__errf(
+      errbuf, errlen,
+      "cannot create control socket %s (%s): %s; fix: "
+      "make its directory writable, set CONTROL_SOCKET to another path, "
+      "or CONTROL_SOCKET=none to go without",
+      path, step, strerror(errno));
   return NTSNTP_ERR_IO;
 }
 
@@ -513,9 +515,9 @@ static int start_metrics(ntsntp_uv_ctl *c, const char *listen, char *errbuf,
   int rv, len = sizeof(ss);
   if (parse_hostport(listen, &ss) < 0) {
     ntsntp__errf(errbuf, errlen,
-             "METRICS_LISTEN \"%s\" is not a numeric "
-             "address:port (e.g. 127.0.0.1:9123 or [::1]:9123)",
-             listen);
+                 "METRICS_LISTEN \"%s\" is not a numeric "
+                 "address:port (e.g. 127.0.0.1:9123 or [::1]:9123)",
+                 listen);
     return NTSNTP_ERR_INVALID_ARG;
   }
   uv_tcp_init(c->loop, &c->tcp);
@@ -529,9 +531,9 @@ static int start_metrics(ntsntp_uv_ctl *c, const char *listen, char *errbuf,
     rv = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len);
   if (rv < 0) {
     ntsntp__errf(errbuf, errlen,
-             "cannot listen for metrics on %s: %s; fix "
-             "METRICS_LISTEN or leave it empty",
-             listen, uv_strerror(rv));
+                 "cannot listen for metrics on %s: %s; fix "
+                 "METRICS_LISTEN or leave it empty",
+                 listen, uv_strerror(rv));
     return NTSNTP_ERR_IO;
   }
   c->metrics_port =

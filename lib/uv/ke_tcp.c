@@ -784,7 +784,7 @@ int ntsntp_uv_ke_start(uv_loop_t *loop, const ntsntp_uv_ke_settings *s,
   if (!loop || !out || s->threads == 0 || s->threads > 8 ||
       s->max_connections == 0) {
     ntsntp__errf(errbuf, errlen, "NTS-KE server: %s",
-                 !loop ? "loop is NULL"
+                 !loop  ? "loop is NULL"
                  : !out ? "out is NULL"
                  : s->max_connections == 0
                      ? "max_connections is 0; fix: at least 1"

@@ -359,7 +359,7 @@ static int open_sock(rclock *c, char *errbuf, size_t errlen) {
   int rv;
   if (strlen(cf->param) >= sizeof(sa.sun_path)) {
     ntsntp__errf(errbuf, errlen, "REFCLOCKS %s: socket path %s is too long",
-             cf->name, cf->param);
+                 cf->name, cf->param);
     return NTSNTP_ERR_BAD_CONFIG;
   }
   memset(&sa, 0, sizeof(sa));
@@ -368,10 +368,10 @@ static int open_sock(rclock *c, char *errbuf, size_t errlen) {
   if (lstat(cf->param, &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       ntsntp__errf(errbuf, errlen,
-               "REFCLOCKS %s: %s exists and is not a socket (%s); fix: "
-               "remove it or choose another path",
-               cf->name, cf->param,
-               S_ISLNK(st.st_mode) ? "a symbolic link" : "another file");
+                   "REFCLOCKS %s: %s exists and is not a socket (%s); fix: "
+                   "remove it or choose another path",
+                   cf->name, cf->param,
+                   S_ISLNK(st.st_mode) ? "a symbolic link" : "another file");
       return NTSNTP_ERR_IO;
     }
     if (unlink(cf->param) < 0 && errno != ENOENT)
@@ -390,10 +390,10 @@ static int open_sock(rclock *c, char *errbuf, size_t errlen) {
   c->own_path = 1;
   if (lstat(cf->param, &st) < 0 || !S_ISSOCK(st.st_mode)) {
     ntsntp__errf(errbuf, errlen,
-             "REFCLOCKS %s: %s was replaced right after it was created: "
-             "another user writes to its directory; fix: use a directory "
-             "only root can write to",
-             cf->name, cf->param);
+                 "REFCLOCKS %s: %s was replaced right after it was created: "
+                 "another user writes to its directory; fix: use a directory "
+                 "only root can write to",
+                 cf->name, cf->param);
     c->own_path = 0;
     return NTSNTP_ERR_IO;
   }
@@ -402,9 +402,9 @@ static int open_sock(rclock *c, char *errbuf, size_t errlen) {
   return 0;
 fail:
   ntsntp__errf(errbuf, errlen,
-           "REFCLOCKS %s: cannot create socket %s: %s; fix: create its "
-           "directory (writable by root only) or choose another path",
-           cf->name, cf->param, strerror(errno));
+               "REFCLOCKS %s: cannot create socket %s: %s; fix: create its "
+               "directory (writable by root only) or choose another path",
+               cf->name, cf->param, strerror(errno));
   return NTSNTP_ERR_IO;
 }
 
@@ -415,21 +415,23 @@ static int open_shm(rclock *c, char *errbuf, size_t errlen) {
   int id = shmget(key, sizeof(ntsntp_refclock_shm), IPC_CREAT | (int)cf->perm);
   if (id < 0) {
     ntsntp__errf(errbuf, errlen,
-             "REFCLOCKS %s: cannot get SHM segment 0x%08x (unit %u): %s; "
-             "fix: %s",
-             cf->name, (unsigned)key, cf->unit, strerror(errno),
-             errno == EINVAL ? "another program made it with another size; "
-                               "remove it (ipcrm -M KEY) or use another unit"
-                             : "run ntsd as root at start, or use another "
-                               "unit");
+                 "REFCLOCKS %s: cannot get SHM segment 0x%08x (unit %u): %s; "
+                 "fix: %s",
+                 cf->name, (unsigned)key, cf->unit, strerror(errno),
+                 errno == EINVAL
+                     ? "another program made it with another size; "
+                       "remove it (ipcrm -M KEY) or use another unit"
+                     : "run ntsd as root at start, or use another "
+                       "unit");
     return NTSNTP_ERR_IO;
   }
   p = shmat(id, NULL, 0);
   if (p == (void *)-1) {
-    ntsntp__errf(errbuf, errlen,
-             "REFCLOCKS %s: cannot attach SHM segment 0x%08x: %s; fix: check "
-             "its owner and mode (ipcs -m)",
-             cf->name, (unsigned)key, strerror(errno));
+    ntsntp__errf(
+        errbuf, errlen,
+        "REFCLOCKS %s: cannot attach SHM segment 0x%08x: %s; fix: check "
+        "its owner and mode (ipcs -m)",
+        cf->name, (unsigned)key, strerror(errno));
     return NTSNTP_ERR_IO;
   }
   c->shm = p;
@@ -443,21 +445,21 @@ static int open_dev(rclock *c, int flags, char *errbuf, size_t errlen) {
   struct stat st;
   c->fd = open(cf->param, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (c->fd < 0) {
-    ntsntp__errf(errbuf, errlen,
-             "REFCLOCKS %s: cannot open %s: %s; fix: %s", cf->name,
-             cf->param, strerror(errno),
-             errno == ENOENT ? "check the device path (ls /dev/pps* "
-                               "/dev/ptp*); in Docker pass it with devices:"
-                             : "start ntsd as root (it opens devices before "
-                               "dropping privileges)");
+    ntsntp__errf(errbuf, errlen, "REFCLOCKS %s: cannot open %s: %s; fix: %s",
+                 cf->name, cf->param, strerror(errno),
+                 errno == ENOENT
+                     ? "check the device path (ls /dev/pps* "
+                       "/dev/ptp*); in Docker pass it with devices:"
+                     : "start ntsd as root (it opens devices before "
+                       "dropping privileges)");
     return NTSNTP_ERR_IO;
   }
   if (fstat(c->fd, &st) < 0 || !S_ISCHR(st.st_mode)) {
     ntsntp__errf(errbuf, errlen,
-             "REFCLOCKS %s: %s is not a character device; fix: give the "
-             "%s device",
-             cf->name, cf->param,
-             cf->driver == NTSNTP_REFCLOCK_PPS ? "/dev/ppsN" : "/dev/ptpN");
+                 "REFCLOCKS %s: %s is not a character device; fix: give the "
+                 "%s device",
+                 cf->name, cf->param,
+                 cf->driver == NTSNTP_REFCLOCK_PPS ? "/dev/ppsN" : "/dev/ptpN");
     return NTSNTP_ERR_IO;
   }
   return 0;
@@ -474,16 +476,16 @@ static int open_pps(rclock *c, char *errbuf, size_t errlen) {
     return rv;
   if (ioctl(c->fd, PPS_GETCAP, &caps) < 0) {
     ntsntp__errf(errbuf, errlen,
-             "REFCLOCKS %s: %s is not an RFC 2783 PPS device (%s); fix: "
-             "give /dev/ppsN",
-             cf->name, cf->param, strerror(errno));
+                 "REFCLOCKS %s: %s is not an RFC 2783 PPS device (%s); fix: "
+                 "give /dev/ppsN",
+                 cf->name, cf->param, strerror(errno));
     return NTSNTP_ERR_IO;
   }
   if (!(caps & edge)) {
     ntsntp__errf(errbuf, errlen,
-             "REFCLOCKS %s: %s cannot capture the %s edge; fix: %s",
-             cf->name, cf->param, cf->pps_clear ? "clear" : "assert",
-             cf->pps_clear ? "remove :clear" : "add :clear");
+                 "REFCLOCKS %s: %s cannot capture the %s edge; fix: %s",
+                 cf->name, cf->param, cf->pps_clear ? "clear" : "assert",
+                 cf->pps_clear ? "remove :clear" : "add :clear");
     return NTSNTP_ERR_IO;
   }
   memset(&params, 0, sizeof(params));
@@ -601,11 +603,12 @@ int ntsntp_uv_refclock_start(uv_loop_t *loop,
   if (!loop || !out || !s->sync || s->n > NTSNTP_REFCLOCK_MAX ||
       (s->n && !s->confs)) {
     ntsntp__errf(errbuf, errlen, "reference clocks: %s",
-             !loop  ? "loop is NULL"
-             : !out ? "out is NULL"
-             : !s->sync ? "settings.sync is NULL; fix: the sync core to feed"
-             : s->n > NTSNTP_REFCLOCK_MAX ? "too many reference clocks"
-                                          : "n without confs");
+                 !loop  ? "loop is NULL"
+                 : !out ? "out is NULL"
+                 : !s->sync
+                     ? "settings.sync is NULL; fix: the sync core to feed"
+                 : s->n > NTSNTP_REFCLOCK_MAX ? "too many reference clocks"
+                                              : "n without confs");
     return NTSNTP_ERR_INVALID_ARG;
   }
   r = ntsntp__calloc(1, sizeof(*r));
@@ -640,9 +643,9 @@ int ntsntp_uv_refclock_start(uv_loop_t *loop,
                                    c->core.conf.refid, &sc, now);
     if (idx < 0) {
       ntsntp__errf(errbuf, errlen,
-               "REFCLOCKS %s: NTP_SERVERS and REFCLOCKS have more than %d "
-               "sources; fix: remove some",
-               c->core.conf.name, NTSNTP_SYNC_MAX_SOURCES);
+                   "REFCLOCKS %s: NTP_SERVERS and REFCLOCKS have more than %d "
+                   "sources; fix: remove some",
+                   c->core.conf.name, NTSNTP_SYNC_MAX_SOURCES);
       rv = NTSNTP_ERR_BAD_CONFIG;
       break;
     }

@@ -191,9 +191,10 @@ static int read_secret(ntsntp_uv_service *svc, const char *path,
   /* Never blocks on a FIFO; links are followed (see above). */
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0 || fstat(fd, &st) < 0) {
-    ntsntp__errf(errbuf, errlen, "cannot read NTS_KEY_SECRET_FILE %s: %s (ntsd "
-             "runs as uid %u); fix: check the path and its permissions",
-             path, strerror(errno), (unsigned)geteuid());
+    ntsntp__errf(errbuf, errlen,
+                 "cannot read NTS_KEY_SECRET_FILE %s: %s (ntsd "
+                 "runs as uid %u); fix: check the path and its permissions",
+                 path, strerror(errno), (unsigned)geteuid());
     if (fd >= 0)
       close(fd);
     return NTSNTP_ERR_IO;
@@ -209,10 +210,11 @@ static int read_secret(ntsntp_uv_service *svc, const char *path,
   n = read(fd, buf, *len);
   close(fd);
   if (n < 32) {
-    ntsntp__errf(errbuf, errlen, "NTS_KEY_SECRET_FILE %s holds %zd bytes; fix: "
-             "it needs at least 32 random bytes, e.g. head -c 32 "
-             "/dev/urandom > %s",
-             path, n < 0 ? (ssize_t)0 : n, path);
+    ntsntp__errf(errbuf, errlen,
+                 "NTS_KEY_SECRET_FILE %s holds %zd bytes; fix: "
+                 "it needs at least 32 random bytes, e.g. head -c 32 "
+                 "/dev/urandom > %s",
+                 path, n < 0 ? (ssize_t)0 : n, path);
     ntsntp_secure_clear(buf, *len);
     return NTSNTP_ERR_BAD_CONFIG;
   }
@@ -251,7 +253,7 @@ static int secret_keys(ntsntp_uv_service *svc, char *errbuf, size_t errlen) {
     ntsntp_secure_clear(secret, sizeof(secret));
     if (rv)
       ntsntp__errf(errbuf, errlen, "cannot derive NTS keys from %s: %s",
-               files[i], ntsntp_strerror(rv));
+                   files[i], ntsntp_strerror(rv));
   }
   if (rv == 0) {
     svc->secret = 1;
@@ -321,11 +323,12 @@ static int split_pairs(const ntsntp_uv_service_settings *s,
   int nk = split_list(s->key, buf[1], sizeof(buf[1]), keys,
                       NTSNTP_KE_MAX_CERTS);
   if (nc < 1 || nk < 1 || nc != nk) {
-    ntsntp__errf(errbuf, errlen, "NTS_CERT and NTS_KEY must list the same "
-             "number of files (1 to %d, comma-separated: the first key "
-             "belongs to the first certificate, and so on); they list %d "
-             "and %d",
-             NTSNTP_KE_MAX_CERTS, nc, nk);
+    ntsntp__errf(errbuf, errlen,
+                 "NTS_CERT and NTS_KEY must list the same "
+                 "number of files (1 to %d, comma-separated: the first key "
+                 "belongs to the first certificate, and so on); they list %d "
+                 "and %d",
+                 NTSNTP_KE_MAX_CERTS, nc, nk);
     return NTSNTP_ERR_BAD_CONFIG;
   }
   *n = (size_t)nc;
@@ -898,7 +901,7 @@ static int prepare_refclocks(ntsntp_uv_service *svc, char *errbuf,
       svc->up_servers[svc->n_up_servers++] = s->servers[i];
     } else {
       ntsntp__errf(errbuf, errlen, "NTP_SERVERS has %zu servers; at most %d",
-               s->n_servers, NTSNTP_SYNC_MAX_SOURCES);
+                   s->n_servers, NTSNTP_SYNC_MAX_SOURCES);
       return NTSNTP_ERR_BAD_CONFIG;
     }
   }
@@ -1074,26 +1077,30 @@ static int check_settings(const ntsntp_uv_service_settings *s, char *errbuf,
                           size_t errlen) {
   int cert = s->cert && *s->cert, key = s->key && *s->key;
   if (cert != key) {
-    ntsntp__errf(errbuf, errlen, "NTS_CERT and NTS_KEY must be set together "
-             "(certificate chain and its private key)");
+    ntsntp__errf(errbuf, errlen,
+                 "NTS_CERT and NTS_KEY must be set together "
+                 "(certificate chain and its private key)");
     return NTSNTP_ERR_BAD_CONFIG;
   }
   if (s->role == NTSNTP_ROLE_KE && !cert) {
-    ntsntp__errf(errbuf, errlen, "NTS_ROLE=ke serves only NTS-KE; fix: set "
-             "NTS_CERT and NTS_KEY");
+    ntsntp__errf(errbuf, errlen,
+                 "NTS_ROLE=ke serves only NTS-KE; fix: set "
+                 "NTS_CERT and NTS_KEY");
     return NTSNTP_ERR_BAD_CONFIG;
   }
   if (s->role == NTSNTP_ROLE_KE &&
       (!s->ntp_server_name || !*s->ntp_server_name)) {
-    ntsntp__errf(errbuf, errlen, "NTS_ROLE=ke sends clients to another NTP "
-             "server; fix: set NTS_NTP_SERVER to its name or address");
+    ntsntp__errf(errbuf, errlen,
+                 "NTS_ROLE=ke sends clients to another NTP "
+                 "server; fix: set NTS_NTP_SERVER to its name or address");
     return NTSNTP_ERR_BAD_CONFIG;
   }
   if (s->role != NTSNTP_ROLE_ALL &&
       (!s->key_secret_file || !*s->key_secret_file)) {
-    ntsntp__errf(errbuf, errlen, "NTS_ROLE=%s needs the fleet's shared cookie "
-             "keys; fix: set NTS_KEY_SECRET_FILE on every instance",
-             s->role == NTSNTP_ROLE_KE ? "ke" : "ntp");
+    ntsntp__errf(errbuf, errlen,
+                 "NTS_ROLE=%s needs the fleet's shared cookie "
+                 "keys; fix: set NTS_KEY_SECRET_FILE on every instance",
+                 s->role == NTSNTP_ROLE_KE ? "ke" : "ntp");
     return NTSNTP_ERR_BAD_CONFIG;
   }
   return 0;
@@ -1162,8 +1169,9 @@ int ntsntp_uv_service_start(uv_loop_t *loop,
       snprintf(hw_buf, sizeof(hw_buf), "%s", s->hwtimestamp);
       k = ntsntp_conf_split(hw_buf, hw_names, 8);
       if (k <= 0) {
-        ntsntp__errf(errbuf, errlen, "HWTIMESTAMP must be interface names "
-                 "separated by commas, without spaces (at most 8)");
+        ntsntp__errf(errbuf, errlen,
+                     "HWTIMESTAMP must be interface names "
+                     "separated by commas, without spaces (at most 8)");
         rv = NTSNTP_ERR_BAD_CONFIG;
         goto fail;
       }

@@ -187,11 +187,11 @@ int ntsntp_uv_service_conf_load(ntsntp_uv_service_conf **out, int argc,
   ntsntp__errf(errbuf, errlen, "%s", "");
   if (!out || argc < 0 || (argc && !argv) || !prog || !version) {
     ntsntp__errf(errbuf, errlen, "configuration: %s",
-                 !out                 ? "out is NULL"
-                 : argc < 0           ? "argc is negative"
-                 : argc && !argv      ? "argv is NULL"
-                 : !prog              ? "prog is NULL"
-                                      : "version is NULL");
+                 !out            ? "out is NULL"
+                 : argc < 0      ? "argc is negative"
+                 : argc && !argv ? "argv is NULL"
+                 : !prog         ? "prog is NULL"
+                                 : "version is NULL");
     return NTSNTP_ERR_INVALID_ARG;
   }
   *out = NULL;

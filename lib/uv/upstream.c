@@ -223,13 +223,14 @@ static int parse_item(up_entry *e, const char *item, char *errbuf,
     snprintf(e->name + hlen, sizeof(e->name) - hlen, ":%lu", port);
   return 0;
 bad:
-  ntsntp__errf(errbuf, errlen,
-           "NTP_SERVERS item \"%.200s\" is not a server; fix: use HOST, "
-           "HOST:PORT, [IPv6]:PORT, nts://HOST[:NTS-KE-PORT] for NTS, "
-           "pool://NAME[:PORT] or pool+nts://NAME[:NTS-KE-PORT] for a pool, "
-           "each with ?xleave for interleaved mode, "
-           "or 127.127.1.1 for the local clock",
-           item);
+  ntsntp__errf(
+      errbuf, errlen,
+      "NTP_SERVERS item \"%.200s\" is not a server; fix: use HOST, "
+      "HOST:PORT, [IPv6]:PORT, nts://HOST[:NTS-KE-PORT] for NTS, "
+      "pool://NAME[:PORT] or pool+nts://NAME[:NTS-KE-PORT] for a pool, "
+      "each with ?xleave for interleaved mode, "
+      "or 127.127.1.1 for the local clock",
+      item);
   return NTSNTP_ERR_BAD_CONFIG;
 }
 
@@ -1095,12 +1096,12 @@ static int check_list(const ntsntp_uv_upstream_settings *s, up_entry *tmp,
   int rv;
   if (s->n_servers > MAX_ENTRIES) {
     ntsntp__errf(errbuf, errlen, "NTP_SERVERS has %zu items; at most %d",
-             s->n_servers, MAX_ENTRIES);
+                 s->n_servers, MAX_ENTRIES);
     return NTSNTP_ERR_BAD_CONFIG;
   }
   if (s->maxsources < 1 || s->maxsources > NTSNTP_SYNC_MAX_SOURCES) {
     ntsntp__errf(errbuf, errlen, "MAXSOURCES is %u; fix: 1 to %d",
-             s->maxsources, NTSNTP_SYNC_MAX_SOURCES);
+                 s->maxsources, NTSNTP_SYNC_MAX_SOURCES);
     return NTSNTP_ERR_BAD_CONFIG;
   }
   for (i = 0; i < s->n_servers; i++) {
@@ -1320,11 +1321,11 @@ int ntsntp_uv_upstream_start(uv_loop_t *loop,
   if (!loop || !out || !s->server ||
       (s->n_servers == 0 && s->n_refclocks == 0)) {
     ntsntp__errf(errbuf, errlen, "upstream: %s",
-             !loop  ? "loop is NULL"
-             : !out ? "out is NULL"
-             : !s->server ? "settings.server is NULL; fix: the NTP server "
-                            "whose clock the upstreams set"
-                 : "no servers and no reference clocks to follow");
+                 !loop        ? "loop is NULL"
+                 : !out       ? "out is NULL"
+                 : !s->server ? "settings.server is NULL; fix: the NTP server "
+                                "whose clock the upstreams set"
+                              : "no servers and no reference clocks to follow");
     return NTSNTP_ERR_INVALID_ARG;
   }
   up = ntsntp__calloc(1, sizeof(*up));
