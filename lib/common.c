@@ -188,12 +188,15 @@ int ntsntp_ct_memcmp(const void *a, const void *b, size_t len) {
   return d != 0;
 }
 
+void ntsntp__verrf(char *buf, size_t len, const char *fmt, va_list ap) {
+  if (buf != NULL && len != 0)
+    vsnprintf(buf, len, fmt, ap);
+}
+
 void ntsntp__errf(char *buf, size_t len, const char *fmt, ...) {
   va_list ap;
-  if (buf == NULL || len == 0)
-    return;
   va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
+  ntsntp__verrf(buf, len, fmt, ap);
   va_end(ap);
 }
 

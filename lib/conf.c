@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errtext.h"
 #include "ntsntp/conf.h"
 
 /* Bytes; a config file of every setting with comments is a few KiB. */
@@ -44,10 +45,8 @@ static const ntsntp_conf_opt *find_flag(const ntsntp_conf_opt *opts, size_t n,
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
   va_list ap;
-  if (err == NULL || errlen == 0)
-    return NTSNTP_ERR_BAD_CONFIG;
   va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
+  ntsntp__verrf(err, errlen, fmt, ap);
   va_end(ap);
   return NTSNTP_ERR_BAD_CONFIG;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "errtext.h"
 #include "ntsntp/refclock.h"
 
 #define MAX_TOKENS 48
@@ -18,11 +19,9 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
   va_list ap;
-  if (err && errlen) {
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
+  va_start(ap, fmt);
+  ntsntp__verrf(err, errlen, fmt, ap);
+  va_end(ap);
   return NTSNTP_ERR_BAD_CONFIG;
 }
 

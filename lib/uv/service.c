@@ -116,11 +116,10 @@ static int make_state_dir(const ntsntp_uv_service *svc, const char *hint,
                           char *errbuf, size_t errlen) {
   if (mkdir(svc->s.state_dir, 0750) == 0 || errno == EEXIST)
     return 0;
-  if (errbuf)
-    ntsntp__errf(errbuf, errlen,
-                 "cannot create STATE_DIR %s: %s; fix: create it "
-                 "or point STATE_DIR at a writable directory%s",
-                 svc->s.state_dir, strerror(errno), hint);
+  ntsntp__errf(errbuf, errlen,
+               "cannot create STATE_DIR %s: %s; fix: create it "
+               "or point STATE_DIR at a writable directory%s",
+               svc->s.state_dir, strerror(errno), hint);
   return NTSNTP_ERR_IO;
 }
 
