@@ -95,10 +95,8 @@ static void on_sample(void *user, const ntsntp_uv_ntp_outcome *o) {
   st->authenticated = 0;
   /* New cookies into the jar; a NAK drops keys and cookies; the cookie
    * of a request never sent goes back. */
-  if (st->nts && o->status != 0 && o->requests == 0)
-    ntsntp_nts_client_request_unsent(st->nts);
-  else if (st->nts)
-    ntsntp_nts_client_request_done(st->nts, o->status, o->sample);
+  if (st->nts)
+    ntsntp_uv_ntp_outcome_nts(st->nts, o);
   if (o->status == 0) {
     const ntsntp_client_sample *s = o->sample;
     char refid[32];

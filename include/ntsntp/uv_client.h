@@ -240,13 +240,23 @@ ntsntp_uv_ntp_query_settings_default_versioned(int version,
  * its AEAD and keys, its one cookie (so one request is sent) and its
  * Cookie Placeholders.  |s| points into |k|, which points into the
  * client: start the query before the next call on the client (the
- * query copies them).  Report the outcome with
- * ntsntp_nts_client_request_done, or with ntsntp_nts_client_request_unsent
- * when the query failed without sending (outcome requests 0).
+ * query copies them).  Report the outcome with ntsntp_uv_ntp_outcome_nts.
  */
 NTSNTP_EXTERN void
 ntsntp_uv_ntp_query_settings_nts(ntsntp_uv_ntp_query_settings *s,
                                  const ntsntp_nts_client_keys *k);
+
+/*
+ * Reports the outcome of a query made with ntsntp_uv_ntp_query_settings_nts
+ * to the client |c| that gave its keys: ntsntp_nts_client_request_done
+ * (new cookies into the jar, a NAK drops the keys), or, when the query
+ * failed without sending a request, ntsntp_nts_client_request_unsent (the
+ * cookie goes back).  Returns what that call returns.
+ *
+ * version-added: 1.0.0
+ */
+NTSNTP_EXTERN int ntsntp_uv_ntp_outcome_nts(ntsntp_nts_client *c,
+                                            const ntsntp_uv_ntp_outcome *o);
 
 /*
  * Starts one NTP exchange on |loop|.  The library opens a UDP socket

@@ -1098,6 +1098,13 @@ void ntsntp_uv_ntp_query_settings_nts(ntsntp_uv_ntp_query_settings *s,
   s->placeholders = k->placeholders; /* to fill the jar again */
 }
 
+int ntsntp_uv_ntp_outcome_nts(ntsntp_nts_client *c,
+                              const ntsntp_uv_ntp_outcome *o) {
+  if (o->status != 0 && o->requests == 0) /* the cookie never left */
+    return ntsntp_nts_client_request_unsent(c);
+  return ntsntp_nts_client_request_done(c, o->status, o->sample);
+}
+
 int ntsntp_uv_ntp_query_start(uv_loop_t *loop,
                               const ntsntp_uv_ntp_query_settings *s,
                               ntsntp_uv_ntp_query_cb cb, void *user,

@@ -551,11 +551,9 @@ static void on_ntp(void *user, const ntsntp_uv_ntp_outcome *o) {
       ntsntp_client_xleave_update(&src->xl, o->sample, o->t1, o->t4);
   }
   /* New cookies into the jar; a NAK drops the keys; a cookie that never
-   * left (no request sent) goes back. */
-  if (src->nts && o->status != 0 && o->requests == 0)
-    (void)ntsntp_nts_client_request_unsent(src->ntsc);
-  else if (src->nts)
-    ntsntp_nts_client_request_done(src->ntsc, o->status, o->sample);
+   * left goes back. */
+  if (src->nts)
+    (void)ntsntp_uv_ntp_outcome_nts(src->ntsc, o);
   switch (o->status) {
   case 0: {
     ntsntp_source_info info;
